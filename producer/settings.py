@@ -1,0 +1,128 @@
+"""All of kirim's settings, read once from `KIRIM_*` environment variables or `.env`.
+
+One flat object shared by the producer, the ingest API and the workers: the worker-only
+fields (NusaSMS credentials) are optional here and checked by `require_provider()` when a
+worker starts, so a client service never needs the provider's password.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from producer.errors import ConfigError
+
+ENV_PREFIX = "KIRIM_"
+
+
+class Settings(BaseSettings):
+    """kirim's configuration; see the README's configuration table."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_file=".env", extra="ignore", frozen=True
+    )
+
+    # Redis: broker, message records, counters, dead letters.
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    key_prefix: str = "kirim"
+
+    # The NusaSMS account.
+    nusasms_url: str = "https://api.nusasms.com"
+    nusasms_user: str | None = None
+    nusasms_password: SecretStr | None = None
+    nusasms_sender: str | None = None
+    nusasms_connect_timeout_s: float = Field(5.0, gt=0)
+    nusasms_read_timeout_s: float = Field(30.0, gt=0)
+    nusasms_pool_size: int = Field(64, ge=1)
+
+    # Messages.
+    message_ttl_s: int = Field(7 * 86400, ge=60)
+    otp_validity_s: int = Field(300, ge=10)
+    sms_max_parts: int = Field(10, ge=1, le=255)
+    newline_counts_double: bool = True  # NusaSMS's length page counts a newline as 2
+
+    # Delivery and retries.
+    visibility_timeout_s: int = Field(3600, ge=10)
+    send_lease_s: int = Field(120, ge=5)
+    retry_max_attempts: int = Field(8, ge=1)
+    retry_base_delay_s: float = Field(2.0, gt=0)
+    retry_max_delay_s: float = Field(600.0, gt=0)
+    outbox_grace_s: int = Field(60, ge=1)
+    deferred_release_interval_s: float = Field(1.0, gt=0)
+
+    # Recipient guard (-77 / -78) and the account's global rate limit.
+    guard_enabled: bool = True
+    guard_window_s: int = Field(86400, ge=1)
+    guard_same_text_limit: int = Field(10, ge=1)
+    guard_per_recipient_limit: int = Field(50, ge=1)
+    rate_limit_per_s: float = Field(50.0, gt=0)
+    rate_limit_burst: int = Field(10, ge=1)
+
+    # Worker pool.
+    worker_concurrency: int = Field(32, ge=1)
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str) -> str:
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+    @field_validator("nusasms_url")
+    @classmethod
+    def _http_scheme(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _retry_fits_visibility(self) -> Settings:
+        if self.retry_max_delay_s >= self.visibility_timeout_s:
+            raise ValueError(
+                "KIRIM_RETRY_MAX_DELAY_S must be below KIRIM_VISIBILITY_TIMEOUT_S: a countdown"
+                " longer than the visibility timeout makes Redis deliver the task twice"
+            )
+        return self
+
+    def require_provider(self) -> None:
+        """Raise ConfigError naming each NusaSMS credential a worker needs but lacks."""
+        missing = [
+            f"{ENV_PREFIX}{name.upper()}"
+            for name in ("nusasms_user", "nusasms_password")
+            if not getattr(self, name)
+        ]
+        if missing:
+            raise ConfigError(
+                f"{', '.join(missing)} not set: a worker needs the NusaSMS API credentials"
+                " (the API user, not the web login); set them in the environment or .env"
+            )
+
+    @cached_property
+    def safe_redis_url(self) -> str:
+        """The Redis URL with any password replaced by ***, for logs and errors."""
+        return _mask_url_password(self.redis_url)
+
+
+def _mask_url_password(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    if "@" not in rest:
+        return url
+    creds, _, host = rest.rpartition("@")
+    user = creds.split(":", 1)[0]
+    return f"{scheme}{sep}{user}:***@{host}"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build Settings from the environment; a bad value raises ConfigError naming the variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = "_".join(str(part) for part in err["loc"]).upper()
+            name = f"{ENV_PREFIX}{loc}" if loc else "settings"
+            problems.append(f"{name}: {err['msg']}")
+        # `from None`: pydantic's error repeats the raw input, which may be a secret.
+        raise ConfigError("invalid configuration: " + "; ".join(problems)) from None
