@@ -1,0 +1,99 @@
+"""The status table, row by row against DESIGN.md, and the delivery letters of §1.7."""
+
+from __future__ import annotations
+
+import pytest
+
+from worker.nusasms.status import (
+    STATUS_TABLE,
+    DeliveryState,
+    Outcome,
+    lookup,
+    lookup_letter,
+)
+
+D, R, P, F, X = Outcome.DONE, Outcome.RETRY, Outcome.PAUSE, Outcome.DEFER, Outcome.DEAD
+
+# Written out again from nusasms-api.md §1.5 and DESIGN.md, not derived from the code.
+EXPECTED: dict[int, tuple[str, Outcome]] = {
+    0: ("ALL_RECIPIENTS_PROCESSED", D),
+    -1: ("SEND_ERROR", R),
+    -2: ("NOT_ENOUGH_CREDITS", P),
+    -3: ("NETWORK_NOTCOVERED", X),
+    -5: ("INVALID_USER_OR_PASS", P),
+    -6: ("MISSING_DESTINATION_ADDRESS", X),
+    -7: ("BALANCE_EXPIRED", P),
+    -9: ("NO_ROUTE", X),
+    -10: ("REJECTED", X),
+    -11: ("INVALID_DESTINATION_ADDRESS", X),
+    -12: ("MISSING_MESSAGE", X),
+    -13: ("INVALID_DESTINATION_ADDRESS", X),
+    -22: ("SYNTAX_ERROR", X),
+    -23: ("ERROR_PROCESSING", R),
+    -26: ("COMMUNICATION_ERROR", R),
+    -27: ("INVALID_SENDDATETIME", X),
+    -28: ("INVALID_DELIVERY_REPORT_PUSH_URL", X),
+    -30: ("INVALID_CLIENT_APPID", X),
+    -33: ("DUPLICATE_MESSAGEID", D),
+    -34: ("SENDER_NOT_ALLOWED", X),
+    -40: ("IP_ADDRESS_FORBIDDEN", P),
+    -55: ("GROUP_NOT_FOUND", X),
+    -77: ("SPAM_PATTERN", X),
+    -78: ("LIMIT_REACHED_FOR_DESTINATION", F),
+    -88: ("REJECTED_ROUTE", X),
+    -99: ("GENERAL_ERROR", R),
+}
+
+
+def test_table_has_exactly_the_documented_codes() -> None:
+    assert set(STATUS_TABLE) == set(EXPECTED)
+
+
+@pytest.mark.parametrize(("code", "name", "outcome"), [(c, n, o) for c, (n, o) in EXPECTED.items()])
+def test_each_code_has_its_name_and_outcome(code: int, name: str, outcome: Outcome) -> None:
+    info = lookup(code)
+    assert (info.code, info.name, info.outcome) == (code, name, outcome)
+    assert info.meaning
+    assert STATUS_TABLE[code] is info
+
+
+@pytest.mark.parametrize("code", [1, -4, -8, -100, 999_999, -2_147_483_648])
+def test_unknown_code_is_dead_and_keeps_its_value(code: int) -> None:
+    info = lookup(code)
+    assert info.outcome is Outcome.DEAD
+    assert info.name == "UNKNOWN_CODE"
+    assert info.code == code
+    assert str(code) in info.meaning
+
+
+def test_table_is_read_only() -> None:
+    with pytest.raises(TypeError):
+        STATUS_TABLE[1] = lookup(0)  # type: ignore[index]
+
+
+def test_outcomes_are_plain_strings() -> None:
+    assert {str(o) for o in Outcome} == {"done", "retry", "pause", "defer", "dead", "unknown"}
+
+
+@pytest.mark.parametrize(
+    ("letter", "state", "final"),
+    [
+        ("D", DeliveryState.DELIVERED, True),
+        ("U", DeliveryState.UNDELIVERED, True),
+        ("F", DeliveryState.FAILED, True),
+        ("R", DeliveryState.REJECTED, True),
+        ("E", DeliveryState.EXPIRED, True),
+        ("P", DeliveryState.PENDING, False),
+        ("S", DeliveryState.PENDING, False),
+        ("Q", DeliveryState.PENDING, False),
+        ("A", DeliveryState.PENDING, False),
+        ("d", DeliveryState.DELIVERED, True),
+        (" D ", DeliveryState.DELIVERED, True),
+        ("X", DeliveryState.UNKNOWN_LETTER, False),
+        ("0", DeliveryState.UNKNOWN_LETTER, False),
+        ("DELIVRD", DeliveryState.UNKNOWN_LETTER, False),
+        ("", DeliveryState.UNKNOWN_LETTER, False),
+    ],
+)
+def test_delivery_letters(letter: str, state: DeliveryState, final: bool) -> None:
+    assert lookup_letter(letter) == (state, final)

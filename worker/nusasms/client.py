@@ -1,0 +1,174 @@
+"""The NusaSMS v3 HTTP client: typed calls over an injected `httpx.Client`.
+
+Every call POSTs form fields (credentials never go into a URL, where proxies and access logs
+keep them) and asks for `output=json`. Timeouts and pool limits belong to the injected
+client: the caller must set explicit connect and read timeouts (`build_http_client` does).
+A send's well-formed status code is a result (`result.status.outcome`); everything else that
+goes wrong is a `NusaSMSError` whose `.outcome` says what to do.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+from urllib.parse import urlsplit
+
+import httpx
+
+from worker.nusasms.gsm7 import needs_unicode
+from worker.nusasms.replies import (
+    parse_credits,
+    parse_delivery_report,
+    parse_group_reply,
+    parse_send_reply,
+)
+from worker.nusasms.results import Credits, DeliveryReport, GroupResult, SendResult
+from worker.nusasms.transport import check_response, httpx_errors
+
+SEND_SMS_PATH = "/api/v3/sendsms/plain"
+SEND_WA_PATH = "/api/v3/sendwa/plain"
+SEND_GROUP_PATH = "/api/v3/sendsms/group"  # not documented: nusasms-api.md §1.3 decision
+COMMAND_PATH = "/api/command"
+
+USER_AGENT = "kirim-nusasms/0.1"
+
+Form = dict[str, str]
+
+
+@dataclass(frozen=True)
+class NusaSMSConfig:
+    """Where and as whom to call NusaSMS; the password never appears in repr."""
+
+    base_url: str
+    user: str
+    password: str = field(repr=False)
+    sender: str | None = None
+
+    def __post_init__(self) -> None:
+        parts = urlsplit(self.base_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"base_url must be an http(s) URL, got {parts.scheme or 'no'} scheme")
+        if parts.username or parts.password or parts.query or parts.fragment:
+            raise ValueError("base_url must not carry credentials, a query or a fragment")
+        if not self.user or not self.password:
+            raise ValueError("NusaSMS user and password must both be set")
+        # Blank from an empty environment variable means "no sender", not an empty one.
+        object.__setattr__(self, "sender", (self.sender or "").strip() or None)
+        object.__setattr__(self, "base_url", self.base_url.rstrip("/"))
+
+
+def build_http_client(
+    connect_timeout_s: float,
+    read_timeout_s: float,
+    pool_size: int,
+    *,
+    keepalive_expiry_s: float = 2.0,
+) -> httpx.Client:
+    """An httpx.Client with explicit timeouts and a bounded pool, for NusaSMSClient."""
+    if connect_timeout_s <= 0 or read_timeout_s <= 0 or pool_size < 1 or keepalive_expiry_s < 0:
+        raise ValueError("timeouts must be > 0 s and pool_size >= 1")
+    # A form body of a few hundred bytes leaves in one write: a write (or a wait for a pooled
+    # connection) that takes longer than a connect is stuck, and both are safe to retry.
+    timeout = httpx.Timeout(
+        connect=connect_timeout_s,
+        read=read_timeout_s,
+        write=connect_timeout_s,
+        pool=connect_timeout_s,
+    )
+    # Dropping idle connections before the server does (Apache closes them after 5 s) narrows
+    # the race where a reused connection dies under a send, which leaves its outcome unknown.
+    limits = httpx.Limits(
+        max_connections=pool_size,
+        max_keepalive_connections=pool_size,
+        keepalive_expiry=keepalive_expiry_s,
+    )
+    return httpx.Client(
+        timeout=timeout, limits=limits, follow_redirects=False, headers={"User-Agent": USER_AGENT}
+    )
+
+
+class NusaSMSClient:
+    """Typed calls to the NusaSMS v3 API; knows nothing of Celery or Redis."""
+
+    def __init__(self, config: NusaSMSConfig, http: httpx.Client) -> None:
+        self._config = config
+        self._http = http
+        self._secrets = (config.password,)
+
+    def __repr__(self) -> str:
+        return f"NusaSMSClient(base_url={self._config.base_url!r}, user={self._config.user!r})"
+
+    @property
+    def config(self) -> NusaSMSConfig:
+        """The configuration this client sends with."""
+        return self._config
+
+    def send_sms(
+        self, gsm: str, text: str, *, otp: bool = False, unicode: bool | None = None
+    ) -> SendResult:
+        """Send one SMS (an OTP when `otp`); UCS-2 is chosen from the text unless given."""
+        form = self._credentials("user") | {"GSM": gsm, "SMSText": text}
+        form |= self._sms_options(text, unicode)
+        if otp:
+            form["otp"] = "Y"
+        body, elapsed_s = self._post("send_sms", SEND_SMS_PATH, form, is_send=True)
+        result = parse_send_reply(
+            body, destination=gsm, operation="send_sms", secrets=self._secrets
+        )
+        return replace(result, elapsed_s=elapsed_s)
+
+    def send_wa(self, gsm: str, text: str) -> SendResult:
+        """Send one WhatsApp text (the provider caps it at 1000 characters)."""
+        # §1.2 documents `username` here (not `user`); the sandbox accepts both.
+        form = self._credentials("username") | {"GSM": gsm, "text": text}
+        body, elapsed_s = self._post("send_wa", SEND_WA_PATH, form, is_send=True)
+        result = parse_send_reply(body, destination=gsm, operation="send_wa", secrets=self._secrets)
+        return replace(result, elapsed_s=elapsed_s)
+
+    def send_group(self, group: str, text: str) -> GroupResult:
+        """Send one SMS to a contact group kept in the NusaSMS web app."""
+        form = self._credentials("user") | {"group": group, "SMSText": text}
+        form |= self._sms_options(text, None)
+        body, elapsed_s = self._post("send_group", SEND_GROUP_PATH, form, is_send=True)
+        result = parse_group_reply(
+            body, group=group, operation="send_group", secrets=self._secrets
+        )
+        return replace(result, elapsed_s=elapsed_s)
+
+    def credits(self, kind: str = "sms") -> Credits:
+        """The account's balance of `kind` (sms, wa, …) and when it expires."""
+        form = self._credentials("user") | {"cmd": "CREDITS", "type": kind}
+        body, _ = self._post("credits", COMMAND_PATH, form, is_send=False)
+        return parse_credits(body, operation="credits", secrets=self._secrets)
+
+    def delivery_report(self, ref_no: str) -> DeliveryReport:
+        """Pull the delivery report of a sent message by its message id."""
+        form = self._credentials("user") | {"cmd": "DR", "ref_no": ref_no}
+        body, _ = self._post("delivery_report", COMMAND_PATH, form, is_send=False)
+        return parse_delivery_report(
+            body, ref_no=ref_no, operation="delivery_report", secrets=self._secrets
+        )
+
+    def _credentials(self, user_field: str) -> Form:
+        return {user_field: self._config.user, "password": self._config.password, "output": "json"}
+
+    def _sms_options(self, text: str, unicode: bool | None) -> Form:
+        options: Form = {}
+        if needs_unicode(text) if unicode is None else unicode:
+            options["unicode"] = "True"
+        if self._config.sender:
+            options["sender"] = self._config.sender
+        return options
+
+    def _post(self, operation: str, path: str, form: Form, *, is_send: bool) -> tuple[str, float]:
+        """POST `form` to `path`; the reply body and the seconds the call took."""
+        started = time.perf_counter()
+        with httpx_errors(operation, is_send=is_send, secrets=self._secrets):
+            # Never follow a redirect: 301/302 turn the POST into a GET, and 307/308 would
+            # re-post the credentials wherever the Location points.
+            response = self._http.post(
+                self._config.base_url + path, data=form, follow_redirects=False
+            )
+        elapsed_s = time.perf_counter() - started
+        check_response(operation, response, is_send=is_send, secrets=self._secrets)
+        return response.text, elapsed_s

@@ -1,0 +1,126 @@
+"""NusaSMS status codes and delivery letters, and what kirim does about each (pure data).
+
+The outcome column is DESIGN.md's "Status codes → outcome" table; names and meanings are the
+provider's (nusasms-api.md §1.5). Change a decision here and nowhere else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from types import MappingProxyType
+
+
+class Outcome(StrEnum):
+    """What the caller does with a message after a provider call."""
+
+    DONE = "done"  # accepted (or already accepted): record the id, track its report
+    RETRY = "retry"  # transient: back off and send again, bounded
+    PAUSE = "pause"  # the account cannot send (credit, credentials, IP): stop it, keep the message
+    DEFER = "defer"  # the recipient's window is full: hold until it frees
+    DEAD = "dead"  # sending again cannot succeed: dead-letter it
+    UNKNOWN = "unknown"  # the provider may have it: never resend blindly
+
+
+@dataclass(frozen=True)
+class StatusInfo:
+    """One row of the status table: a provider code, its name, meaning and kirim's outcome."""
+
+    code: int
+    name: str
+    meaning: str
+    outcome: Outcome
+
+
+_D, _R, _P, _F, _X = Outcome.DONE, Outcome.RETRY, Outcome.PAUSE, Outcome.DEFER, Outcome.DEAD
+
+_ROWS: tuple[tuple[int, str, str, Outcome], ...] = (
+    (0, "ALL_RECIPIENTS_PROCESSED", "accepted", _D),
+    (-1, "SEND_ERROR", "error in processing the request", _R),
+    (-2, "NOT_ENOUGH_CREDITS", "account out of credit", _P),
+    (-3, "NETWORK_NOTCOVERED", "destination network not covered for this account", _X),
+    (-5, "INVALID_USER_OR_PASS", "bad credentials", _P),
+    (-6, "MISSING_DESTINATION_ADDRESS", "no GSM", _X),
+    (-7, "BALANCE_EXPIRED", "credit has expired", _P),
+    (-9, "NO_ROUTE", "no routing for the operator", _X),
+    (-10, "REJECTED", "OTP content not sent on the OTP route", _X),
+    (-11, "INVALID_DESTINATION_ADDRESS", "number not recognised", _X),
+    (-12, "MISSING_MESSAGE", "no text", _X),
+    (-13, "INVALID_DESTINATION_ADDRESS", "number not recognised (e.g. a leading 0)", _X),
+    (-22, "SYNTAX_ERROR", "malformed request", _X),
+    (-23, "ERROR_PROCESSING", "general error", _R),
+    (-26, "COMMUNICATION_ERROR", "general API error", _R),
+    (-27, "INVALID_SENDDATETIME", "bad scheduling parameter", _X),
+    (-28, "INVALID_DELIVERY_REPORT_PUSH_URL", "bad push URL", _X),
+    (-30, "INVALID_CLIENT_APPID", "bad APPID", _X),
+    # The provider already holds a message with this id: sending it again gains nothing.
+    (-33, "DUPLICATE_MESSAGEID", "duplicated message id", _D),
+    (-34, "SENDER_NOT_ALLOWED", "sender name not allowed", _X),
+    (-40, "IP_ADDRESS_FORBIDDEN", "client IP not whitelisted", _P),
+    # The doc gives -55 no name; this one is ours.
+    (-55, "GROUP_NOT_FOUND", "group not found or has no contacts", _X),
+    (-77, "SPAM_PATTERN", "more than 10 identical messages to one recipient in a day", _X),
+    (-78, "LIMIT_REACHED_FOR_DESTINATION", "too many messages to one number in 24 hours", _F),
+    (-88, "REJECTED_ROUTE", "operator rejected the request", _X),
+    (-99, "GENERAL_ERROR", "error, reasons vary", _R),
+)
+
+STATUS_TABLE: Mapping[int, StatusInfo] = MappingProxyType(
+    {code: StatusInfo(code, name, meaning, outcome) for code, name, meaning, outcome in _ROWS}
+)
+
+UNKNOWN_CODE_NAME = "UNKNOWN_CODE"
+
+
+def lookup(code: int) -> StatusInfo:
+    """The table row for `code`; a code the table lacks is dead, and keeps its raw value."""
+    known = STATUS_TABLE.get(code)
+    if known is not None:
+        return known
+    # An unknown code may mean anything; dead-lettering keeps it visible instead of looping.
+    return StatusInfo(code, UNKNOWN_CODE_NAME, f"status {code} is not in the NusaSMS table", _X)
+
+
+class DeliveryState(StrEnum):
+    """Where a delivery report says a sent message is."""
+
+    DELIVERED = "delivered"
+    UNDELIVERED = "undelivered"
+    FAILED = "failed"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+    PENDING = "pending"
+    UNKNOWN_LETTER = "unknown_letter"
+
+
+# nusasms-api.md §1.7: only D is evidenced; the rest is our decision.
+DR_LETTERS: Mapping[str, DeliveryState] = MappingProxyType(
+    {
+        "D": DeliveryState.DELIVERED,
+        "U": DeliveryState.UNDELIVERED,
+        "F": DeliveryState.FAILED,
+        "R": DeliveryState.REJECTED,
+        "E": DeliveryState.EXPIRED,
+        "P": DeliveryState.PENDING,
+        "S": DeliveryState.PENDING,
+        "Q": DeliveryState.PENDING,
+        "A": DeliveryState.PENDING,
+    }
+)
+
+FINAL_STATES: frozenset[DeliveryState] = frozenset(
+    {
+        DeliveryState.DELIVERED,
+        DeliveryState.UNDELIVERED,
+        DeliveryState.FAILED,
+        DeliveryState.REJECTED,
+        DeliveryState.EXPIRED,
+    }
+)
+
+
+def lookup_letter(letter: str) -> tuple[DeliveryState, bool]:
+    """(state, final) for a report letter; an unknown letter is not final (it may still move)."""
+    state = DR_LETTERS.get(letter.strip().upper(), DeliveryState.UNKNOWN_LETTER)
+    return state, state in FINAL_STATES
