@@ -55,6 +55,11 @@ class Keys:
         return f"{self.prefix}:deferred"
 
     @property
+    def sending(self) -> str:
+        """Sorted set: ids being sent (score: when the sender's lease runs out)."""
+        return f"{self.prefix}:sending"
+
+    @property
     def held(self) -> str:
         """Set: ids held while the account is paused."""
         return f"{self.prefix}:held"

@@ -1,0 +1,92 @@
+"""Put existing messages (back) on their queue: releases, retries, resumes, replays.
+
+Every requeue is: one atomic move to `queued` with a fresh dispatch token and an outbox
+entry, then the publish, then the outbox entry is removed. A crash between the steps leaves
+the id in the outbox, and `sweep_outbox` publishes it again; a task copy whose token is not
+the record's current one is ignored by the worker, so a double publish never sends twice.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Iterable
+
+import structlog
+from kombu.exceptions import OperationalError
+
+from producer.contract import State
+from producer.publisher import Publisher
+from producer.records import Effects, MessageStore
+
+log = structlog.get_logger(__name__)
+
+
+def new_dispatch() -> str:
+    """A token for one publication of a task; older copies of the task are ignored."""
+    return secrets.token_hex(6)
+
+
+class Dispatcher:
+    """Requeues stored messages and keeps the outbox honest."""
+
+    def __init__(self, store: MessageStore, publisher: Publisher) -> None:
+        self.store = store
+        self.keys = store.keys
+        self.publisher = publisher
+
+    def requeue(self, message_id: str, *, allowed_from: Iterable[State], note: str,
+                countdown_s: float = 0.0, set_fields: dict[str, object] | None = None) -> bool:
+        """Move one message to `queued` and publish it; False if its state did not allow it."""
+        token = new_dispatch()
+        due = time.time() + countdown_s
+        fx = Effects(zadd=[(self.keys.outbox, due, message_id)],
+                     zrem=[(self.keys.deferred, message_id)],
+                     srem=[(self.keys.held, message_id)])
+        moved = self.store.move(message_id, State.QUEUED, note=note, allowed_from=allowed_from,
+                                set_fields={"dispatch": token, "not_before": due,
+                                            **(set_fields or {})}, effects=fx)
+        if not moved.ok:
+            return False
+        self.publish_stored(message_id, token, countdown_s)
+        return True
+
+    def publish_stored(self, message_id: str, token: str, countdown_s: float = 0.0) -> None:
+        """Publish the stored job of a queued message, then drop its outbox entry."""
+        record = self.store.get(message_id)
+        if record is None:
+            return
+        try:
+            self.publisher.publish(record.job, token, countdown_s or None)
+        except OperationalError as exc:
+            log.warning("publish_left_in_outbox", message_id=message_id, error=str(exc))
+            return
+        self.store.redis.zrem(self.keys.outbox, message_id)
+
+    def sweep_outbox(self, grace_s: float, limit: int = 500) -> int:
+        """Publish again every queued message whose publish is overdue by `grace_s`."""
+        overdue = self.store.redis.zrangebyscore(
+            self.keys.outbox, "-inf", time.time() - grace_s, start=0, num=limit)
+        count = 0
+        for raw in overdue:
+            mid = raw.decode() if isinstance(raw, bytes) else raw
+            record = self.store.get(mid)
+            if record is None or record.state not in (State.QUEUED, State.ACCEPTED):
+                self.store.redis.zrem(self.keys.outbox, mid)
+                continue
+            self.publish_stored(mid, record.get("dispatch") or "")
+            count += 1
+        return count
+
+    def release_due(self, limit: int = 500) -> int:
+        """Requeue deferred and scheduled messages whose time has come."""
+        due = self.store.redis.zrangebyscore(self.keys.deferred, "-inf", time.time(),
+                                             start=0, num=limit)
+        released = 0
+        for raw in due:
+            mid = raw.decode() if isinstance(raw, bytes) else raw
+            if self.requeue(mid, allowed_from=[State.DEFERRED], note="released"):
+                released += 1
+            else:  # record gone or moved on: the index entry is stale
+                self.store.redis.zrem(self.keys.deferred, mid)
+        return released

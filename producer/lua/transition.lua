@@ -1,0 +1,33 @@
+-- Move a message to a new state if its current state is an allowed predecessor, and apply the
+-- index updates that go with it, all in one atomic step.
+-- KEYS[1] record hash, KEYS[2] timeline list
+-- ARGV[1] new state, ARGV[2] now, ARGV[3] ttl_s, ARGV[4] JSON spec:
+--   {"from": [states], "set": {f: v}, "incr": {f: n}, "note": str,
+--    "zadd": [[key, score, member]], "zrem": [[key, member]],
+--    "sadd": [[key, member]], "srem": [[key, member]], "xadd": [[key, [f, v, ...]]],
+--    "setex": [[key, value, ttl_s]]}
+-- Returns {1, previous} when moved, {0, previous} when refused, {-1, ""} when missing.
+local state = redis.call("HGET", KEYS[1], "state")
+if not state then return {-1, ""} end
+local spec = cjson.decode(ARGV[4])
+local allowed = false
+for _, s in ipairs(spec["from"] or {}) do
+  if s == state then allowed = true end
+end
+if not allowed then return {0, state} end
+redis.call("HSET", KEYS[1], "state", ARGV[1], "updated_at", ARGV[2])
+for f, v in pairs(spec["set"] or {}) do redis.call("HSET", KEYS[1], f, tostring(v)) end
+for f, n in pairs(spec["incr"] or {}) do redis.call("HINCRBY", KEYS[1], f, n) end
+local entry = {state = ARGV[1], at = tonumber(ARGV[2]), from = state}
+if spec["note"] and spec["note"] ~= "" then entry["note"] = spec["note"] end
+redis.call("RPUSH", KEYS[2], cjson.encode(entry))
+local ttl = tonumber(ARGV[3])
+redis.call("EXPIRE", KEYS[1], ttl)
+redis.call("EXPIRE", KEYS[2], ttl)
+for _, z in ipairs(spec["zadd"] or {}) do redis.call("ZADD", z[1], z[2], z[3]) end
+for _, z in ipairs(spec["zrem"] or {}) do redis.call("ZREM", z[1], z[2]) end
+for _, s in ipairs(spec["sadd"] or {}) do redis.call("SADD", s[1], s[2]) end
+for _, s in ipairs(spec["srem"] or {}) do redis.call("SREM", s[1], s[2]) end
+for _, x in ipairs(spec["xadd"] or {}) do redis.call("XADD", x[1], "*", unpack(x[2])) end
+for _, k in ipairs(spec["setex"] or {}) do redis.call("SET", k[1], k[2], "EX", k[3]) end
+return {1, state}

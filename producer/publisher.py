@@ -1,0 +1,48 @@
+"""Publish `kirim.send` by task name (the producer never imports `worker`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from celery import Celery
+
+from producer.contract import Job
+from producer.routing import Tasks, queue_for
+
+
+def masked_repr(job: Job) -> str:
+    """What Flower shows of a job: no text (OTP codes are secrets), recipient masked."""
+    from producer.recipient import mask_recipient
+
+    who = mask_recipient(job.to) if job.to else f"group:{job.group}"
+    return (f"[{{'id': '{job.id}', 'channel': '{job.channel}', 'to': '{who}', "
+            f"'text': '<{job.parts} part(s), {job.encoding}>'}}]")
+
+
+class Publisher:
+    """Puts send tasks on their channel's queue."""
+
+    def __init__(self, app: Celery) -> None:
+        self.app = app
+
+    def publish(self, job: Job, dispatch: str, countdown_s: float | None = None,
+                producer: Any = None) -> None:
+        """One `kirim.send` task for `job`; `dispatch` tells stale copies from the current one."""
+        self.app.send_task(
+            Tasks.SEND,
+            args=[job.to_task()],
+            kwargs={"dispatch": dispatch},
+            queue=queue_for(job.channel),
+            countdown=countdown_s,
+            argsrepr=masked_repr(job),
+            kwargsrepr=f"{{'dispatch': '{dispatch}'}}",
+            ignore_result=True,
+            producer=producer,
+        )
+
+    def publish_many(self, items: Sequence[tuple[Job, str]]) -> None:
+        """Publish many tasks over one broker connection."""
+        with self.app.producer_or_acquire() as producer:
+            for job, dispatch in items:
+                self.publish(job, dispatch, producer=producer)

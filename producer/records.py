@@ -1,0 +1,195 @@
+"""Message records in Redis: create once, move forward only, read back with a timeline.
+
+Every write is one Lua script, so a record, its timeline and the indexes that point at it
+(outbox, deferred set, DR set, dead letters) never disagree.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from redis import Redis
+
+from producer.contract import TRANSITIONS, Job, State
+from producer.errors import IdempotencyConflict
+from producer.keys import Keys
+from producer.lua import load_script
+
+ZAdd = tuple[str, float, str]
+
+
+@dataclass(frozen=True)
+class Created:
+    """What `create` did: `created` is False when the id or idempotency key already existed."""
+
+    id: str
+    created: bool
+
+
+@dataclass(frozen=True)
+class Moved:
+    """Result of a transition: `ok` when it happened; `previous` is the state before."""
+
+    ok: bool
+    previous: str | None
+
+
+@dataclass
+class Effects:
+    """Index updates that happen atomically with a transition."""
+
+    zadd: list[ZAdd] = field(default_factory=list)
+    zrem: list[tuple[str, str]] = field(default_factory=list)
+    sadd: list[tuple[str, str]] = field(default_factory=list)
+    srem: list[tuple[str, str]] = field(default_factory=list)
+    xadd: list[tuple[str, list[str]]] = field(default_factory=list)
+    setex: list[tuple[str, str, int]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class MessageRecord:
+    """A message as stored: its fields and timeline."""
+
+    id: str
+    state: str
+    fields: dict[str, str]
+    timeline: list[dict[str, Any]]
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        """One field of the record."""
+        return self.fields.get(name, default)
+
+    @property
+    def job(self) -> Job:
+        """The job this record was created from."""
+        return Job.model_validate_json(self.fields["job"])
+
+    @property
+    def attempts(self) -> int:
+        """Provider calls started for this message."""
+        return int(self.fields.get("attempts", "0"))
+
+
+def fingerprint(job: Job) -> str:
+    """Hash of what the caller asked for: the same idempotency key must come with the same."""
+    body = job.model_dump(
+        include={"channel", "to", "group", "text", "send_at", "callback_url", "metadata"}
+    )
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:32]
+
+
+class MessageStore:
+    """Create, move and read message records."""
+
+    def __init__(self, redis: Redis, keys: Keys, ttl_s: int) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.ttl_s = ttl_s
+        self._create = load_script(redis, "create")
+        self._transition = load_script(redis, "transition")
+        self._claim = load_script(redis, "claim")
+
+    def create(self, job: Job, state: State, index: str, score: float,
+               dispatch: str = "", note: str = "", client: Any = None) -> Created:
+        """Write a new record (or find the first one for its idempotency key)."""
+        reply = self._create(**self._create_args(job, state, index, score, dispatch, note),
+                             client=client)
+        return self._created(job, reply)
+
+    def create_many(self, items: Sequence[tuple[Job, State, str, float, str, str]]) -> list[Created]:
+        """`create` for many jobs in one pipeline round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        for job, state, index, score, dispatch, note in items:
+            self._create(**self._create_args(job, state, index, score, dispatch, note),
+                         client=pipe)
+        replies = pipe.execute()
+        return [self._created(item[0], reply) for item, reply in zip(items, replies, strict=True)]
+
+    def _create_args(self, job: Job, state: State, index: str, score: float,
+                     dispatch: str, note: str) -> dict[str, Any]:
+        idem = job.idempotency_key
+        idem_key = self.keys.idempotency(job.source, idem) if idem else self.keys.message(job.id)
+        now = time.time()
+        entries = [{"state": State.ACCEPTED.value, "at": job.created_at}]
+        if state != State.ACCEPTED:
+            entries.append({"state": state.value, "at": now, **({"note": note} if note else {})})
+        fields = {
+            "id": job.id, "channel": job.channel.value, "to": job.to or "",
+            "group": job.group or "", "text_hash": job.text_hash, "parts": job.parts,
+            "encoding": job.encoding, "source": job.source, "attempts": 0,
+            "callback_url": job.callback_url or "", "dispatch": dispatch,
+            "job": job.model_dump_json(),
+        }
+        flat = [str(x) for pair in fields.items() for x in pair]
+        return {
+            "keys": [self.keys.message(job.id), self.keys.timeline(job.id), idem_key, index],
+            "args": [job.id, state.value, now, self.ttl_s, fingerprint(job), "1" if idem else "0",
+                     score, json.dumps(entries), *flat],
+        }
+
+    @staticmethod
+    def _created(job: Job, reply: list[Any]) -> Created:
+        status, first_id = _text(reply[0]), _text(reply[1])
+        if status == "created":
+            return Created(first_id, True)
+        if _text(reply[2]) != fingerprint(job):
+            raise IdempotencyConflict(job.idempotency_key or job.id, first_id)
+        return Created(first_id, False)
+
+    def move(self, message_id: str, to: State, *, note: str = "",
+             set_fields: dict[str, Any] | None = None, incr: dict[str, int] | None = None,
+             effects: Effects | None = None, allowed_from: Iterable[State] | None = None,
+             client: Any = None) -> Moved:
+        """Move a record to `to` if the transition table allows it from its current state."""
+        fx = effects or Effects()
+        spec = {
+            "from": sorted(s.value for s in (allowed_from or TRANSITIONS[to])),
+            "set": {k: str(v) for k, v in (set_fields or {}).items()},
+            "incr": incr or {}, "note": note,
+            "zadd": fx.zadd, "zrem": fx.zrem, "sadd": fx.sadd, "srem": fx.srem, "xadd": fx.xadd,
+            "setex": fx.setex,
+        }
+        keys = [self.keys.message(message_id), self.keys.timeline(message_id)]
+        reply = self._transition(keys=keys, args=[to.value, time.time(), self.ttl_s,
+                                                  json.dumps(spec)], client=client)
+        if client is not None:  # pipelined: the caller reads the reply
+            return Moved(False, None)
+        return Moved(int(reply[0]) == 1, _text(reply[1]) or None)
+
+    def claim(self, message_id: str, lease_s: float, dispatch: str) -> tuple[str, str]:
+        """queued → sending once; returns (outcome, detail) as claim.lua does."""
+        now = time.time()
+        keys = [self.keys.message(message_id), self.keys.timeline(message_id), self.keys.account,
+                self.keys.sending, self.keys.held, self.keys.outbox]
+        reply = self._claim(keys=keys, args=[message_id, now, self.ttl_s, now + lease_s, dispatch])
+        return _text(reply[0]), _text(reply[1])
+
+    def get(self, message_id: str) -> MessageRecord | None:
+        """The record and its timeline, or None when there is none."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hgetall(self.keys.message(message_id))
+        pipe.lrange(self.keys.timeline(message_id), 0, -1)
+        raw, timeline = pipe.execute()
+        if not raw:
+            return None
+        fields = {_text(k): _text(v) for k, v in raw.items()}
+        return MessageRecord(message_id, fields["state"], fields,
+                             [json.loads(_text(e)) for e in timeline])
+
+    def states(self, message_ids: Sequence[str]) -> list[str | None]:
+        """Current state of many messages in one round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        for mid in message_ids:
+            pipe.hget(self.keys.message(mid), "state")
+        return [_text(s) if s is not None else None for s in pipe.execute()]
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bytes):
+        return value.decode()
+    return "" if value is None else str(value)

@@ -1,0 +1,93 @@
+"""The Celery app: `celery -A worker.app worker -P threads -Q otp` and friends.
+
+Settings are read once when this module is imported by the celery command; the services a
+task needs are built lazily, once per worker process, on first use.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from celery import Celery
+from kombu import Queue
+
+from producer.broker import make_celery
+from producer.routing import Queues, Tasks
+from producer.settings import Settings, load_settings
+
+
+def create_app(settings: Settings) -> Celery:
+    """A configured Celery app with kirim's tasks registered."""
+    app = make_celery(settings, "kirim")
+    app.conf.update(
+        # A task is acked after it ran, not when it was received: a worker that dies
+        # mid-task leaves it unacked, and Redis hands it to another worker (the claim in the
+        # message record stops a second provider call).
+        task_acks_late=True,
+        # ...and a task whose worker process was killed is requeued, not marked failed.
+        task_reject_on_worker_lost=True,
+        # One reserved task per thread: a long backlog stays in Redis, where another worker
+        # (or the OTP lane) can take it, instead of in one worker's memory.
+        worker_prefetch_multiplier=1,
+        # Task events for Flower (worker side; the producer sends task-sent).
+        worker_send_task_events=True,
+        task_queues=[Queue(name) for name in Queues.ALL],
+        task_default_queue=Queues.MAINTENANCE,
+        task_routes={
+            Tasks.RELEASE_DUE: {"queue": Queues.MAINTENANCE},
+            Tasks.SWEEP_OUTBOX: {"queue": Queues.MAINTENANCE},
+            Tasks.SWEEP_LEASES: {"queue": Queues.MAINTENANCE},
+        },
+        # The work is waiting on HTTP: threads, not processes.
+        worker_pool="threads",
+        worker_concurrency=settings.worker_concurrency,
+        worker_hijack_root_logger=False,
+        # Beat: RedBeat keeps the schedule and a leader lock in Redis, so several beat
+        # processes can run and exactly one schedules; a standby takes over when the lock
+        # (renewed every loop) is not renewed for redbeat_lock_timeout seconds.
+        beat_scheduler="redbeat.RedBeatScheduler",
+        redbeat_redis_url=settings.redis_url,
+        redbeat_key_prefix=f"{settings.key_prefix}:redbeat:",
+        redbeat_lock_timeout=15,
+        beat_max_loop_interval=5,
+        beat_schedule=beat_schedule(settings),
+    )
+    app.kirim_settings = settings  # type: ignore[attr-defined]
+    from worker.tasks import register_tasks
+
+    register_tasks(app)
+    return app
+
+
+def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
+    """Periodic housekeeping, all on the maintenance queue (never a sending lane)."""
+    return {
+        "release-due": {"task": Tasks.RELEASE_DUE,
+                        "schedule": settings.deferred_release_interval_s,
+                        "options": {"queue": Queues.MAINTENANCE, "expires": 30}},
+        "sweep-outbox": {"task": Tasks.SWEEP_OUTBOX, "schedule": 15.0,
+                         "options": {"queue": Queues.MAINTENANCE, "expires": 60}},
+        "sweep-leases": {"task": Tasks.SWEEP_LEASES, "schedule": 15.0,
+                         "options": {"queue": Queues.MAINTENANCE, "expires": 60}},
+    }
+
+
+_lock = threading.Lock()
+
+
+def services_for(app: Celery) -> Any:
+    """The process-wide Services of an app, built on first use (thread-safe)."""
+    svc = getattr(app, "kirim_services", None)
+    if svc is None:
+        with _lock:
+            svc = getattr(app, "kirim_services", None)
+            if svc is None:
+                from worker.services import build_services
+
+                svc = build_services(app.kirim_settings, app)  # type: ignore[attr-defined]
+                app.kirim_services = svc  # type: ignore[attr-defined]
+    return svc
+
+
+app = create_app(load_settings())

@@ -1,0 +1,93 @@
+"""Record what a provider call ended in: one atomic move per outcome, with its index updates.
+
+Which outcome applies comes from the status table or the exception class (worker.nusasms);
+this module only writes it down: sent, retry, defer, pause, dead or unknown.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from producer.contract import Job, State
+from producer.deadletters import dead_letter_fields
+from producer.dispatch import Dispatcher
+from producer.records import Effects, MessageStore
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """What one provider call told us, for the record."""
+
+    code: int | None
+    code_name: str
+    reply: str
+    provider_id: str | None = None
+    attempts: int = 0
+
+
+class OutcomeRecorder:
+    """Writes outcomes of `sending` messages."""
+
+    def __init__(self, store: MessageStore, dispatcher: Dispatcher, dr_first_poll_s: float) -> None:
+        self.store = store
+        self.keys = store.keys
+        self.dispatcher = dispatcher
+        self.dr_first_poll_s = dr_first_poll_s
+
+    def _fields(self, at: Attempt, reason: str = "") -> dict[str, object]:
+        return {"last_code": "" if at.code is None else at.code, "last_code_name": at.code_name,
+                "last_reply": at.reply[:500], "reason": reason}
+
+    def sent(self, job: Job, at: Attempt, note: str = "") -> bool:
+        """Accepted by the provider: keep its id and start delivery-report tracking."""
+        fx = Effects(zrem=[(self.keys.sending, job.id)])
+        if at.provider_id and job.to:
+            fx.zadd.append((self.keys.dr_pending, time.time() + self.dr_first_poll_s, job.id))
+            fx.setex.append((self.keys.by_provider_id(at.provider_id), job.id,
+                             self.store.ttl_s))
+        fields = {**self._fields(at), "provider_id": at.provider_id or "", "sent_at": time.time()}
+        return self.store.move(job.id, State.SENT, note=note or f"provider id {at.provider_id}",
+                               set_fields=fields, effects=fx).ok
+
+    def retry(self, job: Job, at: Attempt, delay_s: float) -> bool:
+        """Back to `queued`, published again after `delay_s`."""
+        return self.dispatcher.requeue(
+            job.id, allowed_from=[State.SENDING], countdown_s=delay_s,
+            note=f"retry in {delay_s:.1f}s after {at.code_name}", set_fields=self._fields(at))
+
+    def defer(self, job: Job, at: Attempt, until: float, reason: str) -> bool:
+        """Hold until `until` in the deferred set (released by beat)."""
+        fx = Effects(zrem=[(self.keys.sending, job.id)], zadd=[(self.keys.deferred, until, job.id)])
+        return self.store.move(job.id, State.DEFERRED, note=f"{reason} until {until:.0f}",
+                               set_fields={**self._fields(at, reason), "release_at": until},
+                               effects=fx).ok
+
+    def hold(self, job: Job, at: Attempt, reason: str) -> bool:
+        """Park while the account is paused; released on resume."""
+        fx = Effects(zrem=[(self.keys.sending, job.id)], sadd=[(self.keys.held, job.id)])
+        return self.store.move(job.id, State.DEFERRED, note=f"account paused: {reason}",
+                               set_fields=self._fields(at, "account_paused"), effects=fx).ok
+
+    def dead(self, job: Job, at: Attempt, reason: str) -> bool:
+        """Give up: dead letter with the whole job, the code and the last reply."""
+        entry = dead_letter_fields(job.id, reason, at.code, at.code_name, at.attempts, at.reply,
+                                   time.time(), job.model_dump_json())
+        fx = Effects(zrem=[(self.keys.sending, job.id), (self.keys.deferred, job.id)],
+                     xadd=[(self.keys.dead_letters, entry)])
+        return self.store.move(job.id, State.DEAD, note=reason,
+                               set_fields=self._fields(at, reason), effects=fx).ok
+
+    def unknown(self, job: Job, at: Attempt, reason: str) -> bool:
+        """The provider may have the message: never resend blindly; an operator or DR settles."""
+        fx = Effects(zrem=[(self.keys.sending, job.id)],
+                     zadd=[(self.keys.unknown, time.time(), job.id)])
+        return self.store.move(job.id, State.UNKNOWN, note=reason,
+                               set_fields=self._fields(at, reason), effects=fx).ok
+
+    def expired(self, job: Job, reason: str) -> bool:
+        """Not worth sending any more (an OTP past its validity)."""
+        fx = Effects(zrem=[(self.keys.sending, job.id), (self.keys.deferred, job.id),
+                           (self.keys.outbox, job.id)])
+        return self.store.move(job.id, State.EXPIRED, note=reason, set_fields={"reason": reason},
+                               effects=fx).ok
