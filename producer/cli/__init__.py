@@ -1,0 +1,21 @@
+"""`kirim`: send, status, dead letters, account, demo. Run `kirim --help`."""
+
+from __future__ import annotations
+
+import typer
+
+from producer.cli import account, dlq, send, status
+from producer.cli.demo import demo
+
+app = typer.Typer(no_args_is_help=True, add_completion=False,
+                  help="kirim: a send queue for NusaSMS (SMS, WhatsApp, OTP).")
+app.command(name="send")(send.send)
+app.command(name="status")(status.status)
+app.add_typer(dlq.app, name="dlq")
+app.add_typer(account.app, name="account")
+app.command(name="demo")(demo)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

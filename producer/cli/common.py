@@ -1,0 +1,35 @@
+"""What every CLI command shares: settings, a client, readable errors."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+
+import typer
+from rich.console import Console
+
+from producer.client import KirimClient
+from producer.errors import KirimError
+from producer.settings import load_settings
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+@contextlib.contextmanager
+def client() -> Iterator[KirimClient]:
+    """A KirimClient from the environment; KirimErrors become a clean exit 1."""
+    try:
+        with KirimClient(load_settings(), source="cli") as kirim:
+            yield kirim
+    except KirimError as exc:
+        err_console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+
+
+def when(epoch: float | str | None) -> str:
+    """Epoch seconds as local time, for people."""
+    if epoch in (None, ""):
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(epoch)))  # type: ignore[arg-type]
