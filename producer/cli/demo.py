@@ -22,7 +22,7 @@ SETTLED = {State.SENT, State.DELIVERED, State.UNDELIVERED, State.FAILED, State.R
 
 # (label, channel, to, text): magic sandbox numbers pick the provider's behaviour.
 SCENARIOS = [
-    *[("accepted", "sms", f"62812345678{i:02d}", f"Pesanan #{1000 + i} sudah dikirim.")
+    *[("sent normally", "sms", f"62812345678{i:02d}", f"Pesanan #{1000 + i} sudah dikirim.")
       for i in range(30)],
     *[("otp lane", "otp", f"62813555000{i:02d}", f"Kode OTP Anda {123400 + i}. Jangan"
        " berikan kepada siapa pun.") for i in range(5)],

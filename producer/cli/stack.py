@@ -89,8 +89,11 @@ class LocalStack:
 
     def _start_redis(self) -> None:
         binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+        # The demo starts from an empty Redis each run (its counters would defer a rerun's
+        # batch); AOF stays on, as in production.
         data = RUN_DIR / "redis"
-        data.mkdir(exist_ok=True)
+        shutil.rmtree(data, ignore_errors=True)
+        data.mkdir()
         self._spawn("redis", [binary, "--port", str(self.ports["redis"]), "--bind", "127.0.0.1",
                               "--dir", str(data.resolve()), "--appendonly", "yes",
                               "--save", ""])
