@@ -1,0 +1,139 @@
+"""The recipient guard: keeps sends under NusaSMS's -77 (same text) and -78 (per number) caps.
+
+Each recipient has two rolling windows in Redis (sorted sets, member = message id, score =
+microseconds since the epoch): one per (route, recipient, text hash) and one per (route,
+recipient). The worker calls `reserve` right before the provider call (check and reserve in
+one Lua script, so any number of workers stay within the limits); the producer calls `peek`
+at enqueue time for fast feedback, which reads and never writes. After the provider itself
+answers -77/-78, `block` stops the recipient until a time.
+
+Routes: SMS and OTP go out through the same NusaSMS SMS API to the same destination number,
+so the provider counts them together and they share the route "sms"; WhatsApp is a separate
+API with its own counts, route "wa". An OTP therefore uses up the recipient's SMS allowance.
+
+Window boundary: an entry at time t counts while now < t + window_s and is gone at
+now == t + window_s, to the microsecond.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import Any, Literal, cast
+
+from redis import Redis
+from redis.commands.core import Script
+
+from producer.keys import Keys
+
+GuardReason = Literal["same_text", "per_recipient", "blocked"]
+
+_ROUTES = {"sms": "sms", "otp": "sms", "wa": "wa"}
+_US_PER_S = 1_000_000
+
+
+@dataclass(frozen=True)
+class GuardLimits:
+    """The guard's window and caps (NusaSMS publishes the same-text cap of 10, not the other)."""
+
+    window_s: int = 86400
+    same_text_limit: int = 10
+    per_recipient_limit: int = 50
+
+    def __post_init__(self) -> None:
+        for name in ("window_s", "same_text_limit", "per_recipient_limit"):
+            value = getattr(self, name)
+            if value < 1:
+                raise ValueError(f"GuardLimits.{name} must be at least 1, got {value}")
+
+
+@dataclass(frozen=True)
+class GuardDecision:
+    """Whether a message may go now; if not, why and when (epoch seconds) it could."""
+
+    allowed: bool
+    reason: GuardReason | None
+    retry_at: float | None
+
+
+def route_for(channel: str) -> str:
+    """The guard route of a channel: "sms" for sms and otp, "wa" for wa."""
+    try:
+        return _ROUTES[channel]
+    except KeyError:
+        raise ValueError(f"unknown channel {channel!r}: expected one of sms, otp, wa") from None
+
+
+@cache
+def _lua(*names: str) -> str:
+    """Source of the named producer/lua files, joined (read once per process)."""
+    folder = resources.files("producer") / "lua"
+    return "\n".join((folder / name).read_text(encoding="utf-8") for name in names)
+
+
+def _now_arg(now: float | None) -> str:
+    """A script's time argument: microseconds, or "" for the script to use Redis TIME."""
+    return "" if now is None else str(round(now * _US_PER_S))
+
+
+def _decision(reply: list[Any]) -> GuardDecision:
+    """GuardDecision from a script's {allowed, reason, retry_us} reply."""
+    # Text whichever way the client decodes replies.
+    allowed, reason, retry_us = (v.decode() if isinstance(v, bytes) else str(v) for v in reply)
+    if allowed == "1":
+        return GuardDecision(True, None, None)
+    return GuardDecision(False, cast(GuardReason, reason), int(retry_us) / _US_PER_S)
+
+
+class RecipientGuard:
+    """Rolling-window caps per recipient and per (recipient, text), shared through Redis."""
+
+    def __init__(self, redis: Redis, keys: Keys, limits: GuardLimits) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._limits = limits
+        self._reserve = redis.register_script(_lua("guard_check.lua", "guard_reserve.lua"))
+        self._peek = redis.register_script(_lua("guard_check.lua", "guard_peek.lua"))
+        self._block = redis.register_script(_lua("guard_block.lua"))
+
+    def reserve(
+        self, message_id: str, route: str, recipient: str, text_hash: str,
+        now: float | None = None,
+    ) -> GuardDecision:
+        """Check and count one send atomically; the same message id never counts twice."""
+        args = [message_id, _now_arg(now), *self._limit_args()]
+        return _decision(self._run(self._reserve, route, recipient, text_hash, args))
+
+    def peek(
+        self, route: str, recipient: str, text_hash: str, now: float | None = None
+    ) -> GuardDecision:
+        """What `reserve` would answer now, without writing anything."""
+        args = [_now_arg(now), *self._limit_args()]
+        return _decision(self._run(self._peek, route, recipient, text_hash, args))
+
+    def release(self, message_id: str, route: str, recipient: str, text_hash: str) -> None:
+        """Uncount a reserved message the provider did not take."""
+        with self._redis.pipeline(transaction=True) as pipe:
+            pipe.zrem(self._keys.guard_text(route, recipient, text_hash), message_id)
+            pipe.zrem(self._keys.guard_recipient(route, recipient), message_id)
+            pipe.execute()
+
+    def block(self, route: str, recipient: str, until: float) -> None:
+        """Refuse the recipient until `until` (epoch seconds); never shortens a longer block."""
+        key = self._keys.guard_block(route, recipient)
+        self._block(keys=[key], args=[str(round(until * _US_PER_S))])
+
+    def _limit_args(self) -> list[int]:
+        limits = self._limits
+        return [limits.window_s * _US_PER_S, limits.same_text_limit, limits.per_recipient_limit]
+
+    def _run(
+        self, script: Script, route: str, recipient: str, text_hash: str, args: list[Any]
+    ) -> list[Any]:
+        keys = [
+            self._keys.guard_text(route, recipient, text_hash),
+            self._keys.guard_recipient(route, recipient),
+            self._keys.guard_block(route, recipient),
+        ]
+        return script(keys=keys, args=args)

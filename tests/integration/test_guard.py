@@ -1,0 +1,399 @@
+"""The recipient guard against a real Redis: limits, window boundary, block, peek, races."""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+import time
+import uuid
+from collections import defaultdict
+from typing import Any
+
+import pytest
+import redis as redis_lib
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+
+from producer.guard import GuardDecision, GuardLimits, RecipientGuard, route_for
+from producer.keys import Keys
+
+BASE = 1_700_000_000.0  # a fixed "now" for tests that pass time explicitly
+DAY = 86400
+RCPT = "+6281234567890"
+KEYS = Keys()
+HASH_A, HASH_B = "a" * 16, "b" * 16  # shaped like producer.segments.text_hash
+
+
+def new_id() -> str:
+    """A message id shaped like kirim's."""
+    return uuid.uuid4().hex
+
+
+@pytest.fixture
+def guard(redis: redis_lib.Redis) -> RecipientGuard:
+    """A guard with the default limits (24 h, 10 same texts, 50 per recipient)."""
+    return RecipientGuard(redis, KEYS, GuardLimits())
+
+
+def snapshot(redis: redis_lib.Redis) -> dict[str, Any]:
+    """Every key with its contents and Redis's count of writes, for before/after comparisons."""
+    # The write count (server.dirty; saving is off in tests) also catches a changed TTL.
+    out: dict[str, Any] = {"writes": redis.info("persistence")["rdb_changes_since_last_save"]}
+    for key in sorted(redis.scan_iter("*")):
+        kind = redis.type(key)
+        out[key] = redis.zrange(key, 0, -1, withscores=True) if kind == "zset" else redis.get(key)
+    return out
+
+
+def test_same_text_limit_refuses_the_eleventh_with_the_oldest_plus_a_day(guard):
+    for i in range(10):
+        assert guard.reserve(new_id(), "sms", RCPT, HASH_A, now=BASE + i).allowed
+    decision = guard.reserve(new_id(), "sms", RCPT, HASH_A, now=BASE + 20)
+    assert decision == GuardDecision(False, "same_text", BASE + DAY)
+    # Another text to the same recipient still goes.
+    assert guard.reserve(new_id(), "sms", RCPT, HASH_B, now=BASE + 21).allowed
+
+
+def test_per_recipient_limit_refuses_at_n_plus_one(redis):
+    guard = RecipientGuard(redis, KEYS, GuardLimits(per_recipient_limit=5))
+    for i in range(5):
+        assert guard.reserve(new_id(), "sms", RCPT, f"h{i}", now=BASE + 10 * i).allowed
+    decision = guard.reserve(new_id(), "sms", RCPT, "h9", now=BASE + 100)
+    assert decision == GuardDecision(False, "per_recipient", BASE + DAY)
+    assert redis.zcard(KEYS.guard_recipient("sms", RCPT)) == 5
+
+
+def test_retry_at_is_the_later_of_both_windows(redis):
+    guard = RecipientGuard(redis, KEYS, GuardLimits(same_text_limit=2, per_recipient_limit=3))
+    guard.reserve(new_id(), "sms", RCPT, HASH_B, now=BASE)
+    guard.reserve(new_id(), "sms", RCPT, HASH_A, now=BASE + 5)
+    guard.reserve(new_id(), "sms", RCPT, HASH_A, now=BASE + 7)
+    # Per-recipient frees at BASE + DAY, same-text only at BASE + 5 + DAY: that one binds.
+    decision = guard.reserve(new_id(), "sms", RCPT, HASH_A, now=BASE + 9)
+    assert decision == GuardDecision(False, "same_text", BASE + 5 + DAY)
+
+
+def test_retry_at_after_the_limit_was_lowered(redis):
+    for i in range(5):
+        RecipientGuard(redis, KEYS, GuardLimits()).reserve(new_id(), "sms", RCPT, HASH_A, BASE + i)
+    lowered = RecipientGuard(redis, KEYS, GuardLimits(same_text_limit=3))
+    # Three entries must leave before there is room: the third oldest is the last of them.
+    decision = lowered.peek("sms", RCPT, HASH_A, now=BASE + 10)
+    assert decision == GuardDecision(False, "same_text", BASE + 2 + DAY)
+
+
+@pytest.mark.parametrize("method", ["reserve", "peek"])
+def test_an_entry_counts_until_exactly_window_s_later(redis, method):
+    guard = RecipientGuard(redis, KEYS, GuardLimits(window_s=100, same_text_limit=1))
+    guard.reserve("first", "sms", RCPT, HASH_A, now=BASE)
+
+    def ask(now: float) -> GuardDecision:
+        if method == "peek":
+            return guard.peek("sms", RCPT, HASH_A, now=now)
+        return guard.reserve(new_id(), "sms", RCPT, HASH_A, now=now)
+
+    assert ask(BASE + 100 - 1e-6) == GuardDecision(False, "same_text", BASE + 100)
+    assert ask(BASE + 100).allowed
+
+
+def test_reserve_prunes_entries_that_left_the_window(redis):
+    guard = RecipientGuard(redis, KEYS, GuardLimits(window_s=100))
+    for i in range(3):
+        guard.reserve(new_id(), "sms", RCPT, HASH_A, now=BASE + i)
+    guard.reserve(new_id(), "sms", RCPT, HASH_A, now=BASE + 101.5)
+    assert redis.zcard(KEYS.guard_text("sms", RCPT, HASH_A)) == 2  # BASE + 2 and the new one
+    assert redis.zcard(KEYS.guard_recipient("sms", RCPT)) == 2
+
+
+def test_reserving_the_same_message_twice_counts_once(redis):
+    guard = RecipientGuard(redis, KEYS, GuardLimits(same_text_limit=2))
+    assert guard.reserve("m1", "sms", RCPT, HASH_A, now=BASE).allowed
+    assert guard.reserve("m1", "sms", RCPT, HASH_A, now=BASE + 1).allowed
+    assert guard.reserve("m2", "sms", RCPT, HASH_A, now=BASE + 2).allowed
+    # Full now, but a redelivery of a message already counted still goes.
+    assert guard.reserve("m1", "sms", RCPT, HASH_A, now=BASE + 3).allowed
+    assert not guard.reserve("m3", "sms", RCPT, HASH_A, now=BASE + 3).allowed
+    assert redis.zrange(KEYS.guard_text("sms", RCPT, HASH_A), 0, -1, withscores=True) == [
+        ("m1", BASE * 1e6), ("m2", (BASE + 2) * 1e6)
+    ]
+
+
+def test_release_frees_the_slot(redis):
+    guard = RecipientGuard(redis, KEYS, GuardLimits(same_text_limit=1))
+    assert guard.reserve("m1", "sms", RCPT, HASH_A, now=BASE).allowed
+    assert not guard.reserve("m2", "sms", RCPT, HASH_A, now=BASE + 1).allowed
+    guard.release("m1", "sms", RCPT, HASH_A)
+    assert redis.dbsize() == 0  # both sets emptied, so both keys are gone
+    assert guard.reserve("m2", "sms", RCPT, HASH_A, now=BASE + 2).allowed
+
+
+def test_block_refuses_reserve_and_peek_until_it_ends(guard, redis):
+    until = time.time() + 60
+    guard.block("sms", RCPT, until)
+    expected = GuardDecision(False, "blocked", round(until * 1e6) / 1e6)  # kept to the µs
+    assert guard.reserve(new_id(), "sms", RCPT, HASH_A) == expected
+    assert guard.peek("sms", RCPT, HASH_A) == expected
+    assert 59_000 < redis.pttl(KEYS.guard_block("sms", RCPT)) <= 60_000
+    # Explicit times are honoured too: past the block's end it no longer counts.
+    assert guard.reserve(new_id(), "sms", RCPT, HASH_A, now=until + 1).allowed
+
+
+def test_block_only_extends_and_outranks_an_earlier_reservation(guard, redis):
+    assert guard.reserve("m1", "sms", RCPT, HASH_A).allowed
+    until = time.time() + 60
+    guard.block("sms", RCPT, until)
+    guard.block("sms", RCPT, until - 30)  # a shorter answer later must not lift it
+    assert guard.peek("sms", RCPT, HASH_A).retry_at == pytest.approx(until, abs=1e-6)
+    assert guard.reserve("m1", "sms", RCPT, HASH_A).reason == "blocked"
+
+
+def test_a_block_expires_by_itself(guard, redis):
+    guard.block("sms", RCPT, time.time() + 0.2)
+    assert not guard.peek("sms", RCPT, HASH_A).allowed
+    time.sleep(0.3)
+    assert not redis.exists(KEYS.guard_block("sms", RCPT))
+    assert guard.reserve(new_id(), "sms", RCPT, HASH_A).allowed
+
+
+def test_a_block_already_over_writes_nothing(guard, redis):
+    guard.block("sms", RCPT, time.time() - 1)
+    assert redis.dbsize() == 0
+
+
+def test_peek_writes_nothing_and_agrees_with_reserve(redis):
+    setup = RecipientGuard(redis, KEYS, GuardLimits(window_s=100, same_text_limit=3))
+    setup.reserve("old", "sms", RCPT, HASH_A, now=BASE)  # out of the window at BASE + 100
+    setup.reserve("m1", "sms", RCPT, HASH_A, now=BASE + 50)
+    setup.reserve("m2", "sms", RCPT, HASH_A, now=BASE + 60)
+    guard = RecipientGuard(redis, KEYS, GuardLimits(window_s=100, same_text_limit=2))
+    guard.block("wa", RCPT, time.time() + 60)
+    before = snapshot(redis)
+    for now in (BASE + 61, BASE + 120, BASE + 150, BASE + 160):
+        peeked = guard.peek("sms", RCPT, HASH_A, now=now)
+        assert snapshot(redis) == before
+        assert peeked.allowed == (now >= BASE + 150)
+    refused = GuardDecision(False, "same_text", BASE + 150)
+    assert guard.peek("sms", RCPT, HASH_A, now=BASE + 120) == refused
+    assert guard.peek("wa", RCPT, HASH_A).reason == "blocked"
+    assert snapshot(redis) == before
+    # reserve answers the same, and does prune "old": the snapshot can tell.
+    assert guard.reserve("m3", "sms", RCPT, HASH_A, now=BASE + 120) == refused
+    assert snapshot(redis) != before
+
+
+def test_keys_expire_with_the_window(redis):
+    guard = RecipientGuard(redis, KEYS, GuardLimits(window_s=3600))
+    guard.reserve(new_id(), "sms", RCPT, HASH_A)
+    for key in (KEYS.guard_text("sms", RCPT, HASH_A), KEYS.guard_recipient("sms", RCPT)):
+        assert 3_590_000 < redis.pttl(key) <= 3_600_010
+
+
+def test_a_window_of_one_second_disappears_from_redis(redis):
+    guard = RecipientGuard(redis, KEYS, GuardLimits(window_s=1, same_text_limit=1))
+    assert guard.reserve(new_id(), "sms", RCPT, HASH_A).allowed
+    assert not guard.reserve(new_id(), "sms", RCPT, HASH_A).allowed
+    time.sleep(1.05)
+    # EXISTS, not DBSIZE: DBSIZE still counts keys expired but not yet collected.
+    assert not redis.exists(KEYS.guard_text("sms", RCPT, HASH_A), KEYS.guard_recipient("sms", RCPT))
+    assert guard.reserve(new_id(), "sms", RCPT, HASH_A).allowed
+
+
+def test_routes_are_counted_apart(redis):
+    guard = RecipientGuard(redis, KEYS, GuardLimits(same_text_limit=1, per_recipient_limit=1))
+    assert guard.reserve(new_id(), route_for("otp"), RCPT, HASH_A, now=BASE).allowed
+    assert guard.reserve(new_id(), route_for("sms"), RCPT, HASH_B, now=BASE).reason == (
+        "per_recipient"
+    )
+    assert guard.reserve(new_id(), route_for("wa"), RCPT, HASH_A, now=BASE).allowed
+
+
+def test_route_for_channels():
+    assert [route_for(c) for c in ("sms", "otp", "wa")] == ["sms", "sms", "wa"]
+    with pytest.raises(ValueError, match="unknown channel 'fax'"):
+        route_for("fax")
+
+
+def test_works_with_a_client_that_returns_bytes(redis_url):
+    client = redis_lib.Redis.from_url(redis_url)
+    guard = RecipientGuard(client, KEYS, GuardLimits(same_text_limit=1))
+    assert guard.reserve("m1", "sms", RCPT, HASH_A, now=BASE).allowed
+    assert guard.reserve("m2", "sms", RCPT, HASH_A, now=BASE) == GuardDecision(
+        False, "same_text", BASE + DAY
+    )
+    client.close()
+
+
+def test_limits_must_be_positive():
+    with pytest.raises(ValueError, match="same_text_limit must be at least 1"):
+        GuardLimits(same_text_limit=0)
+
+
+# --- the window logic against a pure-Python model -------------------------------------
+
+WINDOW_S = 100
+WINDOW_US = WINDOW_S * 1_000_000
+SMALL = GuardLimits(window_s=WINDOW_S, same_text_limit=2, per_recipient_limit=4)
+
+
+class Model:
+    """The guard's rules written plainly: dicts of message id → time in microseconds."""
+
+    def __init__(self, limits: GuardLimits) -> None:
+        self.limits = limits
+        self.by_text: dict[str, dict[str, int]] = defaultdict(dict)
+        self.by_recipient: dict[str, int] = {}
+
+    def reserve(self, mid: str, text: str, now: int) -> tuple[bool, str | None, int | None]:
+        self.added = False
+        live_text = {m: t for m, t in self.by_text[text].items() if now < t + WINDOW_US}
+        live_all = {m: t for m, t in self.by_recipient.items() if now < t + WINDOW_US}
+        if mid in live_text:
+            return True, None, None
+        frees = []
+        for reason, live, limit in (
+            ("same_text", live_text, self.limits.same_text_limit),
+            ("per_recipient", live_all, self.limits.per_recipient_limit),
+        ):
+            if len(live) >= limit:
+                frees.append((sorted(live.values())[len(live) - limit] + WINDOW_US, reason))
+        if frees:
+            retry = max(f for f, _ in frees)
+            return False, next(r for f, r in frees if f == retry), retry
+        self.by_text[text][mid] = self.by_recipient[mid] = now
+        self.added = True
+        return True, None, None
+
+    def release(self, mid: str, text: str) -> None:
+        self.by_text[text].pop(mid, None)
+        self.by_recipient.pop(mid, None)
+
+
+def at_most_limit_in_any_window(times: list[int], limit: int) -> bool:
+    """True if no half-open span [t, t + window) holds more than limit of the times."""
+    times = sorted(times)
+    return all(sum(1 for u in times if t <= u < t + WINDOW_US) <= limit for t in times)
+
+
+# Steps on a quarter-window lattice make later times land exactly on an entry's t + window,
+# plus a millisecond either side of it and some arbitrary steps.
+QUARTER_MS = WINDOW_S * 1000 // 4
+STEP_MS = st.one_of(
+    st.sampled_from([0, QUARTER_MS, 2 * QUARTER_MS, 4 * QUARTER_MS]),
+    st.sampled_from([1, QUARTER_MS - 1, QUARTER_MS + 1]),
+    st.integers(0, 30_000),
+)
+KIND = st.sampled_from(["new"] * 6 + ["replay", "release"])
+ACTION = st.tuples(STEP_MS, st.sampled_from("abc"), KIND, st.integers(0, 1000))
+
+
+@settings(max_examples=300, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(actions=st.lists(ACTION, max_size=50))
+def test_window_logic_matches_a_plain_model(redis, actions):
+    # Each example gets its own recipient: the fixture's Redis is only emptied per test.
+    recipient = f"+62{uuid.uuid4().int % 10**10:010d}"
+    guard = RecipientGuard(redis, KEYS, SMALL)
+    model = Model(SMALL)
+    now_us = int(BASE * 1_000_000)
+    tried: list[tuple[str, str]] = []  # (message id, text) of every id so far
+    counted: list[tuple[str, str, int]] = []  # (id, text, time) of every counted reservation
+    for step_ms, text, kind, pick in actions:
+        now_us += step_ms * 1000
+        if kind == "new" or not tried:
+            mid = new_id()
+            tried.append((mid, text))
+        else:
+            mid, text = tried[pick % len(tried)]
+        if kind == "release":
+            guard.release(mid, "sms", recipient, text)
+            model.release(mid, text)
+            # Released while live: it no longer counts, in any window.
+            counted = [c for c in counted if not (c[0] == mid and now_us < c[2] + WINDOW_US)]
+            continue
+        peeked = guard.peek("sms", recipient, text, now=now_us / 1_000_000)
+        got = guard.reserve(mid, "sms", recipient, text, now=now_us / 1_000_000)
+        if kind == "new":  # peek knows no message id, so it answers for a new one
+            assert peeked == got
+        allowed, reason, retry_us = model.reserve(mid, text, now_us)
+        retry = None if retry_us is None else retry_us / 1_000_000
+        assert got == GuardDecision(allowed, reason, retry), (mid, text, now_us)  # type: ignore[arg-type]
+        event(f"refused: {reason}" if reason else "allowed")
+        if any(now_us == t + WINDOW_US for *_, t in counted):
+            event("an entry just left the window")
+        if model.added:
+            counted.append((mid, text, now_us))
+    for text in "abc":
+        times = [t for _, x, t in counted if x == text]
+        assert at_most_limit_in_any_window(times, SMALL.same_text_limit)
+    assert at_most_limit_in_any_window([t for *_, t in counted], SMALL.per_recipient_limit)
+
+
+# --- many processes racing for one recipient ------------------------------------------
+
+PROCESSES, THREADS, ATTEMPTS = 8, 4, 12
+
+
+def _race(url: str, same_text: bool, start: Any, results: Any) -> None:
+    """One process: THREADS threads reserving ATTEMPTS distinct message ids each."""
+    client = redis_lib.Redis.from_url(url, decode_responses=True)
+    guard = RecipientGuard(client, KEYS, GuardLimits())
+    allowed: list[str] = []
+
+    def run() -> None:
+        for i in range(ATTEMPTS):
+            mid = new_id()
+            text = HASH_A if same_text else f"text-{mid}-{i}"
+            if guard.reserve(mid, "sms", RCPT, text).allowed:
+                allowed.append(mid)
+
+    threads = [threading.Thread(target=run) for _ in range(THREADS)]
+    start.wait()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    results.put(allowed)
+    client.close()
+
+
+@pytest.mark.parametrize(("same_text", "limit"), [(False, 50), (True, 10)])
+def test_racing_processes_never_exceed_the_limit(redis_url, redis, same_text, limit):
+    ctx = multiprocessing.get_context("fork")
+    start, results = ctx.Barrier(PROCESSES), ctx.Queue()
+    procs = [ctx.Process(target=_race, args=(redis_url, same_text, start, results))
+             for _ in range(PROCESSES)]
+    for proc in procs:
+        proc.start()
+    allowed = [mid for _ in procs for mid in results.get(timeout=30)]
+    for proc in procs:
+        proc.join(10)
+        assert proc.exitcode == 0
+    assert len(allowed) == len(set(allowed)) == limit
+    assert set(redis.zrange(KEYS.guard_recipient("sms", RCPT), 0, -1)) == set(allowed)
+
+
+# --- memory ---------------------------------------------------------------------------
+
+def test_memory_per_recipient(redis, capsys):
+    guard = RecipientGuard(redis, KEYS, GuardLimits())
+
+    def usage() -> int:
+        return sum(redis.memory_usage(k, samples=0) or 0 for k in redis.scan_iter("*"))
+
+    def send(times: int, texts: int) -> int:
+        redis.flushall()
+        for i in range(times):
+            guard.reserve(new_id(), "sms", RCPT, f"{i % texts:016x}")
+        return usage()
+
+    one, ten, ten_texts = send(1, 1), send(10, 1), send(10, 10)
+    redis.flushall()
+    before = redis.info("memory")["used_memory"]
+    for i in range(10_000):
+        guard.reserve(new_id(), "sms", f"+62812{i:08d}", HASH_A)
+    per_recipient = (redis.info("memory")["used_memory"] - before) / 10_000
+    with capsys.disabled():
+        print(f"\nguard memory per recipient (MEMORY USAGE, all keys): 1 send {one} B,"
+              f" 10 sends of one text {ten} B, 10 sends of 10 texts {ten_texts} B;"
+              f" INFO used_memory over 10,000 recipients x 1 send: {per_recipient:.0f} B each")
+    assert one < 400 and ten < 1200 and ten_texts < 2500 and per_recipient < 600
