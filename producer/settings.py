@@ -7,6 +7,7 @@ worker starts, so a client service never needs the provider's password.
 
 from __future__ import annotations
 
+import re
 from functools import cached_property
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
@@ -15,6 +16,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from producer.errors import ConfigError
 
 ENV_PREFIX = "KIRIM_"
+_API_KEY_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 
 class Settings(BaseSettings):
@@ -46,7 +49,7 @@ class Settings(BaseSettings):
     # Delivery and retries.
     visibility_timeout_s: int = Field(3600, ge=10)
     send_lease_s: int = Field(120, ge=5)
-    retry_max_attempts: int = Field(8, ge=1)
+    retry_max_attempts: int = Field(10, ge=1)
     retry_base_delay_s: float = Field(2.0, gt=0)
     retry_max_delay_s: float = Field(600.0, gt=0)
     outbox_grace_s: int = Field(60, ge=1)
@@ -63,6 +66,13 @@ class Settings(BaseSettings):
     # Worker pool.
     worker_concurrency: int = Field(32, ge=1)
 
+    # Ingest HTTP API. `api_keys` is "name:sha256hex,name2:sha256hex" (hashes only; make one
+    # with `python -c "import hashlib;print(hashlib.sha256(b'secret').hexdigest())"`).
+    api_keys: SecretStr = SecretStr("")
+    api_max_body_bytes: int = Field(1024 * 1024, ge=1024)
+    api_batch_max: int = Field(1000, ge=1, le=10000)
+    api_dropin_enabled: bool = True  # the NusaSMS-compatible /api/v3/… and /api/command routes
+
     @field_validator("redis_url")
     @classmethod
     def _redis_scheme(cls, value: str) -> str:
@@ -76,6 +86,17 @@ class Settings(BaseSettings):
         if not value.startswith(("http://", "https://")):
             raise ValueError("must be an http:// or https:// URL")
         return value.rstrip("/")
+
+    @field_validator("api_keys")
+    @classmethod
+    def _api_key_entries(cls, value: SecretStr) -> SecretStr:
+        for entry in filter(None, (e.strip() for e in value.get_secret_value().split(","))):
+            name, _, digest = entry.partition(":")
+            if not _API_KEY_NAME.fullmatch(name) or not _SHA256_HEX.fullmatch(digest.lower()):
+                raise ValueError(
+                    "each entry must be name:sha256hex (name of letters, digits, _ . -; the"
+                    " 64-hex-digit SHA-256 of the key, never the key itself)")
+        return value
 
     @model_validator(mode="after")
     def _retry_fits_visibility(self) -> Settings:

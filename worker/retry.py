@@ -10,7 +10,7 @@ from dataclasses import dataclass
 class RetryPolicy:
     """How often and how long to wait before sending a message again."""
 
-    max_attempts: int = 8
+    max_attempts: int = 10
     base_delay_s: float = 2.0
     max_delay_s: float = 600.0
 
