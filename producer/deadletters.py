@@ -94,8 +94,8 @@ class DeadLetters:
 
     def _iter(self, newest_first: bool) -> Iterator[DeadLetter]:
         read = self.redis.xrevrange if newest_first else self.redis.xrange
-        for entry_id, raw in read(self.key):
-            yield _parse(entry_id, raw)
+        for entry_id, raw in read(self.key) or []:
+            yield _parse(entry_id, raw or {})
 
 
 def _parse(entry_id: Any, raw: dict[Any, Any]) -> DeadLetter:

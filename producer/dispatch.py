@@ -65,11 +65,8 @@ class Dispatcher:
 
     def sweep_outbox(self, grace_s: float, limit: int = 500) -> int:
         """Publish again every queued message whose publish is overdue by `grace_s`."""
-        overdue = self.store.redis.zrangebyscore(
-            self.keys.outbox, "-inf", time.time() - grace_s, start=0, num=limit)
         count = 0
-        for raw in overdue:
-            mid = raw.decode() if isinstance(raw, bytes) else raw
+        for mid in self._due(self.keys.outbox, time.time() - grace_s, limit):
             record = self.store.get(mid)
             if record is None or record.state not in (State.QUEUED, State.ACCEPTED):
                 self.store.redis.zrem(self.keys.outbox, mid)
@@ -80,13 +77,15 @@ class Dispatcher:
 
     def release_due(self, limit: int = 500) -> int:
         """Requeue deferred and scheduled messages whose time has come."""
-        due = self.store.redis.zrangebyscore(self.keys.deferred, "-inf", time.time(),
-                                             start=0, num=limit)
         released = 0
-        for raw in due:
-            mid = raw.decode() if isinstance(raw, bytes) else raw
+        for mid in self._due(self.keys.deferred, time.time(), limit):
             if self.requeue(mid, allowed_from=[State.DEFERRED], note="released"):
                 released += 1
             else:  # record gone or moved on: the index entry is stale
                 self.store.redis.zrem(self.keys.deferred, mid)
         return released
+
+    def _due(self, key: str, until: float, limit: int) -> list[str]:
+        """Members of a time-scored set whose time is at or before `until`, oldest first."""
+        raw = self.store.redis.zrangebyscore(key, "-inf", until, start=0, num=limit)
+        return [m.decode() if isinstance(m, bytes) else str(m) for m in raw]

@@ -161,7 +161,6 @@ class _store_errors:
     def __enter__(self) -> None:
         return None
 
-    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> bool:
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
         if isinstance(exc, redis_lib.RedisError):
             raise StoreUnavailable(f"Redis unavailable: {type(exc).__name__}") from exc
-        return False

@@ -10,8 +10,9 @@ from pydantic import ValidationError
 from producer.contract import WA_MAX_CHARS, Channel, Job, SendRequest
 from producer.errors import InvalidMessage
 from producer.recipient import normalize_recipient
-from producer.segments import count_segments, is_gsm7, text_hash
+from producer.segments import Encoding, count_segments, is_gsm7, text_hash
 from producer.settings import Settings
+
 
 def new_message_id(now: float | None = None) -> str:
     """A sortable, unguessable id: milliseconds in hex, then 40 random bits."""
@@ -66,7 +67,7 @@ def _destination(req: SendRequest) -> tuple[str | None, str | None]:
     return normalize_recipient(req.to or ""), None
 
 
-def _size(channel: Channel, text: str, settings: Settings) -> tuple[str, int]:
+def _size(channel: Channel, text: str, settings: Settings) -> tuple[Encoding, int]:
     if channel == Channel.WA:
         if len(text) > WA_MAX_CHARS:
             raise InvalidMessage(

@@ -101,7 +101,8 @@ class MessageStore:
                              client=client)
         return self._created(job, reply)
 
-    def create_many(self, items: Sequence[tuple[Job, State, str, float, str, str]]) -> list[Created]:
+    def create_many(self, items: Sequence[tuple[Job, State, str, float, str, str]]
+                    ) -> list[Created]:
         """`create` for many jobs in one pipeline round trip."""
         pipe = self.redis.pipeline(transaction=False)
         for job, state, index, score, dispatch, note in items:

@@ -53,7 +53,7 @@ def create_app(settings: Settings) -> Celery:
         beat_max_loop_interval=5,
         beat_schedule=beat_schedule(settings),
     )
-    app.kirim_settings = settings  # type: ignore[attr-defined]
+    app.kirim_settings = settings
     from worker.tasks import register_tasks
 
     register_tasks(app)
@@ -85,8 +85,8 @@ def services_for(app: Celery) -> Any:
             if svc is None:
                 from worker.services import build_services
 
-                svc = build_services(app.kirim_settings, app)  # type: ignore[attr-defined]
-                app.kirim_services = svc  # type: ignore[attr-defined]
+                svc = build_services(app.kirim_settings, app)
+                app.kirim_services = svc
     return svc
 
 

@@ -8,13 +8,13 @@ import httpx
 from celery import Celery
 from redis import Redis
 
+from producer.account import AccountCircuit
 from producer.dispatch import Dispatcher
 from producer.guard import GuardLimits, RecipientGuard
 from producer.keys import Keys
 from producer.publisher import Publisher
 from producer.records import MessageStore
 from producer.settings import Settings
-from producer.account import AccountCircuit
 from worker.nusasms import NusaSMSClient, NusaSMSConfig, build_http_client
 from worker.outcomes import OutcomeRecorder
 from worker.ratelimit import RateLimiter

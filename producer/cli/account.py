@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import typer
+
 from producer.account import AccountCircuit, resume_account
 from producer.cli.common import client, console, when
-
-import typer
 
 app = typer.Typer(no_args_is_help=True, help="The NusaSMS account circuit (paused / sending).")
 

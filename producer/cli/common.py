@@ -32,4 +32,4 @@ def when(epoch: float | str | None) -> str:
     """Epoch seconds as local time, for people."""
     if epoch in (None, ""):
         return "-"
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(epoch)))  # type: ignore[arg-type]
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(epoch)))
