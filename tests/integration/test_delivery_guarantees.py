@@ -79,8 +79,8 @@ def test_group_send_is_one_tracked_job(kirim, workers, sandbox):
 
 
 def test_outbox_publishes_what_a_crash_left_unpublished(kirim, workers, sandbox):
-    from producer.jobs import build_job
     from producer.contract import SendRequest
+    from producer.jobs import build_job
 
     job = build_job(SendRequest(channel="sms", to="6281234567890", text="orphan"), kirim.settings)
     kirim.store.create(job, State.QUEUED, kirim.keys.outbox, time.time() - 60, "tok1")

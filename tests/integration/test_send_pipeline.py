@@ -153,8 +153,8 @@ def test_foreign_celery_client_job_is_adopted_and_sent(kirim, workers, sandbox):
 
 
 def test_expired_otp_is_never_sent(kirim, workers, sandbox):
-    from producer.jobs import build_job
     from producer.contract import SendRequest
+    from producer.jobs import build_job
 
     req = SendRequest(channel="otp", to="6281234567890", text="Kode OTP 111222",
                       otp_validity_s=10)
