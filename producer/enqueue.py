@@ -18,7 +18,7 @@ from redis import Redis
 
 from producer.contract import Channel, Job, SendRequest, State
 from producer.dispatch import new_dispatch
-from producer.errors import KirimError, RecipientLimited, StoreUnavailable
+from producer.errors import IdempotencyConflict, KirimError, RecipientLimited, StoreUnavailable
 from producer.guard import RecipientGuard, route_for
 from producer.jobs import build_job, parse_request
 from producer.keys import Keys
@@ -107,7 +107,9 @@ class Enqueuer:
             created = self.store.create_many(items) if items else []
         to_publish = []
         for (i, job, place, dispatch), made in zip(staged, created, strict=True):
-            if not made.created:
+            if isinstance(made, IdempotencyConflict):
+                results[i] = made
+            elif not made.created:
                 results[i] = self._existing(made.id, job)
             elif place.state == State.QUEUED:
                 to_publish.append((job, dispatch))

@@ -102,14 +102,22 @@ class MessageStore:
         return self._created(job, reply)
 
     def create_many(self, items: Sequence[tuple[Job, State, str, float, str, str]]
-                    ) -> list[Created]:
-        """`create` for many jobs in one pipeline round trip."""
+                    ) -> list[Created | IdempotencyConflict]:
+        """`create` for many jobs in one pipeline round trip; a conflict is returned per item."""
         pipe = self.redis.pipeline(transaction=False)
         for job, state, index, score, dispatch, note in items:
             self._create(**self._create_args(job, state, index, score, dispatch, note),
                          client=pipe)
         replies = pipe.execute()
-        return [self._created(item[0], reply) for item, reply in zip(items, replies, strict=True)]
+        return [self._created_or_conflict(item[0], reply)
+                for item, reply in zip(items, replies, strict=True)]
+
+    @classmethod
+    def _created_or_conflict(cls, job: Job, reply: list[Any]) -> Created | IdempotencyConflict:
+        try:
+            return cls._created(job, reply)
+        except IdempotencyConflict as exc:
+            return exc
 
     def _create_args(self, job: Job, state: State, index: str, score: float,
                      dispatch: str, note: str) -> dict[str, Any]:

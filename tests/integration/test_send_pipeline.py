@@ -176,3 +176,16 @@ def test_dead_letter_replay_goes_through_the_pipeline_again(kirim, workers, sand
     wait_states(kirim, [mid], DONE)
     assert letters.count() == 0
     assert sandbox.counts()[("6281195500000", "needs five tries")] == 1
+
+
+def test_batch_conflict_refuses_only_its_own_item(kirim, workers, sandbox):
+    workers.start()
+    kirim.submit({"channel": "sms", "to": "6281234567890", "text": "first",
+                  "idempotency_key": "k-1"})
+    results = kirim.send_many([
+        {"channel": "sms", "to": "6281234567891", "text": "fine"},
+        {"channel": "sms", "to": "6281234567890", "text": "changed", "idempotency_key": "k-1"},
+    ])
+    assert isinstance(results[1], IdempotencyConflict)
+    wait_states(kirim, [results[0].id], DONE)
+    assert sandbox.counts()[("6281234567891", "fine")] == 1

@@ -1,0 +1,199 @@
+"""The /v1 routes: send one or many, read a message, credits, dead letters, health."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Query, Response
+
+from producer.api.auth import require_key
+from producer.api.errors import ApiError, kirim_error_detail
+from producer.api.runtime import Runtime, runtime
+from producer.api.schemas import (
+    AcceptedMessage,
+    BatchItem,
+    BatchRequest,
+    BatchResult,
+    Credits,
+    DeadLetterList,
+    DeadLetterOut,
+    ErrorBody,
+    ErrorDetail,
+    Health,
+    MessageStatus,
+    Replayed,
+    TimelineEntry,
+)
+from producer.contract import SendRequest
+from producer.deadletters import DeadLetter
+from producer.enqueue import Accepted
+from producer.errors import KirimError, MessageNotFound
+from producer.records import MessageRecord
+
+Rt = Annotated[Runtime, Depends(runtime)]
+Source = Annotated[str, Depends(require_key)]
+
+
+def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    return {s: {"model": ErrorBody} for s in (401, 503, *statuses)}
+
+
+router = APIRouter()
+v1 = APIRouter(prefix="/v1", tags=["messages"])
+
+
+@v1.post("/messages", status_code=202, response_model=AcceptedMessage,
+         summary="Enqueue one message", responses=_errors(409, 413, 422, 429),
+         description="Validates, records and queues one SMS, WhatsApp or OTP. An OTP the"
+         " recipient guard refuses now gets 429 with Retry-After; an SMS or WhatsApp is deferred"
+         " instead. The same `Idempotency-Key` (header or body) with the same body returns the"
+         " first message (`duplicate: true`); with a different body, 409.")
+def send_one(body: SendRequest, rt: Rt, source: Source,
+             idempotency_key: Annotated[str | None, Header(max_length=128)] = None
+             ) -> AcceptedMessage:
+    """Enqueue one message."""
+    if idempotency_key is not None:
+        if body.idempotency_key not in (None, idempotency_key):
+            raise ApiError(422, "invalid_request", "idempotency_key: the body and the"
+                           " Idempotency-Key header disagree; send one of them", "idempotency_key")
+        body = body.model_copy(update={"idempotency_key": idempotency_key})
+    return AcceptedMessage.of(rt.kirim.enqueuer.submit(body, source=source))
+
+
+@v1.post("/messages/batch", response_model=BatchResult, summary="Enqueue many messages",
+         responses={207: {"model": BatchResult, "description": "some items refused"},
+                    **_errors(413, 422)},
+         description="Each item has the shape of POST /v1/messages and gets its own result;"
+         " valid items are accepted even when others are refused (one Redis round trip)."
+         " 200 when every item was accepted, 207 when any was refused.")
+def send_batch(body: BatchRequest, rt: Rt, source: Source, response: Response) -> BatchResult:
+    """Enqueue many messages."""
+    limit = rt.settings.api_batch_max
+    if not body.messages:
+        raise ApiError(422, "invalid_request", "messages: must hold at least one message",
+                       "messages")
+    if len(body.messages) > limit:
+        raise ApiError(422, "invalid_request", f"messages: {len(body.messages)} items; at most"
+                       f" {limit} per request (KIRIM_API_BATCH_MAX): split the batch", "messages")
+    outcomes = rt.kirim.enqueuer.submit_many(body.messages, source=source)
+    results = [_batch_item(i, out) for i, out in enumerate(outcomes)]
+    accepted = sum(r.ok for r in results)
+    response.status_code = 200 if accepted == len(results) else 207
+    return BatchResult(accepted=accepted, refused=len(results) - accepted, results=results)
+
+
+def _batch_item(index: int, outcome: Accepted | KirimError) -> BatchItem:
+    if isinstance(outcome, Accepted):
+        return BatchItem(index=index, ok=True, **AcceptedMessage.of(outcome).model_dump(
+            exclude={"group"}))
+    _, code, field, message = kirim_error_detail(outcome)
+    return BatchItem(index=index, ok=False,
+                     error=ErrorDetail(code=code, field=field, message=message))
+
+
+@v1.get("/messages/{message_id}", response_model=MessageStatus, summary="A message's state",
+        responses=_errors(404), description="State, delivery facts and the full timeline.")
+def get_message(message_id: str, rt: Rt, source: Source) -> MessageStatus:
+    """Read one message."""
+    record = rt.kirim.store.get(message_id)
+    if record is None:
+        raise MessageNotFound(f"no message {message_id!r} (unknown id, or older than"
+                              f" KIRIM_MESSAGE_TTL_S={rt.settings.message_ttl_s} s)")
+    return _status(record)
+
+
+def _status(record: MessageRecord) -> MessageStatus:
+    f = record.fields
+    job = record.job
+    return MessageStatus(
+        id=record.id, state=record.state, channel=f.get("channel"), to=f.get("to") or None,
+        group=f.get("group") or None, encoding=f.get("encoding"),
+        parts=int(f["parts"]) if f.get("parts") else None, source=f.get("source"),
+        attempts=record.attempts, created_at=job.created_at,
+        provider_id=f.get("provider_id") or None, last_code=f.get("last_code") or None,
+        last_code_name=f.get("last_code_name") or None, reason=f.get("reason") or None,
+        metadata=dict(job.metadata),
+        timeline=[TimelineEntry(state=str(e.get("state")), at=float(e.get("at", 0)),
+                                note=e.get("note") or None) for e in record.timeline])
+
+
+@v1.get("/credits", response_model=Credits, summary="Account balance",
+        responses=_errors(), description="The balance the credits poller last read from"
+        " NusaSMS (this does not call the provider); 503 until a first reading exists.")
+def credits(rt: Rt, source: Source) -> Credits:
+    """The last CREDITS reading."""
+    reading = read_credits(rt)
+    if reading is None:
+        raise ApiError(503, "no_credits_reading", "no CREDITS reading yet: the credits poller"
+                       " (celery beat with a worker) has not stored a balance; retry later")
+    return reading
+
+
+def read_credits(rt: Rt) -> Credits | None:
+    """The credits hash as a Credits, or None when the poller has not written it."""
+    raw = rt.kirim.redis.hgetall(rt.kirim.keys.credits)
+    f = {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
+         for k, v in raw.items()}
+    if not f.get("value"):
+        return None
+    value = _number(f["value"])
+    read_at = float(f["read_at"]) if f.get("read_at") else None
+    return Credits(value=value, expires=f.get("expires") or None, read_at=read_at,
+                   age_s=round(time.time() - read_at, 3) if read_at else None)
+
+
+def _number(raw: str) -> int | float | str:
+    """The balance as the provider gave it: an int, a float, or (if neither) the raw text."""
+    for kind in (int, float):
+        try:
+            return kind(raw)
+        except ValueError:
+            pass
+    return raw
+
+
+dlq = APIRouter(prefix="/v1/dead-letters", tags=["dead letters"])
+
+
+@dlq.get("", response_model=DeadLetterList, summary="List dead letters", responses=_errors(),
+         description="Newest first; `code` keeps only one NusaSMS status code (e.g. -13).")
+def list_dead(rt: Rt, source: Source, code: str | None = None,
+              limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> DeadLetterList:
+    """Dead letters."""
+    items = [_letter(d) for d in rt.dead_letters.list(limit, code=code)]
+    return DeadLetterList(count=len(items), items=items)
+
+
+@dlq.post("/{letter_id}/replay", response_model=Replayed, summary="Replay a dead letter",
+          responses=_errors(404, 409), description="By stream entry id or message id: the"
+          " message goes back to `queued` and through the whole pipeline (guard included).")
+def replay_dead(letter_id: str, rt: Rt, source: Source) -> Replayed:
+    """Send one dead message again."""
+    letter = rt.dead_letters.get(letter_id)
+    if letter is None:
+        raise ApiError(404, "not_found", f"no dead letter {letter_id!r} (entry id or message"
+                       " id); list them with GET /v1/dead-letters")
+    if not rt.dead_letters.replay(letter):
+        raise ApiError(409, "not_dead", f"message {letter.message_id} is no longer dead;"
+                       " nothing was replayed")
+    return Replayed(message_id=letter.message_id, entry_id=letter.entry_id, state="queued")
+
+
+def _letter(d: DeadLetter) -> DeadLetterOut:
+    return DeadLetterOut(entry_id=d.entry_id, message_id=d.message_id, reason=d.reason,
+                         code=d.code, code_name=d.code_name, attempts=d.attempts,
+                         last_reply=d.last_reply, at=d.at, channel=d.job.get("channel"),
+                         to=d.job.get("to"))
+
+
+@router.get("/healthz", response_model=Health, tags=["operations"], summary="Health",
+            responses={503: {"model": ErrorBody}}, description="Pings Redis (no API key).")
+def healthz(rt: Rt) -> Health:
+    """200 when Redis answers, else 503."""
+    rt.kirim.redis.ping()
+    return Health(status="ok")
+
+
+router.include_router(v1)
+router.include_router(dlq)

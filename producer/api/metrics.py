@@ -1,0 +1,46 @@
+"""Prometheus: a counter of API requests by route, HTTP status and outcome code."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, generate_latest
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+# Module level on purpose: the default registry refuses a second metric of the same name.
+REQUESTS = Counter("kirim_api_requests", "Ingest API requests by route, status and outcome",
+                   ["route", "status", "code"])
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response,
+            description="The default registry in the Prometheus text format (no API key).")
+def metrics() -> Response:
+    """Every metric of this process."""
+    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+
+class CountRequests:
+    """ASGI middleware: counts each request once it has been answered."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 500
+
+        async def watching(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watching)
+        finally:
+            route = getattr(scope.get("route"), "path", "unmatched")
+            code = scope.get("state", {}).get("outcome") or ("ok" if status < 400 else "error")
+            REQUESTS.labels(route, str(status), code).inc()

@@ -1,0 +1,39 @@
+"""What the routes share: one KirimClient per app, the key ring, dead letters."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fastapi import Request
+
+from producer.api.auth import KeyRing
+from producer.client import KirimClient
+from producer.deadletters import DeadLetters
+from producer.settings import Settings
+
+
+@dataclass
+class Runtime:
+    """Built once at startup (lifespan), closed at shutdown."""
+
+    settings: Settings
+    kirim: KirimClient
+    keyring: KeyRing
+    dead_letters: DeadLetters
+
+    @classmethod
+    def build(cls, settings: Settings) -> Runtime:
+        """Wire everything from settings (the Redis connection opens on first use)."""
+        kirim = KirimClient(settings, source="api")
+        return cls(settings, kirim, KeyRing.parse(settings.api_keys.get_secret_value()),
+                   DeadLetters(kirim.redis, kirim.keys, kirim.dispatcher))
+
+    def close(self) -> None:
+        """Release connections."""
+        self.kirim.close()
+
+
+def runtime(request: Request) -> Runtime:
+    """FastAPI dependency: the app's Runtime."""
+    rt: Runtime = request.app.state.runtime
+    return rt
