@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 import redis as redis_lib
 
-from tests.procs import RedisServer, free_port, python_module, spawn, wait_http
-
 # celery.contrib.pytest is loaded in pyproject's addopts; re-export its worker fixture here.
-from celery.contrib.pytest import celery_worker  # noqa: F401,E402
+from celery.contrib.pytest import celery_worker  # noqa: F401
+
+from tests.procs import RedisServer, free_port, python_module, spawn, wait_http
 
 # Any accidental enqueue without a test's own settings goes nowhere, loudly.
 os.environ.setdefault("KIRIM_REDIS_URL", "redis://127.0.0.1:1/0")
