@@ -85,6 +85,11 @@ class Keys:
         return f"{self.prefix}:account"
 
     @property
+    def provider_codes(self) -> str:
+        """Hash: how many replies of each provider status code (e.g. -77, -78) came back."""
+        return f"{self.prefix}:codes"
+
+    @property
     def credits(self) -> str:
         """Hash: last CREDITS reading."""
         return f"{self.prefix}:credits"

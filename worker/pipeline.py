@@ -120,6 +120,9 @@ class SendPipeline:
             at = Attempt(None, type(exc).__name__, str(exc), attempts=attempts)
             return self._apply(job, exc.outcome, at, getattr(exc, "retry_after_s", None) or 0.0)
         info = result.status
+        # Counted per code so an operator sees -77/-78 from the provider (their limit is
+        # lower than ours, or another system shares the account) without reading logs.
+        self.svc.redis.hincrby(self.svc.keys.provider_codes, str(info.code), 1)
         bound.info("provider_reply", code=info.code, name=info.name, outcome=info.outcome.value)
         at = Attempt(info.code, info.name, result.raw, _provider_id(result), attempts)
         return self._apply(job, info.outcome, at, 0.0)

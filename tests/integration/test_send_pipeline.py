@@ -74,6 +74,7 @@ def test_permanent_errors_are_dead_at_once(kirim, workers, number, code, name):
     assert record.attempts == 1 and record.get("last_code") == code
     letter = DeadLetters(kirim.redis, kirim.keys, kirim.dispatcher).get(mid)
     assert letter is not None and letter.code_name == name and letter.attempts == 1
+    assert kirim.redis.hget(kirim.keys.provider_codes, code) == b"1"
 
 
 def test_already_sent_is_done(kirim, workers):
@@ -89,6 +90,7 @@ def test_provider_recipient_cap_defers(kirim, workers):
     wait_states(kirim, [mid], {State.DEFERRED})
     record = kirim.status(mid)
     assert float(record.get("release_at") or 0) > time.time() + 3600
+    assert kirim.redis.hget(kirim.keys.provider_codes, "-78") == b"1"
     assert kirim.redis.zscore(kirim.keys.deferred, mid) is not None
 
 
