@@ -4,13 +4,12 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint bench redis clean help
+.PHONY: run test lint redis clean help
 
 help:
 	@echo "make run    start Redis, the sandbox, workers, beat, Flower and the API; send a demo batch"
 	@echo "make test   run the whole test suite against real Redis, workers and the sandbox"
 	@echo "make lint   ruff + mypy"
-	@echo "make bench  run the benchmarks in bench/ and write their results"
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,11 +27,8 @@ test: $(STAMP) redis
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check producer worker sandbox tests bench
+	$(BIN)/ruff check producer worker sandbox tests
 	$(BIN)/mypy
-
-bench: $(STAMP) redis
-	$(BIN)/python -m bench
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .run
