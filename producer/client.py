@@ -36,11 +36,11 @@ class KirimClient:
         self.celery = make_celery(settings)
         self.store = MessageStore(self.redis, self.keys, settings.message_ttl_s)
         self.publisher = Publisher(self.celery)
-        self.dispatcher = Dispatcher(self.store, self.publisher)
+        self.dispatcher = Dispatcher(self.store, self.publisher, settings.visibility_timeout_s)
         guard = RecipientGuard(self.redis, self.keys, GuardLimits(
             settings.guard_window_s, settings.guard_same_text_limit,
             settings.guard_per_recipient_limit)) if settings.guard_enabled else None
-        self.enqueuer = Enqueuer(settings, self.redis, self.store, self.publisher, guard)
+        self.enqueuer = Enqueuer(settings, self.redis, self.store, self.dispatcher, guard)
 
     @classmethod
     def from_env(cls, **overrides: Any) -> KirimClient:

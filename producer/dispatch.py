@@ -1,9 +1,13 @@
 """Put existing messages (back) on their queue: releases, retries, resumes, replays.
 
 Every requeue is: one atomic move to `queued` with a fresh dispatch token and an outbox
-entry, then the publish, then the outbox entry is removed. A crash between the steps leaves
-the id in the outbox, and `sweep_outbox` publishes it again; a task copy whose token is not
-the record's current one is ignored by the worker, so a double publish never sends twice.
+entry due now, then the publish, after which the entry is pushed back by `recheck_after_s`.
+The entry leaves the outbox only when a worker claims the message. So `sweep_outbox`
+republishes a message whose publish failed (crash between the steps, broker down) after a
+short grace, and one whose task vanished from the broker (a worker SIGKILLed between kombu's
+BRPOP and its unacked bookkeeping) after `recheck_after_s`. A task copy whose token is not
+the record's current one is ignored, and a second copy with the current token finds the
+message claimed, so a double publish never sends twice.
 """
 
 from __future__ import annotations
@@ -30,10 +34,11 @@ def new_dispatch() -> str:
 class Dispatcher:
     """Requeues stored messages and keeps the outbox honest."""
 
-    def __init__(self, store: MessageStore, publisher: Publisher) -> None:
+    def __init__(self, store: MessageStore, publisher: Publisher, recheck_after_s: float) -> None:
         self.store = store
         self.keys = store.keys
         self.publisher = publisher
+        self.recheck_after_s = recheck_after_s
 
     def requeue(self, message_id: str, *, allowed_from: Iterable[State], note: str,
                 countdown_s: float = 0.0, set_fields: dict[str, object] | None = None) -> bool:
@@ -61,10 +66,19 @@ class Dispatcher:
         except OperationalError as exc:
             log.warning("publish_left_in_outbox", message_id=message_id, error=str(exc))
             return
-        self.store.redis.zrem(self.keys.outbox, message_id)
+        self.published([message_id], time.time() + countdown_s)
+
+    def published(self, message_ids: list[str], due: float) -> None:
+        """Push the outbox entries of published tasks back: checked again if still unclaimed.
+
+        XX: a worker that already claimed the message removed the entry; do not re-add it.
+        """
+        if message_ids:
+            later = due + self.recheck_after_s
+            self.store.redis.zadd(self.keys.outbox, dict.fromkeys(message_ids, later), xx=True)
 
     def sweep_outbox(self, grace_s: float, limit: int = 500) -> int:
-        """Publish again every queued message whose publish is overdue by `grace_s`."""
+        """Publish again every unclaimed message whose outbox entry is overdue by `grace_s`."""
         count = 0
         for mid in self._due(self.keys.outbox, time.time() - grace_s, limit):
             record = self.store.get(mid)

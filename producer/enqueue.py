@@ -17,7 +17,7 @@ from kombu.exceptions import OperationalError
 from redis import Redis
 
 from producer.contract import Channel, Job, SendRequest, State
-from producer.dispatch import new_dispatch
+from producer.dispatch import Dispatcher, new_dispatch
 from producer.errors import IdempotencyConflict, KirimError, RecipientLimited, StoreUnavailable
 from producer.guard import RecipientGuard, route_for
 from producer.jobs import build_job, parse_request
@@ -58,12 +58,13 @@ class Enqueuer:
     """The one way messages enter kirim (Python client, HTTP API and CLI all use it)."""
 
     def __init__(self, settings: Settings, redis: Redis, store: MessageStore,
-                 publisher: Publisher, guard: RecipientGuard | None) -> None:
+                 dispatcher: Dispatcher, guard: RecipientGuard | None) -> None:
         self.settings = settings
         self.redis = redis
         self.keys: Keys = store.keys
         self.store = store
-        self.publisher = publisher
+        self.dispatcher = dispatcher
+        self.publisher = dispatcher.publisher
         self.guard = guard
 
     def submit(self, request: SendRequest | dict[str, object], source: str = "python") -> Accepted:
@@ -140,7 +141,7 @@ class Enqueuer:
             return
         try:
             self.publisher.publish_many(items)
-            self.redis.zrem(self.keys.outbox, *[job.id for job, _ in items])
+            self.dispatcher.published([job.id for job, _ in items], time.time())
         except (OperationalError, redis_lib.RedisError, OSError) as exc:
             # Recorded and in the outbox: the sweeper publishes them once the broker is back.
             log.warning("publish_deferred_to_outbox", count=len(items), error=type(exc).__name__)

@@ -85,6 +85,11 @@ class Keys:
         return f"{self.prefix}:account"
 
     @property
+    def events(self) -> str:
+        """Stream: state changes of messages that have a callback_url (for status callbacks)."""
+        return f"{self.prefix}:events"
+
+    @property
     def provider_codes(self) -> str:
         """Hash: how many replies of each provider status code (e.g. -77, -78) came back."""
         return f"{self.prefix}:codes"

@@ -136,7 +136,8 @@ class MessageStore:
         }
         flat = [str(x) for pair in fields.items() for x in pair]
         return {
-            "keys": [self.keys.message(job.id), self.keys.timeline(job.id), idem_key, index],
+            "keys": [self.keys.message(job.id), self.keys.timeline(job.id), idem_key, index,
+                     self.keys.events],
             "args": [job.id, state.value, now, self.ttl_s, fingerprint(job), "1" if idem else "0",
                      score, json.dumps(entries), *flat],
         }
@@ -163,7 +164,7 @@ class MessageStore:
             "zadd": fx.zadd, "zrem": fx.zrem, "sadd": fx.sadd, "srem": fx.srem, "xadd": fx.xadd,
             "setex": fx.setex,
         }
-        keys = [self.keys.message(message_id), self.keys.timeline(message_id)]
+        keys = [self.keys.message(message_id), self.keys.timeline(message_id), self.keys.events]
         reply = self._transition(keys=keys, args=[to.value, time.time(), self.ttl_s,
                                                   json.dumps(spec)], client=client)
         if client is not None:  # pipelined: the caller reads the reply
@@ -174,7 +175,7 @@ class MessageStore:
         """queued → sending once; returns (outcome, detail) as claim.lua does."""
         now = time.time()
         keys = [self.keys.message(message_id), self.keys.timeline(message_id), self.keys.account,
-                self.keys.sending, self.keys.held, self.keys.outbox]
+                self.keys.sending, self.keys.held, self.keys.outbox, self.keys.events]
         reply = self._claim(keys=keys, args=[message_id, now, self.ttl_s, now + lease_s, dispatch])
         return _text(reply[0]), _text(reply[1])
 

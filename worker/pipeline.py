@@ -55,7 +55,7 @@ class SendPipeline:
             return "expired"
         if not self._guard_allows(job, attempts):
             return "deferred"
-        wait_s = self.svc.limiter.acquire_blocking(MAX_RATE_SLEEP_S) if self.svc.limiter else 0.0
+        wait_s = self.svc.limiter.acquire_blocking(MAX_RATE_SLEEP_S)
         if wait_s > 0:
             self.svc.dispatcher.requeue(job.id, allowed_from=[State.SENDING], countdown_s=wait_s,
                                         note="rate limit", set_fields={"attempts": attempts - 1})

@@ -36,7 +36,7 @@ class Services:
     client: NusaSMSClient
     http: httpx.Client
     guard: RecipientGuard | None
-    limiter: RateLimiter | None
+    limiter: RateLimiter
     circuit: AccountCircuit
     policy: RetryPolicy
 
@@ -54,7 +54,7 @@ def build_services(settings: Settings, app: Celery) -> Services:
                            retry_on_timeout=True)
     keys = Keys(settings.key_prefix)
     store = MessageStore(redis, keys, settings.message_ttl_s)
-    dispatcher = Dispatcher(store, Publisher(app))
+    dispatcher = Dispatcher(store, Publisher(app), settings.visibility_timeout_s)
     http = build_http_client(settings.nusasms_connect_timeout_s, settings.nusasms_read_timeout_s,
                              settings.nusasms_pool_size)
     password = settings.nusasms_password.get_secret_value() if settings.nusasms_password else ""
@@ -64,7 +64,9 @@ def build_services(settings: Settings, app: Celery) -> Services:
         settings=settings, redis=redis, keys=keys, store=store, dispatcher=dispatcher,
         recorder=OutcomeRecorder(store, dispatcher, DR_FIRST_POLL_S),
         client=NusaSMSClient(config, http), http=http,
-        guard=_guard(settings, redis, keys), limiter=_limiter(settings, redis, keys),
+        guard=_guard(settings, redis, keys),
+        limiter=RateLimiter(redis, keys.rate_limit, settings.rate_limit_per_s,
+                            settings.rate_limit_burst),
         circuit=AccountCircuit(redis, keys),
         policy=RetryPolicy(settings.retry_max_attempts, settings.retry_base_delay_s,
                            settings.retry_max_delay_s),
@@ -78,6 +80,3 @@ def _guard(settings: Settings, redis: Redis, keys: Keys) -> RecipientGuard | Non
                          settings.guard_per_recipient_limit)
     return RecipientGuard(redis, keys, limits)
 
-
-def _limiter(settings: Settings, redis: Redis, keys: Keys) -> RateLimiter | None:
-    return RateLimiter(redis, keys.rate_limit, settings.rate_limit_per_s, settings.rate_limit_burst)

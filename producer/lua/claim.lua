@@ -1,7 +1,7 @@
 -- Claim a message for one provider call: queued/accepted -> sending, exactly once.
 -- While the account is paused the message is parked instead (deferred, in the held set).
 -- KEYS[1] record, KEYS[2] timeline, KEYS[3] account hash, KEYS[4] sending zset (lease index),
--- KEYS[5] held set, KEYS[6] outbox zset
+-- KEYS[5] held set, KEYS[6] outbox zset, KEYS[7] events stream (status callbacks)
 -- ARGV[1] id, ARGV[2] now, ARGV[3] ttl_s, ARGV[4] lease_until, ARGV[5] dispatch token
 -- Returns {"claimed", attempts} | {"paused", reason} | {"stale", dispatch} | {"state", state}
 --       | {"missing", ""}
@@ -16,6 +16,11 @@ local function log(new_state, note)
                                             from = state, note = note}))
   redis.call("EXPIRE", KEYS[1], ttl)
   redis.call("EXPIRE", KEYS[2], ttl)
+  local cb = redis.call("HGET", KEYS[1], "callback_url")
+  if cb and cb ~= "" then
+    redis.call("XADD", KEYS[7], "MAXLEN", "~", 1000000, "*", "id", ARGV[1], "state", new_state,
+               "from", state, "at", ARGV[2], "code", "", "provider_id", "")
+  end
 end
 redis.call("ZREM", KEYS[6], ARGV[1])
 local paused = redis.call("HGET", KEYS[3], "paused")

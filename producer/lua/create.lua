@@ -1,5 +1,6 @@
 -- Create a message record once, atomically with its idempotency key and its index entry.
--- KEYS[1] record hash, KEYS[2] timeline list, KEYS[3] idempotency key, KEYS[4] index zset
+-- KEYS[1] record hash, KEYS[2] timeline list, KEYS[3] idempotency key, KEYS[4] index zset,
+-- KEYS[5] events stream (status callbacks)
 -- ARGV[1] id, ARGV[2] state, ARGV[3] now, ARGV[4] ttl_s, ARGV[5] fingerprint,
 -- ARGV[6] "1" to use the idempotency key, ARGV[7] index score, ARGV[8] timeline JSON list,
 -- ARGV[9..] field, value pairs
@@ -27,4 +28,8 @@ if ARGV[6] == "1" then
   redis.call("SET", KEYS[3], ARGV[1] .. "|" .. ARGV[5], "EX", ttl)
 end
 redis.call("ZADD", KEYS[4], ARGV[7], ARGV[1])
+if redis.call("HGET", KEYS[1], "callback_url") ~= "" then
+  redis.call("XADD", KEYS[5], "MAXLEN", "~", 1000000, "*", "id", ARGV[1], "state", ARGV[2],
+             "from", "", "at", ARGV[3], "code", "", "provider_id", "")
+end
 return {"created", ARGV[1]}

@@ -1,6 +1,6 @@
 -- Move a message to a new state if its current state is an allowed predecessor, and apply the
 -- index updates that go with it, all in one atomic step.
--- KEYS[1] record hash, KEYS[2] timeline list
+-- KEYS[1] record hash, KEYS[2] timeline list, KEYS[3] events stream (status callbacks)
 -- ARGV[1] new state, ARGV[2] now, ARGV[3] ttl_s, ARGV[4] JSON spec:
 --   {"from": [states], "set": {f: v}, "incr": {f: n}, "note": str,
 --    "zadd": [[key, score, member]], "zrem": [[key, member]],
@@ -30,4 +30,10 @@ for _, s in ipairs(spec["sadd"] or {}) do redis.call("SADD", s[1], s[2]) end
 for _, s in ipairs(spec["srem"] or {}) do redis.call("SREM", s[1], s[2]) end
 for _, x in ipairs(spec["xadd"] or {}) do redis.call("XADD", x[1], "*", unpack(x[2])) end
 for _, k in ipairs(spec["setex"] or {}) do redis.call("SET", k[1], k[2], "EX", k[3]) end
+-- A producer that gave a callback_url hears of every change, in the same atomic step.
+local cb = redis.call("HMGET", KEYS[1], "callback_url", "id", "last_code", "provider_id")
+if cb[1] and cb[1] ~= "" then
+  redis.call("XADD", KEYS[3], "MAXLEN", "~", 1000000, "*", "id", cb[2], "state", ARGV[1],
+             "from", state, "at", ARGV[2], "code", cb[3] or "", "provider_id", cb[4] or "")
+end
 return {1, state}

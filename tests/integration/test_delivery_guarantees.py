@@ -21,6 +21,7 @@ def test_worker_sigkilled_mid_flight_loses_nothing_and_sends_nothing_twice(
         kirim, workers, sandbox):
     sandbox.configure(latency_ms=150)
     first = workers.start(concurrency=16)
+    workers.beat()  # its outbox sweep republishes a task lost inside the killed worker
     texts = {f"62812000{i:05d}": f"tagihan {i}" for i in range(240)}
     results = kirim.send_many([{"channel": "sms", "to": to, "text": t} for to, t in texts.items()])
     ids = [r.id for r in results]

@@ -191,3 +191,17 @@ def test_batch_conflict_refuses_only_its_own_item(kirim, workers, sandbox):
     assert isinstance(results[1], IdempotencyConflict)
     wait_states(kirim, [results[0].id], DONE)
     assert sandbox.counts()[("6281234567891", "fine")] == 1
+
+
+def test_every_change_of_a_message_with_a_callback_url_is_in_the_event_stream(kirim, workers):
+    workers.start()
+    mid = kirim.send_sms("6281195100000", "with callback",
+                         callback_url="http://127.0.0.1:9/hook")  # -26 once, then sent
+    plain = kirim.send_sms("6281234567890", "no callback")
+    wait_states(kirim, [mid, plain], DONE)
+    events = kirim.redis.xrange(kirim.keys.events)
+    states = [(e[b"id"].decode(), e[b"state"].decode()) for _, e in events]
+    assert [s for i, s in states if i == mid] == ["queued", "sending", "queued", "sending",
+                                                  "sent"]
+    assert all(i == mid for i, _ in states)
+    assert events[-1][1][b"code"] == b"0" and len(events[-1][1][b"provider_id"]) == 18
