@@ -63,6 +63,28 @@ class Settings(BaseSettings):
     rate_limit_per_s: float = Field(50.0, gt=0)
     rate_limit_burst: int = Field(10, ge=1)
 
+    # Delivery reports (worker/delivery.py) and the provider's pushes (producer/api/callbacks.py).
+    dr_poll_interval_s: float = Field(15.0, gt=0)
+    dr_batch_size: int = Field(200, ge=1)
+    dr_concurrency: int = Field(8, ge=1)
+    dr_first_poll_s: float = Field(10.0, ge=0)
+    dr_backoff_max_s: float = Field(1800.0, gt=0)
+    dr_expiry_s: int = Field(3 * 86400, ge=60)
+    callback_token: SecretStr = SecretStr("")  # the secret in the DR/inbound push URLs
+    inbound_task: str | None = None  # a Celery task name to forward inbound SMS to
+    inbound_webhook_url: str | None = None
+
+    # Credits, balance alerts and status callbacks (worker/credits.py, worker/callbacks.py).
+    credits_poll_interval_s: float = Field(300.0, gt=0)
+    credits_warn_below: float = Field(10000.0, ge=0)
+    credits_critical_below: float = Field(1000.0, ge=0)
+    credits_expiry_warn_days: int = Field(7, ge=0)
+    alert_webhook_url: str | None = None
+    alert_sms_numbers: str = ""  # comma-separated operator numbers alerted through kirim
+    status_callback_secret: SecretStr = SecretStr("")  # HMAC-SHA256 key for producer callbacks
+    status_callback_timeout_s: float = Field(5.0, gt=0)
+    status_callback_max_attempts: int = Field(8, ge=1)
+
     # Worker pool.
     worker_concurrency: int = Field(32, ge=1)
 

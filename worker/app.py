@@ -61,8 +61,13 @@ def create_app(settings: Settings) -> Celery:
 
 
 def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
-    """Periodic housekeeping, all on the maintenance queue (never a sending lane)."""
+    """Periodic work, on the reports and maintenance queues (never a sending lane)."""
+    from worker import callbacks, credits, delivery
+
     return {
+        **delivery.beat_entries(settings),
+        **credits.beat_entries(settings),
+        **callbacks.beat_entries(settings),
         "release-due": {"task": Tasks.RELEASE_DUE,
                         "schedule": settings.deferred_release_interval_s,
                         "options": {"queue": Queues.MAINTENANCE, "expires": 30}},

@@ -20,8 +20,6 @@ from worker.outcomes import OutcomeRecorder
 from worker.ratelimit import RateLimiter
 from worker.retry import RetryPolicy
 
-DR_FIRST_POLL_S = 10.0
-
 
 @dataclass
 class Services:
@@ -62,7 +60,7 @@ def build_services(settings: Settings, app: Celery) -> Services:
                            settings.nusasms_sender)
     return Services(
         settings=settings, redis=redis, keys=keys, store=store, dispatcher=dispatcher,
-        recorder=OutcomeRecorder(store, dispatcher, DR_FIRST_POLL_S),
+        recorder=OutcomeRecorder(store, dispatcher, settings.dr_first_poll_s),
         client=NusaSMSClient(config, http), http=http,
         guard=_guard(settings, redis, keys),
         limiter=RateLimiter(redis, keys.rate_limit, settings.rate_limit_per_s,

@@ -19,8 +19,13 @@ log = structlog.get_logger("kirim.tasks")
 
 def register_tasks(app: Celery) -> None:
     """Register kirim's tasks on `app`."""
+    from worker import callbacks, credits, delivery
     from worker.app import services_for
     from worker.pipeline import SendPipeline
+
+    delivery.register(app)
+    credits.register(app)
+    callbacks.register(app)
 
     @app.task(name=Tasks.SEND, ignore_result=True, acks_late=True)
     def send(job: Any, dispatch: str | None = None) -> str:

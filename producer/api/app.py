@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from producer.api import dropin, errors, messages, metrics
+from producer.api import callbacks, dropin, errors, messages, metrics
 from producer.api.limits import BodyLimit
 from producer.api.runtime import Runtime
 from producer.settings import Settings, load_settings
@@ -40,6 +40,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(messages.router)
     app.include_router(metrics.router)
     app.include_router(dropin.router)
+    app.include_router(callbacks.router)
     # The body limit must be known before startup reads settings: take it lazily.
     app.add_middleware(_LazyBodyLimit)
     app.add_middleware(metrics.CountRequests)
