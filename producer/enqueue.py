@@ -22,7 +22,6 @@ from producer.errors import IdempotencyConflict, KirimError, RecipientLimited, S
 from producer.guard import RecipientGuard, route_for
 from producer.jobs import build_job, parse_request
 from producer.keys import Keys
-from producer.publisher import Publisher
 from producer.records import MessageStore
 from producer.settings import Settings
 
