@@ -101,6 +101,8 @@ def _summary(ids: dict[str, str], states: list[str | None]) -> None:
 def _show_stack(local: object) -> None:
     ports = local.ports  # type: ignore[attr-defined]
     console.print(f"Flower:  http://127.0.0.1:{ports['flower']}  (admin / kirim-demo)")
+    console.print(f"API:     http://127.0.0.1:{ports['api']}/docs  (Authorization: Bearer"
+                  " kirim-demo-key)")
     console.print(f"sandbox: http://127.0.0.1:{ports['sandbox']}/_sandbox/stats")
     console.print(f"logs:    .run/*.log   Redis: redis://127.0.0.1:{ports['redis']}/0")
 

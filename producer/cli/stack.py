@@ -1,11 +1,12 @@
 """A local kirim stack as child processes (what `make run` starts): Redis, the sandbox,
-an OTP worker, a general worker, a maintenance worker with beat, and Flower.
+an OTP worker, a general worker, a maintenance worker with beat, Flower and the ingest API.
 
 Ports: the preferred one when free, else any free one; all printed. Data under `.run/`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import signal
@@ -17,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+
+DEMO_API_KEY = "kirim-demo-key"  # the demo's only API key (hashed in KIRIM_API_KEYS)
 
 RUN_DIR = Path(".run")
 
@@ -57,7 +60,7 @@ class LocalStack:
         """Start everything and wait until each part answers."""
         RUN_DIR.mkdir(exist_ok=True)
         self.ports = {"redis": pick_port(6399), "sandbox": pick_port(8099),
-                      "flower": pick_port(5555)}
+                      "flower": pick_port(5555), "api": pick_port(8080)}
         self.env = {**os.environ, **self._kirim_env()}
         self._start_redis()
         self._spawn("sandbox", [sys.executable, "-m", "sandbox", "--host", "127.0.0.1",
@@ -76,7 +79,10 @@ class LocalStack:
         self._spawn("flower", [*celery, "flower", f"--port={self.ports['flower']}",
                                "--address=127.0.0.1",
                                f"--basic-auth={self.flower_user}:{self.flower_password}"])
+        self._spawn("api", [sys.executable, "-m", "producer.cli", "api",
+                            "--port", str(self.ports["api"])])
         wait_port(self.ports["flower"], "flower", 30)
+        wait_port(self.ports["api"], "api", 30)
 
     def _kirim_env(self) -> dict[str, str]:
         return {
@@ -85,6 +91,7 @@ class LocalStack:
             "KIRIM_NUSASMS_USER": "demo", "KIRIM_NUSASMS_PASSWORD": "demo",
             "KIRIM_RETRY_BASE_DELAY_S": "0.5", "KIRIM_RETRY_MAX_DELAY_S": "5",
             "KIRIM_NUSASMS_READ_TIMEOUT_S": "5", "KIRIM_SEND_LEASE_S": "20",
+            "KIRIM_API_KEYS": f"demo:{hashlib.sha256(DEMO_API_KEY.encode()).hexdigest()}",
         }
 
     def _start_redis(self) -> None:
