@@ -29,6 +29,13 @@ class Tasks:
     RELEASE_DUE = "kirim.release_due"
     SWEEP_OUTBOX = "kirim.sweep_outbox"
     SWEEP_LEASES = "kirim.sweep_leases"
+    POLL_CREDITS = "kirim.poll_credits"
+    WATCH_ACCOUNT = "kirim.watch_account"
+    DELIVER_ALERT = "kirim.deliver_alert"
+    DRAIN_CALLBACKS = "kirim.drain_callbacks"
+    POLL_DR = "kirim.poll_dr"  # beat, on `reports`: poll DR for due sent messages
+    APPLY_DR = "kirim.apply_dr"  # on `reports`: a pushed DR, args [fields: dict of str]
+    FORWARD_INBOUND = "kirim.forward_inbound"  # on `reports`: POST an inbound SMS to a webhook
 
 
 _QUEUE_BY_CHANNEL = {Channel.OTP: Queues.OTP, Channel.SMS: Queues.SMS, Channel.WA: Queues.WA}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from producer.cli import account, api, dlq, send, status
+from producer.cli import account, api, credits, dlq, send, status
 from producer.cli.demo import demo
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
@@ -15,6 +15,7 @@ app.add_typer(dlq.app, name="dlq")
 app.add_typer(account.app, name="account")
 app.command(name="demo")(demo)
 app.command(name="api")(api.api)
+app.command(name="credits")(credits.credits)
 
 
 def main() -> None:

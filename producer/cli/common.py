@@ -6,6 +6,7 @@ import contextlib
 import time
 from collections.abc import Iterator
 
+import redis as redis_lib
 import typer
 from rich.console import Console
 
@@ -25,6 +26,10 @@ def client() -> Iterator[KirimClient]:
             yield kirim
     except KirimError as exc:
         err_console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    except redis_lib.RedisError as exc:
+        err_console.print(f"[red]error:[/red] Redis unavailable ({type(exc).__name__}): check"
+                          " KIRIM_REDIS_URL and that Redis is running")
         raise typer.Exit(1) from None
 
 

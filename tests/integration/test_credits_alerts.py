@@ -1,0 +1,143 @@
+"""Credits polling, balance alerts and automatic resume, against a real Redis, the sandbox,
+real worker and beat processes, and a local webhook receiver."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from datetime import date, timedelta
+from typing import Any
+
+import pytest
+
+from producer.account import AccountCircuit
+from producer.client import KirimClient
+from producer.contract import State
+from producer.deadletters import DeadLetters
+from producer.settings import Settings
+from tests.integration.test_status_callbacks import Receiver, serving_receiver
+from tests.kirim_stack import Workers, wait_for, wait_states
+
+pytestmark = pytest.mark.timeout(150)
+
+FAST_POLL = {"KIRIM_CREDITS_POLL_INTERVAL_S": "0.3", "KIRIM_CREDITS_WARN_BELOW": "5000",
+             "KIRIM_CREDITS_CRITICAL_BELOW": "100", "KIRIM_CREDITS_EXPIRY_WARN_DAYS": "7"}
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """The alert webhook: a local receiver for one test."""
+    with serving_receiver() as rec:
+        yield rec
+
+
+def _settings(env: dict[str, str]) -> Settings:
+    return Settings(**{k.removeprefix("KIRIM_").lower(): v  # type: ignore[arg-type]
+                       for k, v in env.items()})
+
+
+def _in_process(env: dict[str, str]) -> tuple[Any, Any]:
+    """A Celery app and Services like a worker's, to call the poll directly."""
+    from worker.app import create_app
+    from worker.services import build_services
+
+    settings = _settings(env)
+    app = create_app(settings)
+    return app, build_services(settings, app)
+
+
+def _alerts(receiver: Receiver, kind: str) -> list[str]:
+    return [b["level"] for b in receiver.json_ok() if b.get("kind") == kind]
+
+
+def test_poll_stores_the_reading_and_a_failed_poll_keeps_it(kirim_env, redis, sandbox):
+    from worker.credits import CreditsMonitor
+
+    sandbox.set_credits(1234, "2031-01-31")
+    app, svc = _in_process(kirim_env)
+    assert CreditsMonitor(app, svc).poll() == "ok"
+    stored = redis.hgetall("kirim:credits")
+    assert stored["value"] == "1234" and stored["expires"] == "2031-01-31"
+    _, broken = _in_process({**kirim_env, "KIRIM_NUSASMS_URL": "http://127.0.0.1:1"})
+    assert CreditsMonitor(app, broken).poll() == "failed"
+    assert redis.hgetall("kirim:credits") == stored
+    svc.close()
+    broken.close()
+
+
+def test_alert_levels_change_once_under_concurrent_workers(redis):
+    from worker.alerts import AlertLevels
+
+    levels = AlertLevels(redis, "kirim")
+    results: list[str | None] = []
+    barrier = threading.Barrier(8)
+
+    def crossing() -> None:
+        barrier.wait()
+        results.append(levels.advance("balance", "critical"))
+
+    threads = [threading.Thread(target=crossing) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert results.count(None) == 7 and results.count("") == 1
+    assert levels.current() == {"balance": "critical"}
+
+
+def test_balance_and_expiry_alerts_fire_once_per_crossing(kirim_env, tmp_path, sandbox,
+                                                          receiver):
+    operator = "6281200000001"
+    env = {**kirim_env, **FAST_POLL, "KIRIM_ALERT_WEBHOOK_URL": receiver.url,
+           "KIRIM_ALERT_SMS_NUMBERS": operator}
+    pool = Workers(env, tmp_path)
+    pool.start()
+    pool.beat()
+    try:
+        sandbox.set_credits(3000)
+        wait_for(lambda: _alerts(receiver, "balance") == ["warn"], 20, "a warn alert")
+        sandbox.set_credits(50)
+        wait_for(lambda: _alerts(receiver, "balance") == ["warn", "critical"], 10, "critical")
+        sandbox.set_credits(90000, date.today() + timedelta(days=3))
+        wait_for(lambda: _alerts(receiver, "balance")[-1:] == ["ok"], 10, "a recovery alert")
+        wait_for(lambda: _alerts(receiver, "expiry") == ["expiring"], 10, "an expiry alert")
+        wait_for(lambda: len(sandbox.messages(gsm=operator)) == 4, 20, "4 alert SMS")
+        ticks = len(receiver.hits)
+        time.sleep(1.5)  # five more polls at the same levels: no new alert
+    finally:
+        pool.stop_all()
+    assert len(receiver.hits) == ticks
+    assert _alerts(receiver, "balance") == ["warn", "critical", "ok"]
+    texts = [m["text"] for m in sandbox.messages(gsm=operator)]
+    assert any("critical" in t for t in texts) and all(t.startswith("[kirim]") for t in texts)
+    assert all(b["text"].startswith("[kirim] ") for b in receiver.json_ok())
+
+
+def test_out_of_credit_mid_campaign_resumes_by_itself_after_top_up(kirim_env, tmp_path,
+                                                                  sandbox, receiver):
+    env = {**kirim_env, **FAST_POLL, "KIRIM_ALERT_WEBHOOK_URL": receiver.url}
+    pool = Workers(env, tmp_path)
+    pool.start()
+    pool.beat()
+    try:
+        sandbox.set_credits(12)
+        with KirimClient(_settings(env), source="campaign") as kirim:
+            ids = [kirim.send_sms(f"62812666{i:05d}", f"promo {i}") for i in range(30)]
+            circuit = AccountCircuit(kirim.redis, kirim.keys)
+            wait_for(lambda: circuit.state().paused, 30, "the account to pause on -2")
+            states = wait_states(kirim, ids, {State.SENT, State.DEFERRED})
+            assert Counter(states)[State.SENT] == 12, Counter(states)
+            assert DeadLetters(kirim.redis, kirim.keys, kirim.dispatcher).count() == 0
+            wait_for(lambda: "paused" in _alerts(receiver, "account"), 10, "a paused alert")
+            sandbox.set_credits(1000)
+            wait_states(kirim, ids, {State.SENT}, timeout_s=60)
+            assert not circuit.state().paused
+        wait_for(lambda: _alerts(receiver, "account") == ["paused", "resumed"], 10,
+                 "a resumed alert")
+    finally:
+        pool.stop_all()
+    assert len(sandbox.messages()) == 30, "every message sent exactly once"
+    resumed = [b for b in receiver.json_ok() if b.get("level") == "resumed"]
+    assert "automatically" in resumed[0]["text"]

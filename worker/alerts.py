@@ -1,0 +1,202 @@
+"""Operator alerts: once per level change, delivered by webhook (Slack-compatible) and SMS.
+
+`AlertLevels` keeps the current level of each alert kind in one Redis hash and changes it
+with a WATCH/MULTI compare-and-set, so several workers or beat leaders that see the same
+crossing alert once. Delivery is a Celery task on `maintenance` with bounded, backed-off
+retries: a webhook that is down never blocks sending and never repeats the level change.
+
+Alert SMS go through kirim itself (the Enqueuer, idempotency key per alert and number). While
+the account circuit is open they are skipped, not enqueued: the provider would refuse them
+(no credit, bad credentials or IP) and they would be held and sent stale on resume, perhaps
+never for a -5/-40 pause. The webhook carries alerts during a pause; the "resumed" alert goes
+by SMS too and says what happened.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import structlog
+from celery import Celery, Task
+from redis import Redis
+from redis.exceptions import WatchError
+
+from producer.errors import InvalidMessage, KirimError
+from producer.routing import Queues, Tasks
+from worker.retry import RetryPolicy
+
+log = structlog.get_logger("kirim.alerts")
+
+ALERT_MAX_RETRIES = 8
+ALERT_RETRY = RetryPolicy(ALERT_MAX_RETRIES, base_delay_s=5.0, max_delay_s=600.0)
+ALERT_SMS_MAX_CHARS = 150  # one GSM-7 SMS, with room for the "[kirim] " prefix
+SEVERE = frozenset({"critical", "expired", "paused"})
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One alert: what changed (`kind`, `level`, `previous`) and a line for people."""
+
+    kind: str
+    level: str
+    previous: str
+    text: str
+    details: dict[str, str] = field(default_factory=dict)
+    id: str = field(default_factory=lambda: f"{int(time.time())}-{secrets.token_hex(4)}")
+
+    def payload(self) -> dict[str, Any]:
+        """The webhook body: `text` for Slack-style receivers, structured fields for others."""
+        return {"text": f"[kirim] {self.text}", "kind": self.kind, "level": self.level,
+                "previous": self.previous, "id": self.id, "at": time.time(), **self.details}
+
+
+class AlertNotDelivered(KirimError):
+    """A webhook refused or did not answer an alert (retried with backoff)."""
+
+
+class AlertLevels:
+    """The current level of each alert kind, shared by every worker (Redis hash)."""
+
+    def __init__(self, redis: Redis, prefix: str) -> None:
+        self.redis = redis
+        self.key = f"{prefix}:alerts"
+
+    def advance(self, kind: str, level: str) -> str | None:
+        """Set `kind` to `level`; the previous level ("" if none) if it changed, else None."""
+        with self.redis.pipeline() as pipe:
+            while True:
+                try:
+                    pipe.watch(self.key)
+                    raw = pipe.hget(self.key, kind)
+                    previous = _text(raw) if raw is not None else ""
+                    if previous == level:
+                        pipe.unwatch()
+                        return None
+                    pipe.multi()
+                    pipe.hset(self.key, kind, level)
+                    pipe.execute()
+                    return previous
+                except WatchError:
+                    continue  # another worker changed a level meanwhile: read again
+
+    def leave_note(self, kind: str, note: str) -> None:
+        """A line for the next alert of `kind`, whichever worker raises it."""
+        self.redis.hset(self.key, f"{kind}:note", note)
+
+    def take_note(self, kind: str) -> str:
+        """The note left for `kind` ("" if none), removed."""
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hget(self.key, f"{kind}:note")
+        pipe.hdel(self.key, f"{kind}:note")
+        raw, _ = pipe.execute()
+        return _text(raw) if raw else ""
+
+    def current(self) -> dict[str, str]:
+        """Every kind's level."""
+        raw = self.redis.hgetall(self.key).items()
+        return {_text(k): _text(v) for k, v in raw if not _text(k).endswith(":note")}
+
+
+def notify(app: Celery, alert: Alert, *, webhook_url: str | None, sms_numbers: list[str],
+           account_paused: bool) -> None:
+    """Log the alert and hand its deliveries to the `maintenance` queue."""
+    emit = log.error if alert.level in SEVERE else log.warning
+    emit("alert", kind=alert.kind, level=alert.level, previous=alert.previous,
+         text=alert.text, alert_id=alert.id)
+    payload = alert.payload()
+    if webhook_url:
+        app.send_task(Tasks.DELIVER_ALERT, args=[payload, "webhook"], queue=Queues.MAINTENANCE)
+    if sms_numbers and account_paused:
+        log.warning("alert_sms_skipped", alert_id=alert.id,
+                    why="the account circuit is open: the provider would refuse the SMS")
+    elif sms_numbers:
+        app.send_task(Tasks.DELIVER_ALERT, args=[payload, "sms"], queue=Queues.MAINTENANCE)
+
+
+def sms_numbers(raw: str) -> list[str]:
+    """The operator numbers of `KIRIM_ALERT_SMS_NUMBERS` (comma-separated)."""
+    return [n.strip() for n in raw.split(",") if n.strip()]
+
+
+def post_webhook(http: httpx.Client, url: str, payload: dict[str, Any]) -> None:
+    """POST one alert as JSON; raise AlertNotDelivered unless the receiver answers 2xx."""
+    try:
+        reply = http.post(url, json=payload)
+    except httpx.HTTPError as exc:
+        raise AlertNotDelivered(
+            f"alert {payload['id']}: webhook did not answer ({type(exc).__name__});"
+            " check KIRIM_ALERT_WEBHOOK_URL") from exc
+    if not reply.is_success:
+        raise AlertNotDelivered(
+            f"alert {payload['id']}: webhook answered HTTP {reply.status_code};"
+            " check KIRIM_ALERT_WEBHOOK_URL")
+
+
+def enqueue_sms(enqueuer: Any, numbers: list[str], payload: dict[str, Any]) -> int:
+    """Enqueue the alert as an SMS to each number (idempotent per alert and number)."""
+    text = payload["text"][:ALERT_SMS_MAX_CHARS]
+    sent = 0
+    for number in numbers:
+        try:
+            enqueuer.submit({"channel": "sms", "to": number, "text": text,
+                             "idempotency_key": f"alert-{payload['id']}-{number}"},
+                            source="alerts")
+            sent += 1
+        except InvalidMessage as exc:
+            log.error("alert_sms_refused", alert_id=payload["id"], error=str(exc),
+                      hint="fix KIRIM_ALERT_SMS_NUMBERS")
+    return sent
+
+
+def register(app: Celery) -> None:
+    """Register `kirim.deliver_alert` on `app`."""
+    from producer.enqueue import Enqueuer
+    from worker.app import services_for
+
+    @app.task(name=Tasks.DELIVER_ALERT, bind=True, ignore_result=True,
+              max_retries=ALERT_MAX_RETRIES, acks_late=True)
+    def deliver_alert(self: Task, payload: dict[str, Any], channel: str) -> str:
+        """Deliver one alert over one channel (webhook or sms), retrying with backoff."""
+        svc = services_for(app)
+        try:
+            if channel == "sms":
+                enqueuer = Enqueuer(svc.settings, svc.redis, svc.store, svc.dispatcher, svc.guard)
+                enqueue_sms(enqueuer, sms_numbers(svc.settings.alert_sms_numbers), payload)
+            elif svc.settings.alert_webhook_url:
+                post_webhook(hook_http(app), svc.settings.alert_webhook_url, payload)
+        except (AlertNotDelivered, KirimError) as exc:
+            if self.request.retries >= ALERT_MAX_RETRIES:
+                log.error("alert_dropped", alert_id=payload["id"], channel=channel,
+                          error=str(exc), attempts=self.request.retries + 1)
+                return "dropped"
+            log.warning("alert_retry", alert_id=payload["id"], channel=channel, error=str(exc))
+            raise self.retry(countdown=ALERT_RETRY.delay_s(self.request.retries + 1),
+                             exc=exc) from exc
+        return "delivered"
+
+
+_http_lock = threading.Lock()
+
+
+def hook_http(app: Celery) -> httpx.Client:
+    """The process's HTTP client for alert webhooks and status callbacks (no redirects)."""
+    client = getattr(app, "kirim_hook_http", None)
+    if client is None:
+        with _http_lock:
+            client = getattr(app, "kirim_hook_http", None)
+            if client is None:
+                timeout = app.kirim_settings.status_callback_timeout_s
+                client = httpx.Client(timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
+                                      follow_redirects=False,
+                                      limits=httpx.Limits(max_connections=32))
+                app.kirim_hook_http = client
+    return client
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
