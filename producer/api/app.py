@@ -11,6 +11,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from producer.api import callbacks, dropin, errors, messages, metrics
 from producer.api.limits import BodyLimit
 from producer.api.runtime import Runtime
+from producer.logs import configure_logging
 from producer.settings import Settings, load_settings
 
 DESCRIPTION = """Hand SMS, WhatsApp and OTP messages to kirim's send queue from any language.
@@ -28,9 +29,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         rt = Runtime.build(settings or load_settings())
+        configure_logging(rt.settings)
         app.state.runtime = rt
         try:
-            yield
+            with metrics.backlog_gauges(rt.kirim.redis, rt.kirim.keys):
+                yield
         finally:
             rt.close()
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from producer.cli import account, api, credits, dlq, send, status
+from producer.cli import account, api, credits, dlq, send, settle, status
 from producer.cli.demo import demo
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
@@ -16,6 +16,7 @@ app.add_typer(account.app, name="account")
 app.command(name="demo")(demo)
 app.command(name="api")(api.api)
 app.command(name="credits")(credits.credits)
+app.command(name="settle")(settle.settle)
 
 
 def main() -> None:

@@ -1,0 +1,15 @@
+-- A non-final delivery report: record its letter and poll again later, with a per-message
+-- exponential backoff, only while the message is still waiting for a report.
+-- KEYS[1] record hash, KEYS[2] DR sorted set
+-- ARGV[1] message id, ARGV[2] now, ARGV[3] base delay s, ARGV[4] max delay s,
+-- ARGV[5] letter, ARGV[6] err_code, ARGV[7] sent_date
+-- Returns the next poll time, or false when the message no longer waits (final, missing).
+local state = redis.call("HGET", KEYS[1], "state")
+if state ~= "sent" and state ~= "unknown" then return false end
+local polls = redis.call("HINCRBY", KEYS[1], "dr_polls", 1)
+local delay = math.min(tonumber(ARGV[3]) * 2 ^ (polls - 1), tonumber(ARGV[4]))
+local next_at = tonumber(ARGV[2]) + delay
+redis.call("HSET", KEYS[1], "dr_letter", ARGV[5], "dr_err_code", ARGV[6],
+           "dr_sent_date", ARGV[7], "dr_at", ARGV[2])
+redis.call("ZADD", KEYS[2], next_at, ARGV[1])
+return tostring(next_at)
