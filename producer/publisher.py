@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
 from celery import Celery
 
+from producer.backlog import ENQUEUED_AT
 from producer.contract import Job
 from producer.routing import Tasks, queue_for
 
@@ -38,6 +40,7 @@ class Publisher:
             argsrepr=masked_repr(job),
             kwargsrepr=f"{{'dispatch': '{dispatch}'}}",
             ignore_result=True,
+            headers={ENQUEUED_AT: time.time()},  # exact queue age for kirim_queue_oldest_age
             producer=producer,
         )
 

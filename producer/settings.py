@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from functools import cached_property
+from typing import Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -87,6 +88,12 @@ class Settings(BaseSettings):
 
     # Worker pool.
     worker_concurrency: int = Field(32, ge=1)
+
+    # Operations: log format (auto = JSON unless a terminal), the worker's Prometheus port
+    # (0: off; one per process on a host) and the liveness heartbeat file ("": off).
+    log_format: Literal["auto", "json", "console"] = "auto"
+    metrics_port: int = Field(9808, ge=0, le=65535)
+    heartbeat_file: str = ""
 
     # Ingest HTTP API. `api_keys` is "name:sha256hex,name2:sha256hex" (hashes only; make one
     # with `python -c "import hashlib;print(hashlib.sha256(b'secret').hexdigest())"`).

@@ -27,6 +27,7 @@ TEST_ENV = {
     "KIRIM_RATE_LIMIT_PER_S": "2000",
     "KIRIM_RATE_LIMIT_BURST": "200",
     "KIRIM_OUTBOX_GRACE_S": "2",
+    "KIRIM_METRICS_PORT": "0",  # a test that wants /metrics gives its worker a free port
 }
 
 

@@ -15,6 +15,7 @@ from kombu import Queue
 from producer.broker import make_celery
 from producer.routing import Queues, Tasks
 from producer.settings import Settings, load_settings
+from worker.signals import connect as connect_signals
 
 
 def create_app(settings: Settings) -> Celery:
@@ -96,3 +97,4 @@ def services_for(app: Celery) -> Any:
 
 
 app = create_app(load_settings())
+connect_signals(app)  # JSON logs, /metrics, heartbeat: only for the process's own app

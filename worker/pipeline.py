@@ -19,6 +19,7 @@ from producer.contract import Channel, Job, State
 from producer.deadletters import dead_letter_fields
 from producer.guard import route_for
 from producer.recipient import mask_recipient
+from worker import metrics
 from worker.nusasms import NusaSMSError, Outcome
 from worker.outcomes import Attempt
 from worker.services import Services
@@ -102,6 +103,7 @@ class SendPipeline:
         decision = guard.reserve(job.id, route_for(job.channel), job.to, job.text_hash)
         if decision.allowed:
             return True
+        metrics.guard_refused(job, decision.reason)
         until = decision.retry_at or time.time() + self.svc.settings.guard_window_s
         at = Attempt(None, "GUARD", decision.reason or "", attempts=attempts)
         if job.valid_until is not None and until > job.valid_until:
@@ -117,12 +119,14 @@ class SendPipeline:
             result = self._send(job)
         except NusaSMSError as exc:
             bound.warning("provider_error", error=type(exc).__name__, outcome=exc.outcome.value)
+            metrics.provider_error(job, exc)
             at = Attempt(None, type(exc).__name__, str(exc), attempts=attempts)
             return self._apply(job, exc.outcome, at, getattr(exc, "retry_after_s", None) or 0.0)
         info = result.status
         # Counted per code so an operator sees -77/-78 from the provider (their limit is
         # lower than ours, or another system shares the account) without reading logs.
         self.svc.redis.hincrby(self.svc.keys.provider_codes, str(info.code), 1)
+        metrics.provider_reply(job, info.code, info.name, getattr(result, "elapsed_s", 0.0))
         bound.info("provider_reply", code=info.code, name=info.name, outcome=info.outcome.value)
         at = Attempt(info.code, info.name, result.raw, _provider_id(result), attempts)
         return self._apply(job, info.outcome, at, 0.0)

@@ -19,7 +19,8 @@ log = structlog.get_logger("kirim.tasks")
 
 def register_tasks(app: Celery) -> None:
     """Register kirim's tasks on `app`."""
-    from worker import callbacks, credits, delivery
+    from producer.logs import message_context
+    from worker import callbacks, credits, delivery, metrics
     from worker.app import services_for
     from worker.pipeline import SendPipeline
 
@@ -30,7 +31,10 @@ def register_tasks(app: Celery) -> None:
     @app.task(name=Tasks.SEND, ignore_result=True, acks_late=True)
     def send(job: Any, dispatch: str | None = None) -> str:
         """Send one message (see worker.pipeline)."""
-        return SendPipeline(services_for(app)).process(job, dispatch)
+        with message_context(job):  # every log line of this task names the message
+            outcome = SendPipeline(services_for(app)).process(job, dispatch)
+        metrics.count_outcome(job, outcome)
+        return outcome
 
     @app.task(name=Tasks.RELEASE_DUE, ignore_result=True)
     def release_due() -> int:

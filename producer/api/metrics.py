@@ -1,10 +1,18 @@
-"""Prometheus: a counter of API requests by route, HTTP status and outcome code."""
+"""Prometheus: API requests by route, HTTP status and outcome code; the backlog gauges."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, generate_latest
+from redis import Redis
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from producer.backlog import BacklogCollector
+from producer.keys import Keys
+from producer.routing import Queues
 
 # Module level on purpose: the default registry refuses a second metric of the same name.
 REQUESTS = Counter("kirim_api_requests", "Ingest API requests by route, status and outcome",
@@ -18,6 +26,17 @@ router = APIRouter(tags=["operations"])
 def metrics() -> Response:
     """Every metric of this process."""
     return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+
+@contextmanager
+def backlog_gauges(redis: Redis, keys: Keys) -> Iterator[None]:
+    """Queue depth, oldest age and waiting sets on /metrics while the app runs."""
+    collector = BacklogCollector(redis, keys, Queues.ALL)
+    REGISTRY.register(collector)
+    try:
+        yield
+    finally:
+        REGISTRY.unregister(collector)
 
 
 class CountRequests:

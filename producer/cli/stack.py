@@ -61,6 +61,8 @@ class LocalStack:
         RUN_DIR.mkdir(exist_ok=True)
         self.ports = {"redis": pick_port(6399), "sandbox": pick_port(8099),
                       "flower": pick_port(5555), "api": pick_port(8080)}
+        for offset, worker in enumerate(("worker-otp", "worker-general", "worker-maintenance")):
+            self.ports[worker] = pick_port(9808 + offset)  # /metrics: one port per process
         self.env = {**os.environ, **self._kirim_env()}
         self._start_redis()
         self._spawn("sandbox", [sys.executable, "-m", "sandbox", "--host", "127.0.0.1",
@@ -108,7 +110,9 @@ class LocalStack:
 
     def _spawn(self, name: str, args: list[str]) -> None:
         log = open(RUN_DIR / f"{name}.log", "ab")  # noqa: SIM115 - lives as long as the child
-        self.procs[name] = subprocess.Popen(args, env=self.env, stdout=log,
+        metrics_port = self.ports[name] if name.startswith("worker-") else 0
+        env = {**self.env, "KIRIM_METRICS_PORT": str(metrics_port)}
+        self.procs[name] = subprocess.Popen(args, env=env, stdout=log,
                                             stderr=subprocess.STDOUT, start_new_session=True)
 
     def flower_ok(self) -> bool:

@@ -1,0 +1,79 @@
+"""Flower as a real process for tests, and headless Chromium to look at it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.procs import free_port, python_module, spawn, wait_tcp
+
+USER, PASSWORD = "admin", "flower-test-pw"
+
+
+class Flower:
+    """`celery -A worker.app flower --basic-auth=…` on a free loopback port."""
+
+    def __init__(self, env: dict[str, str], logdir: Path) -> None:
+        self.env = env
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = logdir / "flower.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.http = httpx.Client(base_url=self.url, auth=(USER, PASSWORD), timeout=10)
+
+    def start(self) -> Flower:
+        """Start and wait until it listens."""
+        self.proc = spawn(python_module("celery", "-A", "worker.app", "flower",
+                                        f"--port={self.port}", "--address=127.0.0.1",
+                                        f"--basic-auth={USER}:{PASSWORD}"),
+                          env=self.env, log=self.log)
+        wait_tcp(self.port, "flower", timeout_s=30)
+        return self
+
+    def get(self, path: str, **params: Any) -> Any:
+        """GET an authenticated Flower API path; the JSON reply."""
+        reply = self.http.get(path, params=params)
+        reply.raise_for_status()
+        return reply.json()
+
+    def stop(self) -> None:
+        """SIGTERM its process group."""
+        self.http.close()
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+
+
+def chromium() -> str:
+    """The Chromium binary; in CI its absence fails, elsewhere the test skips."""
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found:
+        return found
+    reason = "chromium not installed (`apt-get install -y chromium`; .ci/run installs it)"
+    if os.environ.get("CI"):
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+def headless(url: str, *extra: str, timeout_s: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run headless Chromium once on `url` with `extra` flags (--dump-dom, --screenshot=…)."""
+    with tempfile.TemporaryDirectory(prefix="chromium-") as profile:
+        args = [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                "--no-first-run", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
+                f"--user-data-dir={profile}", "--window-size=1400,900",
+                "--virtual-time-budget=8000", *extra, url]
+        return subprocess.run(args, capture_output=True, text=True, timeout=timeout_s,
+                              check=False)

@@ -1,0 +1,80 @@
+"""Flower against a real worker: workers, kirim.send tasks, masked args, auth, dashboard."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from producer.client import KirimClient
+from tests.conftest import ARTIFACTS
+from tests.flower import PASSWORD, USER, Flower, headless
+from tests.kirim_stack import Workers, wait_for, wait_states
+
+NUMBERS = [f"6281234567{i:03d}" for i in range(4)]
+TEXT = "Kode OTP Anda 778899"
+
+
+@pytest.fixture
+def flower(kirim_env: dict[str, str], tmp_path: Path) -> Iterator[Flower]:
+    """A Flower process with basic auth on the test broker."""
+    proc = Flower(kirim_env, tmp_path).start()
+    yield proc
+    proc.stop()
+
+
+def online(flower: Flower) -> list[str]:
+    """Worker names Flower finds when it asks the workers now (inspect)."""
+    return list(flower.get("/api/workers", refresh=1))
+
+
+def kirim_send_tasks(flower: Flower) -> dict[str, dict[str, object]]:
+    """Flower's view of kirim.send tasks, by task id."""
+    tasks = flower.get("/api/tasks", taskname="kirim.send")
+    return {tid: t for tid, t in tasks.items() if t.get("name") == "kirim.send"}
+
+
+def test_flower_shows_workers_and_masked_tasks(flower: Flower, workers: Workers,
+                                               kirim: KirimClient) -> None:
+    workers.start(name="flowerw")
+    wait_for(lambda: any(n.startswith("flowerw0@") for n in online(flower)),
+             30, "Flower to list the worker", interval_s=0.5)
+    ids = [kirim.send_otp(n, TEXT) for n in NUMBERS]
+    wait_states(kirim, ids, {"sent"})
+    wait_for(lambda: sum(t.get("state") == "SUCCESS" for t in kirim_send_tasks(flower).values())
+             >= len(ids), 30, "Flower to see every kirim.send succeed", interval_s=0.5)
+
+    tasks = kirim_send_tasks(flower)
+    shown = json.dumps(tasks)
+    assert all(mid in shown for mid in ids), "Flower shows kirim's message ids"
+    for number in NUMBERS:
+        assert number not in shown and number[2:] not in shown, "raw recipient in Flower"
+    assert "778899" not in shown and "Kode OTP" not in shown, "message text in Flower"
+
+    assert httpx.get(f"{flower.url}/api/workers", timeout=5).status_code == 401
+    assert httpx.get(f"{flower.url}/", timeout=5).status_code == 401
+    # Flower 2.x serves /metrics without auth: keep its port private (see README).
+    assert httpx.get(f"{flower.url}/metrics", timeout=5).status_code == 200
+
+
+def test_flower_dashboard_in_headless_chromium(flower: Flower, workers: Workers,
+                                               kirim: KirimClient) -> None:
+    workers.start(name="chromew")
+    wait_for(lambda: any(n.startswith("chromew0@") for n in online(flower)),
+             30, "Flower to list the worker", interval_s=0.5)
+    wait_states(kirim, [kirim.send_sms(NUMBERS[0], "Halo dari kirim")], {"sent"})
+    authed = f"http://{USER}:{PASSWORD}@127.0.0.1:{flower.port}"
+
+    dashboard = headless(f"{authed}/workers", "--dump-dom")
+    assert "chromew0@" in dashboard.stdout, dashboard.stderr[-2000:]
+    tasks_page = headless(f"{authed}/tasks", "--dump-dom")
+    assert "kirim.send" in tasks_page.stdout, tasks_page.stderr[-2000:]
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    shot = ARTIFACTS / "flower.png"
+    shot.unlink(missing_ok=True)
+    headless(f"{authed}/workers", f"--screenshot={shot}")
+    assert shot.exists() and shot.stat().st_size > 10_000, "no screenshot of Flower"

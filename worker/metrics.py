@@ -1,0 +1,93 @@
+"""Prometheus metrics of a worker process, served on KIRIM_METRICS_PORT (0: off).
+
+Counters are per process; Prometheus sums them over pods. The backlog gauges (queue depth,
+oldest age, waiting sets) are read from Redis at scrape time by producer.backlog, so any
+worker (or the ingest API) gives the same numbers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from prometheus_client import REGISTRY, Counter, Histogram, start_http_server
+
+from producer.backlog import BacklogCollector
+from producer.keys import Keys
+from producer.routing import Queues
+from producer.settings import Settings
+
+log = structlog.get_logger("kirim.metrics")
+
+_CHANNELS = frozenset({"otp", "sms", "wa"})
+
+MESSAGES = Counter("kirim_messages", "kirim.send tasks by channel and outcome label",
+                   ["channel", "outcome"])
+PROVIDER_CODES = Counter("kirim_provider_codes", "NusaSMS status codes by channel",
+                         ["channel", "code", "name"])
+PROVIDER_ERRORS = Counter("kirim_provider_errors", "Provider calls ending in a transport error",
+                          ["channel", "error"])
+PROVIDER_LATENCY = Histogram(
+    "kirim_provider_latency_seconds", "Duration of a NusaSMS send call that got a reply",
+    ["channel"], buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60))
+RETRIES = Counter("kirim_retries", "Sends put back for a retry with backoff", ["channel"])
+DEAD_LETTERS = Counter("kirim_dead_letters", "Messages dead-lettered", ["channel"])
+DEFERRALS = Counter("kirim_deferrals", "Messages deferred (recipient limit, -78)", ["channel"])
+GUARD_REFUSALS = Counter("kirim_guard_refusals", "Sends refused by the recipient guard",
+                         ["channel", "reason"])
+RATE_LIMIT_WAITS = Counter("kirim_rate_limit_waits",
+                           "Sends requeued because the account's rate limit was spent",
+                           ["channel"])
+
+# Outcome labels of SendPipeline.process that also have their own counter.
+_BY_OUTCOME = {"retry": RETRIES, "dead": DEAD_LETTERS, "poison": DEAD_LETTERS,
+               "deferred": DEFERRALS, "rate_limited": RATE_LIMIT_WAITS}
+
+
+def channel_of(raw: Any) -> str:
+    """A bounded channel label for a job or raw payload ('invalid' for anything else)."""
+    value = raw.get("channel") if isinstance(raw, dict) else getattr(raw, "channel", None)
+    value = str(getattr(value, "value", value))
+    return value if value in _CHANNELS else "invalid"
+
+
+def count_outcome(raw: Any, outcome: str) -> None:
+    """One kirim.send finished with the pipeline's `outcome` label."""
+    channel = channel_of(raw)
+    label = "skipped" if outcome.startswith("skipped_") else outcome
+    MESSAGES.labels(channel, label).inc()
+    counter = _BY_OUTCOME.get(label)
+    if counter is not None:
+        counter.labels(channel).inc()
+
+
+def provider_reply(job: Any, code: int, name: str, elapsed_s: float) -> None:
+    """A provider reply: its status code and how long the call took."""
+    channel = channel_of(job)
+    PROVIDER_CODES.labels(channel, str(code), name).inc()
+    PROVIDER_LATENCY.labels(channel).observe(elapsed_s)
+
+
+def provider_error(job: Any, exc: BaseException) -> None:
+    """A provider call without a usable reply (timeout, dropped connection, HTTP error)."""
+    PROVIDER_ERRORS.labels(channel_of(job), type(exc).__name__).inc()
+
+
+def guard_refused(job: Any, reason: str | None) -> None:
+    """The recipient guard said no."""
+    GUARD_REFUSALS.labels(channel_of(job), reason or "unknown").inc()
+
+
+def serve(settings: Settings, redis: Any) -> int:
+    """Register the backlog gauges and serve /metrics; returns the port (0: not serving)."""
+    if not settings.metrics_port:
+        return 0
+    REGISTRY.register(BacklogCollector(redis, Keys(settings.key_prefix), Queues.ALL))
+    try:
+        start_http_server(settings.metrics_port)
+    except OSError as exc:
+        log.error("metrics_port_in_use", port=settings.metrics_port, error=str(exc),
+                  hint="give each worker process on a host its own KIRIM_METRICS_PORT")
+        return 0
+    log.info("metrics_serving", port=settings.metrics_port)
+    return settings.metrics_port

@@ -1,0 +1,38 @@
+"""Celery signal hooks of a kirim process: logging, the metrics endpoint, the heartbeat file.
+
+Connected once by `connect(app)` from worker.app; each hook reads the app's Settings.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery, signals
+
+from worker import health, metrics
+
+
+def connect(app: Celery) -> None:
+    """Hook logging, metrics and the heartbeat into `app`'s worker and beat processes."""
+
+    def setup_logging(loglevel: Any = None, **_: Any) -> None:
+        # Connecting this signal stops Celery from configuring logging itself.
+        from producer.logs import configure_logging
+
+        configure_logging(app.kirim_settings, level=loglevel or "INFO")
+
+    def worker_init(**_: Any) -> None:
+        from redis import Redis
+
+        settings = app.kirim_settings
+        redis = Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
+        metrics.serve(settings, redis)
+
+    def heartbeat(**_: Any) -> None:
+        if app.kirim_settings.heartbeat_file:
+            health.touch(app.kirim_settings.heartbeat_file)
+
+    signals.setup_logging.connect(setup_logging, weak=False)
+    signals.worker_init.connect(worker_init, weak=False)
+    signals.worker_ready.connect(heartbeat, weak=False)
+    signals.heartbeat_sent.connect(heartbeat, weak=False)
