@@ -14,6 +14,7 @@ limit are accepted and deferred, as on /v1.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from xml.sax.saxutils import escape
 
@@ -132,5 +133,15 @@ def _reply(request: Request, params: dict[str, str], status: str, message_id: st
                                           "destination": destination}]})
     xml = ('<?xml version="1.0" encoding="UTF-8"?><results><result>'
            f"<status>{escape(status)}</status><messageid>{escape(message_id)}</messageid>"
-           f"<destination>{escape(destination)}</destination></result></results>")
+           f"<destination>{_xml_text(destination)}</destination></result></results>")
     return Response(xml, media_type="application/xml")
+
+
+# Characters XML 1.0 cannot carry at all (escaping does not help): a refused GSM is echoed
+# back as the caller sent it, and a control character in it made the reply unparseable.
+_XML_INVALID = re.compile("[^\u0009\u000a\u000d\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def _xml_text(value: str) -> str:
+    """`value` escaped for XML, with characters XML cannot hold replaced by U+FFFD."""
+    return escape(_XML_INVALID.sub("\ufffd", value))
