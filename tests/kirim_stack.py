@@ -39,7 +39,7 @@ class Workers:
         self.logdir = logdir
         self.procs: list[subprocess.Popen[bytes]] = []
 
-    def start(self, queues: str = "otp,sms,wa,maintenance", concurrency: int = 8,
+    def start(self, queues: str = "otp,sms,wa,reports,maintenance", concurrency: int = 8,
               name: str = "w", extra_env: dict[str, str] | None = None
               ) -> subprocess.Popen[bytes]:
         """One worker process consuming `queues`."""

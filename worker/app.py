@@ -35,10 +35,13 @@ def create_app(settings: Settings) -> Celery:
         worker_send_task_events=True,
         task_queues=[Queue(name) for name in Queues.ALL],
         task_default_queue=Queues.MAINTENANCE,
+        # Periodic and event work never runs on a sending lane.
         task_routes={
-            Tasks.RELEASE_DUE: {"queue": Queues.MAINTENANCE},
-            Tasks.SWEEP_OUTBOX: {"queue": Queues.MAINTENANCE},
-            Tasks.SWEEP_LEASES: {"queue": Queues.MAINTENANCE},
+            **{name: {"queue": Queues.MAINTENANCE} for name in (
+                Tasks.RELEASE_DUE, Tasks.SWEEP_OUTBOX, Tasks.SWEEP_LEASES, Tasks.POLL_CREDITS,
+                Tasks.WATCH_ACCOUNT, Tasks.DELIVER_ALERT)},
+            **{name: {"queue": Queues.REPORTS} for name in (
+                Tasks.POLL_DR, Tasks.APPLY_DR, Tasks.FORWARD_INBOUND, Tasks.DRAIN_CALLBACKS)},
         },
         # The work is waiting on HTTP: threads, not processes.
         worker_pool="threads",
