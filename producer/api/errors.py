@@ -117,6 +117,10 @@ async def _on_http(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     code = _HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}")
     message = str(exc.detail)
+    if exc.status_code == 400:  # FastAPI's "error parsing the body": not UTF-8, not JSON
+        return error_response(request, 422, "invalid_json",
+                              "body is not valid JSON in UTF-8; send Content-Type:"
+                              " application/json with a UTF-8 JSON object", "body")
     if exc.status_code == 404 and message == "Not Found":
         message = f"no route {request.method} {request.url.path}; see /docs"
     return error_response(request, exc.status_code, code, message,

@@ -196,3 +196,10 @@ def test_redis_down_is_503_then_accepted_again(api_factory, api_env, tmp_path):
     finally:
         own.stop()
 
+
+
+def test_body_that_is_not_utf8_is_a_422_naming_the_body(api):
+    reply = api.client.post("/v1/messages", content=b'{"text": "\xff\xfe"}',
+                            headers={"Content-Type": "application/json"})
+    assert reply.status_code == 422
+    assert reply.json()["error"]["field"] == "body"
