@@ -4,12 +4,13 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint redis clean help
+.PHONY: run test lint bench redis clean help
 
 help:
 	@echo "make run    start Redis, the sandbox, workers, beat, Flower and the API; send a demo batch"
 	@echo "make test   run the whole test suite against real Redis, workers and the sandbox"
 	@echo "make lint   ruff + mypy"
+	@echo "make bench  run the benchmarks (BENCH_ARGS=--quick: about 2 min); results in bench/results/"
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,8 +27,12 @@ run: $(STAMP) redis
 test: $(STAMP) redis
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+bench: $(STAMP) redis
+	$(BIN)/pip install -q -e '.[bench]'
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
 lint: $(STAMP)
-	$(BIN)/ruff check producer worker sandbox tests
+	$(BIN)/ruff check producer worker sandbox tests bench
 	$(BIN)/mypy
 
 clean:

@@ -1,0 +1,132 @@
+"""The processes a benchmark drives: Redis, the sandbox, kirim or naive workers, the API.
+
+Everything runs on loopback as child processes (tests.procs starts them); `Stack` stops
+every one it started.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from redis import Redis
+
+from sandbox.control import SandboxControl
+from tests.procs import RedisServer, free_port, python_module, spawn, wait_http
+
+API_KEY = "bench-key"
+# Production-like settings; the rate limit is set far above any load unless a run says so.
+KIRIM_ENV = {
+    "KIRIM_NUSASMS_USER": "demo",
+    "KIRIM_NUSASMS_PASSWORD": "demo",
+    "KIRIM_RATE_LIMIT_PER_S": "100000",
+    "KIRIM_RATE_LIMIT_BURST": "2000",
+    "KIRIM_API_KEYS": f"bench:{hashlib.sha256(API_KEY.encode()).hexdigest()}",
+}
+
+
+class Stack:
+    """Redis + sandbox for one benchmark; workers and the API are started per run."""
+
+    def __init__(self, logdir: Path | None = None) -> None:
+        self.logdir = logdir or Path(tempfile.mkdtemp(prefix="kirim-bench-"))
+        self.redis_server = RedisServer(self.logdir)
+        self.sandbox_port = free_port()
+        self.sandbox_url = f"http://127.0.0.1:{self.sandbox_port}"
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.sandbox_proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Stack:
+        """Start Redis and the sandbox and wait for both."""
+        self.redis_server.start()
+        self.redis = Redis.from_url(self.redis_server.url)
+        self.sandbox_proc = spawn(python_module(
+            "sandbox", "--host", "127.0.0.1", "--port", str(self.sandbox_port),
+            "--no-otp-marker-check", "--credits", "100000000"), log=self.logdir / "sandbox.log")
+        wait_http(f"{self.sandbox_url}/_sandbox/health", "sandbox")
+        self.sandbox = SandboxControl(self.sandbox_url, timeout_s=60)
+        return self
+
+    @property
+    def env(self) -> dict[str, str]:
+        """Environment of a kirim process on this stack."""
+        return {**KIRIM_ENV, "KIRIM_REDIS_URL": self.redis_server.url,
+                "KIRIM_NUSASMS_URL": self.sandbox_url}
+
+    def reset(self, latency_ms: float, **knobs: Any) -> None:
+        """Empty Redis and the sandbox; set the provider latency."""
+        self.redis.flushall()
+        self.sandbox.reset()
+        self.sandbox.configure(latency_ms=latency_ms, otp_marker_check=False, **knobs)
+
+    def kirim_worker(self, queues: str, threads: int, name: str,
+                     extra_env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        """One `celery -A worker.app worker -P threads` process, as the README deploys it."""
+        args = python_module("celery", "-A", "worker.app", "worker", "-P", "threads",
+                             "-c", str(threads), "-Q", queues, "-n", f"{name}@%h",
+                             "-l", "WARNING", "--without-mingle", "--without-gossip")
+        return self._spawn(args, name, extra_env)
+
+    def naive_worker(self, name: str = "naive") -> subprocess.Popen[bytes]:
+        """The naive baseline: `celery -A bench.naive_app worker`, every setting default."""
+        args = python_module("celery", "-A", "bench.naive_app", "worker", "-n", f"{name}@%h",
+                             "-l", "WARNING")
+        return self._spawn(args, name, {"NAIVE_BROKER_URL": self.redis_server.url,
+                                        "NAIVE_PROVIDER_URL": self.sandbox_url})
+
+    def api(self, workers: int = 1) -> tuple[subprocess.Popen[bytes], str]:
+        """The ingest API under uvicorn; returns the process and its URL."""
+        port = free_port()
+        proc = self._spawn(python_module(
+            "uvicorn", "producer.api:app", "--host", "127.0.0.1", "--port", str(port),
+            "--log-level", "warning", "--no-access-log", "--workers", str(workers)), "api", None)
+        url = f"http://127.0.0.1:{port}"
+        wait_http(f"{url}/openapi.json", "kirim api")
+        return proc, url
+
+    def _spawn(self, args: list[str], name: str,
+               extra_env: dict[str, str] | None) -> subprocess.Popen[bytes]:
+        proc = spawn(args, env={**self.env, **(extra_env or {})},
+                     log=self.logdir / f"{name}.log")
+        self.procs.append(proc)
+        return proc
+
+    def stop(self, procs: list[subprocess.Popen[bytes]] | None = None) -> None:
+        """Stop the given worker/API processes (all when None): SIGTERM, then SIGKILL."""
+        chosen = list(self.procs) if procs is None else procs
+        for proc in chosen:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in chosen:
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(5)
+            if proc in self.procs:
+                self.procs.remove(proc)
+
+    def close(self) -> None:
+        """Stop everything this stack started."""
+        self.stop()
+        if self.sandbox_proc is not None:
+            self.stop([self.sandbox_proc])
+        self.redis_server.stop()
+
+
+def wait_workers_ready(redis: Redis, names: list[str], timeout_s: float = 60.0) -> float:
+    """Wait until each named worker's remote-control queue is bound (its consumer runs)."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout_s:
+        bound = redis.smembers("_kombu.binding.celery.pidbox")
+        members = {m.decode(errors="replace") for m in bound}
+        if all(any(f"{n}@" in m for m in members) for n in names):
+            return time.monotonic() - started
+        time.sleep(0.1)
+    raise RuntimeError(f"workers {names} not ready within {timeout_s}s")

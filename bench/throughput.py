@@ -1,0 +1,78 @@
+"""1. Throughput: kirim vs the ceiling (plain asyncio httpx loop) vs the naive Celery app.
+
+Same sandbox, same form POSTs, same run; provider latency 0, 50 and 200 ms. kirim runs
+2 worker processes × 32 threads (one process per core; 64 in flight); the ceiling keeps the
+same 64 requests in flight; the naive app runs Celery's defaults (prefork, one child per CPU).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from bench.report import bar_labels, figure, save_json, save_png
+from bench.runs import run_ceiling, run_kirim, run_naive
+from bench.stack import Stack
+
+PROCS, THREADS = 2, 32
+LATENCIES_MS = (0, 50, 200)
+# Messages per run: the naive app is ~30× slower at 200 ms, so it gets fewer (its rate is
+# a steady state well before that); every run lasts a few seconds.
+FULL = {"kirim": {0: 3000, 50: 3000, 200: 3000}, "naive": {0: 1000, 50: 300, 200: 100}}
+QUICK = {"kirim": {0: 400, 50: 400, 200: 400}, "naive": {0: 200, 50: 40, 200: 20}}
+
+
+def run(stack: Stack, info: dict[str, Any], quick: bool) -> dict[str, Any]:
+    """Every system at every latency; ratios against the ceiling and the naive app."""
+    sizes = QUICK if quick else FULL
+    rows = []
+    for latency in LATENCIES_MS:
+        n = sizes["kirim"][latency]
+        ceil = run_ceiling(stack, n, latency, PROCS * THREADS)
+        kirim = run_kirim(stack, n, latency, PROCS, THREADS)
+        naive = run_naive(stack, sizes["naive"][latency], latency)
+        row_extra = {}
+        if latency == 0:  # the 64-connection httpx pool is itself CPU-bound at 0 ms
+            row_extra["ceiling_8_connections"] = run_ceiling(stack, n, latency, 8)
+        rows.append({"latency_ms": latency, "ceiling": ceil, "kirim": kirim, "naive": naive,
+                     **row_extra,
+                     "kirim_over_ceiling": round(kirim["steady_msgs_per_s"]
+                                                 / ceil["steady_msgs_per_s"], 3),
+                     "kirim_over_naive": round(kirim["steady_msgs_per_s"]
+                                               / naive["steady_msgs_per_s"], 2)})
+        print(f"  {latency:>3} ms: ceiling {ceil['steady_msgs_per_s']:.0f}/s, kirim "
+              f"{kirim['steady_msgs_per_s']:.0f}/s, naive {naive['steady_msgs_per_s']:.0f}/s")
+    last = rows[-1]
+    data = {"info": info, "quick": quick, "kirim_procs": PROCS, "kirim_threads": THREADS,
+            "rows": rows, "targets": {
+                "kirim_over_ceiling_at_200ms": {"want": ">= 0.8",
+                                                "got": last["kirim_over_ceiling"],
+                                                "met": last["kirim_over_ceiling"] >= 0.8},
+                "kirim_over_naive_at_200ms": {"want": ">= 10", "got": last["kirim_over_naive"],
+                                              "met": last["kirim_over_naive"] >= 10}}}
+    save_json("throughput", data)
+    plot(data)
+    return data
+
+
+def plot(data: dict[str, Any]) -> None:
+    """Grouped bars: msgs/s per system per latency, ratios in the labels."""
+    fig, ax = figure("Throughput through the sandbox (steady msgs/s, higher is better)",
+                     data["info"], width=10)
+    fig.subplots_adjust(right=0.78)
+    x = np.arange(len(data["rows"]))
+    for k, (system, colour) in enumerate((("ceiling", "#999999"), ("kirim", "#1f77b4"),
+                                          ("naive", "#d62728"))):
+        values = [row[system]["steady_msgs_per_s"] for row in data["rows"]]
+        bar_labels(ax, ax.bar(x + (k - 1) * 0.27, values, 0.27, label=system, color=colour))
+    ax.set_xticks(x, [f"{r['latency_ms']} ms\nkirim/ceiling {r['kirim_over_ceiling']:.2f}, "
+                      f"kirim/naive {r['kirim_over_naive']:.1f}×" for r in data["rows"]],
+                  fontsize=8)
+    ax.set_xlabel("provider latency (sandbox latency_ms)")
+    ax.set_ylabel("messages / s")
+    ax.set_yscale("log")
+    ax.legend(title=f"kirim: {data['kirim_procs']} procs ×\n{data['kirim_threads']} threads;"
+                    "\nceiling: same in flight;\nnaive: Celery defaults", title_fontsize=7,
+              fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    save_png("throughput", fig)
