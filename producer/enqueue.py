@@ -19,13 +19,14 @@ from redis import Redis
 from producer.contract import Channel, Job, SendRequest, State
 from producer.dispatch import Dispatcher, new_dispatch
 from producer.errors import IdempotencyConflict, KirimError, RecipientLimited, StoreUnavailable
-from producer.guard import RecipientGuard, route_for
+from producer.guard import GuardDecision, RecipientGuard, route_for
 from producer.jobs import build_job, parse_request
 from producer.keys import Keys
 from producer.records import MessageStore
 from producer.settings import Settings
 
 log = structlog.get_logger(__name__)
+_PENDING = KirimError("not processed")  # placeholder while a batch is staged
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,7 @@ class Enqueuer:
         req = request if isinstance(request, SendRequest) else parse_request(request)
         job = build_job(req, self.settings, source=source)
         with _store_errors():
-            where = self._placement(job)
+            where = self._placement(job, self._guard_decisions([job])[0])
             dispatch = new_dispatch()
             created = self.store.create(job, where.state, where.index, where.score, dispatch,
                                         where.note)
@@ -85,18 +86,25 @@ class Enqueuer:
                     source: str = "python") -> list[Accepted | KirimError]:
         """Accept many messages with one Redis pipeline; each item gets its own result."""
         results: list[Accepted | KirimError] = []
-        staged: list[tuple[int, Job, Placement, str]] = []
+        jobs: list[tuple[int, Job]] = []
         for i, request in enumerate(requests):
             try:
                 req = request if isinstance(request, SendRequest) else parse_request(request)
-                job = build_job(req, self.settings, source=source)
-                staged.append((i, job, self._placement(job), new_dispatch()))
-            except redis_lib.RedisError as exc:
-                raise StoreUnavailable(f"Redis unavailable: {type(exc).__name__}") from exc
+                jobs.append((i, build_job(req, self.settings, source=source)))
+                results.append(_PENDING)
             except KirimError as exc:
                 results.append(exc)
+        with _store_errors():
+            decisions = self._guard_decisions([job for _, job in jobs])
+        staged: list[tuple[int, Job, Placement, str]] = []
+        for (i, job), decision in zip(jobs, decisions, strict=True):
+            try:
+                place = self._placement(job, decision)
+            except RecipientLimited as exc:
+                results[i] = exc
                 continue
-            results.append(_accepted(job, staged[-1][2]))
+            staged.append((i, job, place, new_dispatch()))
+            results[i] = _accepted(job, place)
         self._create_batch(staged, results)
         return results
 
@@ -115,25 +123,31 @@ class Enqueuer:
                 to_publish.append((job, dispatch))
         self._publish(to_publish)
 
-    def _placement(self, job: Job) -> Placement:
-        now = time.time()
+    def _placement(self, job: Job, decision: GuardDecision | None) -> Placement:
+        """Queued now, scheduled, or deferred by the guard (an OTP is refused instead)."""
         if job.send_at is not None:
             return Placement(State.DEFERRED, self.keys.deferred, job.send_at, "scheduled")
-        refusal = self._guard_peek(job)
-        if refusal is not None:
+        if decision is not None and not decision.allowed:
+            refusal = RecipientLimited(decision.reason or "limit",
+                                       decision.retry_at or time.time())
             if job.channel == Channel.OTP:
                 raise refusal
             return Placement(State.DEFERRED, self.keys.deferred, refusal.retry_at,
                              f"recipient limit: {refusal.reason}")
-        return Placement(State.QUEUED, self.keys.outbox, now)
+        return Placement(State.QUEUED, self.keys.outbox, time.time())
 
-    def _guard_peek(self, job: Job) -> RecipientLimited | None:
-        if self.guard is None or job.to is None:
-            return None
-        decision = self.guard.peek(route_for(job.channel), job.to, job.text_hash)
-        if decision.allowed:
-            return None
-        return RecipientLimited(decision.reason or "limit", decision.retry_at or time.time())
+    def _guard_decisions(self, jobs: list[Job]) -> list[GuardDecision | None]:
+        """The guard's read-only verdict for each job that it applies to, in one round trip."""
+        decisions: list[GuardDecision | None] = [None] * len(jobs)
+        if self.guard is None:
+            return decisions
+        checked = [i for i, job in enumerate(jobs) if job.to is not None and job.send_at is None]
+        if checked:
+            verdicts = self.guard.peek_many([(route_for(jobs[i].channel), jobs[i].to or "",
+                                              jobs[i].text_hash) for i in checked])
+            for i, verdict in zip(checked, verdicts, strict=True):
+                decisions[i] = verdict
+        return decisions
 
     def _publish(self, items: list[tuple[Job, str]]) -> None:
         if not items:

@@ -112,6 +112,14 @@ class RecipientGuard:
         args = [_now_arg(now), *self._limit_args()]
         return _decision(self._run(self._peek, route, recipient, text_hash, args))
 
+    def peek_many(self, checks: list[tuple[str, str, str]]) -> list[GuardDecision]:
+        """`peek` for many (route, recipient, text_hash) in one pipeline round trip."""
+        args = [_now_arg(None), *self._limit_args()]
+        with self._redis.pipeline(transaction=False) as pipe:
+            for route, recipient, text_hash in checks:
+                self._run(self._peek, route, recipient, text_hash, args, client=pipe)
+            return [_decision(reply) for reply in pipe.execute()]
+
     def release(self, message_id: str, route: str, recipient: str, text_hash: str) -> None:
         """Uncount a reserved message the provider did not take."""
         with self._redis.pipeline(transaction=True) as pipe:
@@ -129,11 +137,12 @@ class RecipientGuard:
         return [limits.window_s * _US_PER_S, limits.same_text_limit, limits.per_recipient_limit]
 
     def _run(
-        self, script: Script, route: str, recipient: str, text_hash: str, args: list[Any]
+        self, script: Script, route: str, recipient: str, text_hash: str, args: list[Any],
+        client: Any = None,
     ) -> list[Any]:
         keys = [
             self._keys.guard_text(route, recipient, text_hash),
             self._keys.guard_recipient(route, recipient),
             self._keys.guard_block(route, recipient),
         ]
-        return script(keys=keys, args=args)
+        return script(keys=keys, args=args, client=client)

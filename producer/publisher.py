@@ -45,7 +45,9 @@ class Publisher:
         )
 
     def publish_many(self, items: Sequence[tuple[Job, str]]) -> None:
-        """Publish many tasks over one broker connection."""
-        with self.app.producer_or_acquire() as producer:
+        """Publish many tasks over one broker connection, pushed in pipelined batches."""
+        if not items:
+            return
+        with self.app.producer_or_acquire() as producer, producer.batch(max_size=len(items)):
             for job, dispatch in items:
                 self.publish(job, dispatch, producer=producer)

@@ -397,3 +397,13 @@ def test_memory_per_recipient(redis, capsys):
               f" 10 sends of one text {ten} B, 10 sends of 10 texts {ten_texts} B;"
               f" INFO used_memory over 10,000 recipients x 1 send: {per_recipient:.0f} B each")
     assert one < 400 and ten < 1200 and ten_texts < 2500 and per_recipient < 600
+
+
+def test_peek_many_answers_as_peek_does_one_by_one(guard: RecipientGuard) -> None:
+    for n in range(10):
+        assert guard.reserve(f"m{n}", "sms", "6281234567890", "h1").allowed
+    checks = [("sms", "6281234567890", "h1"), ("sms", "6281234567890", "h2"),
+              ("wa", "6281234567890", "h1"), ("sms", "6281234567891", "h1")]
+    many = guard.peek_many(checks)
+    assert [d.allowed for d in many] == [False, True, True, True]
+    assert many == [guard.peek(*check) for check in checks]
