@@ -46,6 +46,9 @@ class Publisher:
 
     def publish_many(self, items: Sequence[tuple[Job, str]]) -> None:
         """Publish many tasks over one broker connection, pushed in pipelined batches."""
+        if len(items) == 1:  # one push: the batch machinery would only add work
+            self.publish(*items[0])
+            return
         if not items:
             return
         with self.app.producer_or_acquire() as producer, producer.batch(max_size=len(items)):
