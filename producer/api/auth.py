@@ -69,8 +69,17 @@ def presented_key(request: Request) -> str | None:
     return request.headers.get("x-api-key") or None
 
 
-def require_key(request: Request) -> str:
-    """FastAPI dependency: the calling key's name, or 401."""
+async def require_key(request: Request) -> str:
+    """FastAPI dependency: the calling key's name, or 401.
+
+    `async` although it never awaits: FastAPI runs a plain `def` dependency in its thread
+    pool, a hop that cost more than the check itself.
+    """
+    return check_key(request)
+
+
+def check_key(request: Request) -> str:
+    """The calling key's name, or raise ApiError 401."""
     ring: KeyRing = request.app.state.runtime.keyring
     if not ring.keys:
         raise ApiError(401, "unauthorized", NO_KEYS, "Authorization")

@@ -128,12 +128,12 @@ async def _on_http(request: Request, exc: Exception) -> JSONResponse:
 
 
 def _auth_refusal(request: Request) -> ApiError | None:
-    from producer.api.auth import require_key  # auth imports this module
+    from producer.api.auth import check_key  # auth imports this module
 
     if not request.url.path.startswith("/v1/"):
         return None
     try:
-        require_key(request)
+        check_key(request)
     except ApiError as exc:
         return exc
     return None

@@ -33,7 +33,7 @@ class Runtime:
         self.kirim.close()
 
 
-def runtime(request: Request) -> Runtime:
-    """FastAPI dependency: the app's Runtime."""
+async def runtime(request: Request) -> Runtime:
+    """FastAPI dependency: the app's Runtime (async: no thread-pool hop for a lookup)."""
     rt: Runtime = request.app.state.runtime
     return rt
