@@ -11,21 +11,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from sandbox.loadgen import read_reply
+
 
 def _request(path: str, body: bytes, key: str) -> bytes:
     return (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {key}\r\n"
             f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
             ).encode() + body
-
-
-async def _reply(reader: asyncio.StreamReader) -> int:
-    head = await reader.readuntil(b"\r\n\r\n")
-    length = 0
-    for line in head.split(b"\r\n"):
-        if line[:15].lower() == b"content-length:":
-            length = int(line[15:])
-    await reader.readexactly(length)
-    return int(head[9:12])
 
 
 async def _connection(port: int, path: str, key: str, body: Callable[[int], bytes],
@@ -34,7 +26,7 @@ async def _connection(port: int, path: str, key: str, body: Callable[[int], byte
     while time.monotonic() < stop_at:
         counter[0] += 1
         writer.write(_request(path, body(counter[0]), key))
-        status = await _reply(reader)
+        status = await read_reply(reader)
         statuses[status] = statuses.get(status, 0) + 1
     writer.close()
 
