@@ -48,6 +48,7 @@ class Dispatcher:
         fx = Effects(zadd=[(self.keys.outbox, due, message_id)],
                      zrem=[(self.keys.deferred, message_id)],
                      srem=[(self.keys.held, message_id)])
+        fx.zrem.append((self.keys.sending, message_id))  # a retry leaves `sending`
         moved = self.store.move(message_id, State.QUEUED, note=note, allowed_from=allowed_from,
                                 set_fields={"dispatch": token, "not_before": due,
                                             **(set_fields or {})}, effects=fx)

@@ -154,16 +154,18 @@ class MessageStore:
     def move(self, message_id: str, to: State, *, note: str = "",
              set_fields: dict[str, Any] | None = None, incr: dict[str, int] | None = None,
              effects: Effects | None = None, allowed_from: Iterable[State] | None = None,
-             client: Any = None) -> Moved:
+             lease_expired_by: float | None = None, client: Any = None) -> Moved:
         """Move a record to `to` if the transition table allows it from its current state."""
         fx = effects or Effects()
-        spec = {
+        spec: dict[str, Any] = {
             "from": sorted(s.value for s in (allowed_from or TRANSITIONS[to])),
             "set": {k: str(v) for k, v in (set_fields or {}).items()},
             "incr": incr or {}, "note": note,
             "zadd": fx.zadd, "zrem": fx.zrem, "sadd": fx.sadd, "srem": fx.srem, "xadd": fx.xadd,
             "setex": fx.setex,
         }
+        if lease_expired_by is not None:
+            spec["lease_expired_by"] = lease_expired_by
         keys = [self.keys.message(message_id), self.keys.timeline(message_id), self.keys.events]
         reply = self._transition(keys=keys, args=[to.value, time.time(), self.ttl_s,
                                                   json.dumps(spec)], client=client)

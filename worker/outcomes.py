@@ -41,7 +41,7 @@ class OutcomeRecorder:
 
     def sent(self, job: Job, at: Attempt, note: str = "") -> bool:
         """Accepted by the provider: keep its id and start delivery-report tracking."""
-        fx = Effects(zrem=[(self.keys.sending, job.id)])
+        fx = Effects(zrem=[(self.keys.sending, job.id), (self.keys.unknown, job.id)])
         if at.provider_id and job.to:
             fx.zadd.append((self.keys.dr_pending, time.time() + self.dr_first_poll_s, job.id))
             fx.setex.append((self.keys.by_provider_id(at.provider_id), job.id,
@@ -73,17 +73,24 @@ class OutcomeRecorder:
         """Give up: dead letter with the whole job, the code and the last reply."""
         entry = dead_letter_fields(job.id, reason, at.code, at.code_name, at.attempts, at.reply,
                                    time.time(), job.model_dump_json())
-        fx = Effects(zrem=[(self.keys.sending, job.id), (self.keys.deferred, job.id)],
+        fx = Effects(zrem=[(self.keys.sending, job.id), (self.keys.deferred, job.id),
+                           (self.keys.unknown, job.id)],
                      xadd=[(self.keys.dead_letters, entry)])
         return self.store.move(job.id, State.DEAD, note=reason,
                                set_fields=self._fields(at, reason), effects=fx).ok
 
-    def unknown(self, job: Job, at: Attempt, reason: str) -> bool:
-        """The provider may have the message: never resend blindly; an operator or DR settles."""
+    def unknown(self, job: Job, at: Attempt, reason: str,
+                lease_expired_by: float | None = None) -> bool:
+        """The provider may have the message: never resend blindly; an operator or DR settles.
+
+        `lease_expired_by`: only if the sender's lease ran out by then (a live sender that
+        claimed the message again has renewed it).
+        """
         fx = Effects(zrem=[(self.keys.sending, job.id)],
                      zadd=[(self.keys.unknown, time.time(), job.id)])
         return self.store.move(job.id, State.UNKNOWN, note=reason,
-                               set_fields=self._fields(at, reason), effects=fx).ok
+                               set_fields=self._fields(at, reason), effects=fx,
+                               lease_expired_by=lease_expired_by).ok
 
     def expired(self, job: Job, reason: str) -> bool:
         """Not worth sending any more (an OTP past its validity)."""

@@ -51,8 +51,7 @@ class SendPipeline:
         return self._claimed(job, int(detail))
 
     def _claimed(self, job: Job, attempts: int) -> str:
-        if job.valid_until is not None and time.time() > job.valid_until:
-            self.rec.expired(job, "otp_expired: validity ran out before it could be sent")
+        if self._otp_expired(job):
             return "expired"
         if not self._guard_allows(job, attempts):
             return "deferred"
@@ -61,7 +60,17 @@ class SendPipeline:
             self.svc.dispatcher.requeue(job.id, allowed_from=[State.SENDING], countdown_s=wait_s,
                                         note="rate limit", set_fields={"attempts": attempts - 1})
             return "rate_limited"
+        if self._otp_expired(job):  # again: the rate limit may have slept past its validity
+            return "expired"
         return self._call(job, attempts)
+
+    def _otp_expired(self, job: Job) -> bool:
+        """Expire an OTP past its validity (freeing its guard slot); True if it did."""
+        if job.valid_until is None or time.time() <= job.valid_until:
+            return False
+        self._release(job)
+        self.rec.expired(job, "otp_expired: validity ran out before it could be sent")
+        return True
 
     def _decode(self, raw: Any) -> Job | None:
         try:
@@ -89,9 +98,9 @@ class SendPipeline:
         if status == "state" and detail == State.SENDING:
             record = self.store.get(job.id)
             lease = float(record.get("lease_until") or 0) if record else 0.0
-            if lease and lease < time.time():
-                self.rec.unknown(job, Attempt(None, "WORKER_LOST", ""),
-                                 "worker lost during the provider call")
+            if lease and lease < time.time() and self.rec.unknown(
+                    job, Attempt(None, "WORKER_LOST", ""), "worker lost during the provider call",
+                    lease_expired_by=time.time()):
                 return "unknown"
         log.info("not_claimed", message_id=job.id, status=status, detail=detail)
         return f"skipped_{status}"
@@ -142,7 +151,11 @@ class SendPipeline:
     def _apply(self, job: Job, outcome: Outcome, at: Attempt, min_delay_s: float) -> str:
         if outcome == Outcome.DONE:
             note = "" if at.code != -33 else "the provider already had it (-33)"
-            self.rec.sent(job, at, note)
+            if not self.rec.sent(job, at, note):
+                # Only an operator's `settle` can have moved it meanwhile: say so loudly,
+                # with the provider's id, so the operator can reconcile.
+                log.error("sent_not_recorded", message_id=job.id, provider_id=at.provider_id,
+                          hint="the provider accepted it after it was settled by hand")
             return "sent"
         if outcome == Outcome.UNKNOWN:
             self.rec.unknown(job, at, f"ambiguous: {at.code_name}; not resent automatically")
@@ -188,6 +201,10 @@ class SendPipeline:
             log.error("account_paused", code=at.code, name=at.code_name,
                       hint="sending stopped; `kirim account resume` after fixing the account")
         self.rec.hold(job, at, at.code_name)
+        if not self.svc.circuit.state().paused:
+            # Resumed between our pause and our hold: the resume did not see this message.
+            self.svc.dispatcher.requeue(job.id, allowed_from=[State.DEFERRED],
+                                        note="account resumed while holding")
         return "paused"
 
     def _release(self, job: Job) -> None:

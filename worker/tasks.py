@@ -57,15 +57,26 @@ def sweep_expired_leases(svc: Any, limit: int = 500) -> int:
     """Move `sending` messages with an expired lease to `unknown`."""
     from worker.outcomes import Attempt
 
-    expired = svc.redis.zrangebyscore(svc.keys.sending, "-inf", time.time(), start=0, num=limit)
+    now = time.time()
+    expired = svc.redis.zrangebyscore(svc.keys.sending, "-inf", now, start=0, num=limit,
+                                      withscores=True)
     count = 0
-    for raw in expired:
+    for raw, score in expired:
         mid = raw.decode() if isinstance(raw, bytes) else raw
         record = svc.store.get(mid)
-        if record is None or record.state != State.SENDING:
-            svc.redis.zrem(svc.keys.sending, mid)
-            continue
-        if svc.recorder.unknown(record.job, Attempt(None, "WORKER_LOST", ""),
-                                "sender lost during the provider call (lease expired)"):
+        if record is not None and record.state == State.SENDING and svc.recorder.unknown(
+                record.job, Attempt(None, "WORKER_LOST", ""),
+                "sender lost during the provider call (lease expired)", lease_expired_by=now):
             count += 1
+        else:  # stale, unless a new claim re-scored it meanwhile
+            svc.redis.eval(_ZREM_IF_SCORE, 1, svc.keys.sending, mid, repr(score))
     return count
+
+
+# Remove a sorted-set member only if its score is still the one we read.
+_ZREM_IF_SCORE = """
+if tonumber(redis.call('ZSCORE', KEYS[1], ARGV[1]) or 'nan') == tonumber(ARGV[2]) then
+  return redis.call('ZREM', KEYS[1], ARGV[1])
+end
+return 0
+"""

@@ -5,7 +5,7 @@
 --   {"from": [states], "set": {f: v}, "incr": {f: n}, "note": str,
 --    "zadd": [[key, score, member]], "zrem": [[key, member]],
 --    "sadd": [[key, member]], "srem": [[key, member]], "xadd": [[key, [f, v, ...]]],
---    "setex": [[key, value, ttl_s]]}
+--    "setex": [[key, value, ttl_s]], "lease_expired_by": now}
 -- Returns {1, previous} when moved, {0, previous} when refused, {-1, ""} when missing.
 local state = redis.call("HGET", KEYS[1], "state")
 if not state then return {-1, ""} end
@@ -15,6 +15,11 @@ for _, s in ipairs(spec["from"] or {}) do
   if s == state then allowed = true end
 end
 if not allowed then return {0, state} end
+-- A sender's lease: only give up on it if it really ran out (a new claim renews it).
+if spec["lease_expired_by"] then
+  local lease = tonumber(redis.call("HGET", KEYS[1], "lease_until") or "0") or 0
+  if lease > tonumber(spec["lease_expired_by"]) then return {0, state} end
+end
 redis.call("HSET", KEYS[1], "state", ARGV[1], "updated_at", ARGV[2])
 for f, v in pairs(spec["set"] or {}) do redis.call("HSET", KEYS[1], f, tostring(v)) end
 for f, n in pairs(spec["incr"] or {}) do redis.call("HINCRBY", KEYS[1], f, n) end
