@@ -3,8 +3,9 @@
 Each recipient has two rolling windows in Redis (sorted sets, member = message id, score =
 microseconds since the epoch): one per (route, recipient, text hash) and one per (route,
 recipient). The worker calls `reserve` right before the provider call (check and reserve in
-one Lua script, so any number of workers stay within the limits); the producer calls `peek`
-at enqueue time for fast feedback, which reads and never writes. After the provider itself
+one Lua script, so any number of workers stay within the limits); at enqueue time the same
+read-only check (`guard_check.lua`) runs inside the producer's accept script for fast
+feedback (`peek` is that check on its own), and never writes. After the provider itself
 answers -77/-78, `block` stops the recipient until a time.
 
 Routes: SMS and OTP go out through the same NusaSMS SMS API to the same destination number,
@@ -112,13 +113,10 @@ class RecipientGuard:
         args = [_now_arg(now), *self._limit_args()]
         return _decision(self._run(self._peek, route, recipient, text_hash, args))
 
-    def peek_many(self, checks: list[tuple[str, str, str]]) -> list[GuardDecision]:
-        """`peek` for many (route, recipient, text_hash) in one pipeline round trip."""
-        args = [_now_arg(None), *self._limit_args()]
-        with self._redis.pipeline(transaction=False) as pipe:
-            for route, recipient, text_hash in checks:
-                self._run(self._peek, route, recipient, text_hash, args, client=pipe)
-            return [_decision(reply) for reply in pipe.execute()]
+    def check_spec(self, route: str, recipient: str, text_hash: str
+                   ) -> tuple[list[str], list[str]]:
+        """Keys and limit arguments for a `guard_check` run inside another script (accept.lua)."""
+        return self._keys_for(route, recipient, text_hash), [str(a) for a in self._limit_args()]
 
     def release(self, message_id: str, route: str, recipient: str, text_hash: str) -> None:
         """Uncount a reserved message the provider did not take."""
@@ -140,9 +138,11 @@ class RecipientGuard:
         self, script: Script, route: str, recipient: str, text_hash: str, args: list[Any],
         client: Any = None,
     ) -> list[Any]:
-        keys = [
+        return script(keys=self._keys_for(route, recipient, text_hash), args=args, client=client)
+
+    def _keys_for(self, route: str, recipient: str, text_hash: str) -> list[str]:
+        return [
             self._keys.guard_text(route, recipient, text_hash),
             self._keys.guard_recipient(route, recipient),
             self._keys.guard_block(route, recipient),
         ]
-        return script(keys=keys, args=args, client=client)

@@ -15,20 +15,39 @@ from typing import Any
 
 from redis import Redis
 
-from producer.contract import TRANSITIONS, Job, State
-from producer.errors import IdempotencyConflict
+from producer.contract import TRANSITIONS, Channel, Job, State
+from producer.errors import IdempotencyConflict, RecipientLimited
 from producer.keys import Keys
-from producer.lua import load_script
+from producer.lua import load_joined, load_script
 
 ZAdd = tuple[str, float, str]
 
 
 @dataclass(frozen=True)
 class Created:
-    """What `create` did: `created` is False when the id or idempotency key already existed."""
+    """What `create` did: `created` is False when the id or idempotency key already existed.
+
+    `accept` also says where the new message went: its state and index score (the release
+    time of a deferred one).
+    """
 
     id: str
     created: bool
+    state: str | None = None
+    score: float | None = None
+
+
+@dataclass(frozen=True)
+class Admit:
+    """One new message for `accept`: the job, its task message and where its checks live."""
+
+    job: Job
+    job_json: str
+    dispatch: str
+    task_message: str  # envelope.send_message(...): pushed on the queue if it goes now
+    queue: str
+    outbox_due: float  # outbox score of a queued message: when the sweeper checks it
+    guard: tuple[list[str], list[str]] | None  # RecipientGuard.check_spec, None = no guard
 
 
 @dataclass(frozen=True)
@@ -93,6 +112,65 @@ class MessageStore:
         self._create = load_script(redis, "create")
         self._transition = load_script(redis, "transition")
         self._claim = load_script(redis, "claim")
+        self._accept = load_joined(redis, "guard_check", "accept")
+
+    def accept(self, item: Admit) -> Created | IdempotencyConflict | RecipientLimited:
+        """Create a new message and queue, defer or refuse it, atomically, in one round trip.
+
+        Queued: the record, its outbox entry and its task on the queue list appear together.
+        Deferred (scheduled, or the guard says not yet): the record and its deferred entry.
+        Refused (an OTP the guard stops): nothing is written. An idempotency key already
+        used returns the first message, or a conflict when the request differs.
+        """
+        return self._admitted(item, self._accept(**self._accept_args(item)))
+
+    def accept_many(self, items: Sequence[Admit]
+                    ) -> list[Created | IdempotencyConflict | RecipientLimited]:
+        """`accept` for many messages in one pipeline round trip (each atomic on its own)."""
+        if not items:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        for item in items:
+            self._accept(**self._accept_args(item), client=pipe)
+        replies = pipe.execute()
+        return [self._admitted(item, reply) for item, reply in zip(items, replies, strict=True)]
+
+    def _accept_args(self, item: Admit) -> dict[str, Any]:
+        job = item.job
+        idem = job.idempotency_key
+        idem_key = self.keys.idempotency(job.source, idem) if idem else self.keys.message(job.id)
+        guard_keys, guard_args = item.guard or ([self.keys.message(job.id)] * 3, ["0", "0", "0"])
+        fields = (
+            "id", job.id, "channel", job.channel.value, "to", job.to or "",
+            "group", job.group or "", "text_hash", job.text_hash, "parts", str(job.parts),
+            "encoding", job.encoding, "source", job.source, "attempts", "0",
+            "callback_url", job.callback_url or "", "dispatch", item.dispatch,
+            "job", item.job_json,
+        )
+        return {
+            "keys": [self.keys.message(job.id), self.keys.timeline(job.id), idem_key,
+                     self.keys.outbox, self.keys.deferred, self.keys.events, item.queue,
+                     *guard_keys],
+            "args": [job.id, repr(time.time()), self.ttl_s,
+                     fingerprint(job) if idem else "", "1" if idem else "0",
+                     "" if job.send_at is None else repr(job.send_at),
+                     "0" if item.guard is None else "1", *guard_args,
+                     "1" if job.channel == Channel.OTP else "0", repr(item.outbox_due),
+                     item.task_message, repr(job.created_at), *fields],
+        }
+
+    @staticmethod
+    def _admitted(item: Admit, reply: list[Any]
+                  ) -> Created | IdempotencyConflict | RecipientLimited:
+        status = _text(reply[0])
+        if status == "created":
+            return Created(_text(reply[1]), True, _text(reply[2]), float(_text(reply[3])))
+        if status == "refused":
+            return RecipientLimited(_text(reply[1]), int(_text(reply[2])) / 1_000_000)
+        first_id, first_fingerprint = _text(reply[1]), _text(reply[2])
+        if item.job.idempotency_key and first_fingerprint != fingerprint(item.job):
+            return IdempotencyConflict(item.job.idempotency_key, first_id)
+        return Created(first_id, False)
 
     def create(self, job: Job, state: State, index: str, score: float,
                dispatch: str = "", note: str = "", client: Any = None) -> Created:
@@ -100,24 +178,6 @@ class MessageStore:
         reply = self._create(**self._create_args(job, state, index, score, dispatch, note),
                              client=client)
         return self._created(job, reply)
-
-    def create_many(self, items: Sequence[tuple[Job, State, str, float, str, str]]
-                    ) -> list[Created | IdempotencyConflict]:
-        """`create` for many jobs in one pipeline round trip; a conflict is returned per item."""
-        pipe = self.redis.pipeline(transaction=False)
-        for job, state, index, score, dispatch, note in items:
-            self._create(**self._create_args(job, state, index, score, dispatch, note),
-                         client=pipe)
-        replies = pipe.execute()
-        return [self._created_or_conflict(item[0], reply)
-                for item, reply in zip(items, replies, strict=True)]
-
-    @classmethod
-    def _created_or_conflict(cls, job: Job, reply: list[Any]) -> Created | IdempotencyConflict:
-        try:
-            return cls._created(job, reply)
-        except IdempotencyConflict as exc:
-            return exc
 
     def _create_args(self, job: Job, state: State, index: str, score: float,
                      dispatch: str, note: str) -> dict[str, Any]:

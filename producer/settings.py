@@ -87,7 +87,6 @@ class Settings(BaseSettings):
     status_callback_max_attempts: int = Field(8, ge=1)
 
     # Flower's view of tasks before a worker takes them (costs one publish per message).
-    task_sent_events: bool = False
 
     # Worker pool.
     worker_concurrency: int = Field(32, ge=1)

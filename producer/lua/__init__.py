@@ -14,6 +14,11 @@ def _source(name: str) -> str:
     return resources.files(__package__).joinpath(f"{name}.lua").read_text()
 
 
+def load_joined(redis: Redis, *names: str) -> Script:
+    """Register the named scripts of this package joined into one (shared functions first)."""
+    return redis.register_script("\n".join(_source(name) for name in names))
+
+
 def load_script(redis: Redis, name: str, package: str | None = None) -> Script:
     """Register `<name>.lua` from this package (or another package's folder) on a client."""
     if package is None:

@@ -15,7 +15,9 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from producer.guard import GuardDecision, GuardLimits, RecipientGuard, route_for
+from producer.errors import RecipientLimited
 from producer.keys import Keys
+from producer.segments import text_hash
 
 BASE = 1_700_000_000.0  # a fixed "now" for tests that pass time explicitly
 DAY = 86400
@@ -399,11 +401,27 @@ def test_memory_per_recipient(redis, capsys):
     assert one < 400 and ten < 1200 and ten_texts < 2500 and per_recipient < 600
 
 
-def test_peek_many_answers_as_peek_does_one_by_one(guard: RecipientGuard) -> None:
+def test_enqueue_decides_as_peek_does(kirim) -> None:  # type: ignore[no-untyped-def]
+    """accept.lua runs the same guard_check as peek: same verdict, same time, nothing written
+    for a refused OTP."""
+    guard = kirim.enqueuer.guard
+    to, text = "6281234567890", "promo hari ini"
     for n in range(10):
-        assert guard.reserve(f"m{n}", "sms", "6281234567890", "h1").allowed
-    checks = [("sms", "6281234567890", "h1"), ("sms", "6281234567890", "h2"),
-              ("wa", "6281234567890", "h1"), ("sms", "6281234567891", "h1")]
-    many = guard.peek_many(checks)
-    assert [d.allowed for d in many] == [False, True, True, True]
-    assert many == [guard.peek(*check) for check in checks]
+        assert guard.reserve(f"m{n}", "sms", to, text_hash(text)).allowed
+    peeked = guard.peek("sms", to, text_hash(text))
+    assert not peeked.allowed and peeked.reason == "same_text"
+    sms = kirim.submit({"channel": "sms", "to": to, "text": text})
+    assert sms.state == "deferred" and sms.release_at == pytest.approx(peeked.retry_at, abs=1e-6)
+    assert kirim.redis.zscore(kirim.keys.deferred, sms.id) == pytest.approx(peeked.retry_at,
+                                                                           abs=1e-6)
+    assert [e["state"] for e in kirim.status(sms.id).timeline] == ["accepted", "deferred"]
+    assert kirim.status(sms.id).timeline[1]["note"] == "recipient limit: same_text"
+    keys_before = set(kirim.redis.keys("*"))
+    with pytest.raises(RecipientLimited) as refused:
+        kirim.submit({"channel": "otp", "to": to, "text": text})
+    assert refused.value.reason == "same_text"
+    assert refused.value.retry_at == pytest.approx(peeked.retry_at, abs=1e-6)
+    assert set(kirim.redis.keys("*")) == keys_before and kirim.redis.llen("otp") == 0
+    for other in ({"channel": "sms", "to": to, "text": "another text"},
+                  {"channel": "wa", "to": to, "text": text}):
+        assert kirim.submit(other).state == "queued"

@@ -1,0 +1,67 @@
+-- Accept one new message in one atomic step: idempotency, the guard's read-only check,
+-- placement, the record and its timeline, the index entry and, when it goes out now, the
+-- task message itself on its queue list. guard_check.lua is prepended by records.py.
+--
+-- KEYS[1] record hash, KEYS[2] timeline list, KEYS[3] idempotency key (the record key when
+-- there is none), KEYS[4] outbox zset, KEYS[5] deferred zset, KEYS[6] events stream,
+-- KEYS[7] the channel's queue list, KEYS[8..10] guard_text, guard_recipient, guard_block
+-- ARGV[1] id, ARGV[2] now (epoch s), ARGV[3] ttl_s, ARGV[4] fingerprint,
+-- ARGV[5] "1" to use the idempotency key, ARGV[6] send_at (epoch s) or "" to send now,
+-- ARGV[7] "1" to apply the guard, ARGV[8] window_us, ARGV[9] same-text limit,
+-- ARGV[10] per-recipient limit, ARGV[11] "1" to refuse (OTP) rather than defer,
+-- ARGV[12] outbox score of a queued message, ARGV[13] the task message (envelope.py),
+-- ARGV[14] accepted_at (epoch s), ARGV[15..] record field, value pairs
+-- Returns {"created", id, state, score} | {"exists", first_id, first_fingerprint}
+--       | {"refused", reason, retry_us} (nothing written).
+-- Timestamps are passed through as the caller's strings: Lua would round them to 14 digits.
+local ttl = tonumber(ARGV[3])
+if ARGV[5] == "1" then
+  local first = redis.call("GET", KEYS[3])
+  if first then
+    local sep = string.find(first, "|", 1, true)
+    return {"exists", string.sub(first, 1, sep - 1), string.sub(first, sep + 1)}
+  end
+end
+if redis.call("EXISTS", KEYS[1]) == 1 then
+  return {"exists", ARGV[1], redis.call("HGET", KEYS[1], "fingerprint") or ""}
+end
+
+local state, index, score, note = "queued", KEYS[4], ARGV[12], nil
+if ARGV[6] ~= "" then
+  state, index, score, note = "deferred", KEYS[5], ARGV[6], "scheduled"
+elseif ARGV[7] == "1" then
+  local refused = guard_check(KEYS[8], KEYS[9], KEYS[10], now_us(""), tonumber(ARGV[8]),
+    tonumber(ARGV[9]), tonumber(ARGV[10]))
+  if refused then
+    if ARGV[11] == "1" then
+      return {"refused", refused[2], refused[3]}
+    end
+    local retry_us = refused[3]
+    local whole = string.sub(retry_us, 1, -7)
+    local frac = string.sub(retry_us, -6)
+    state, index, score = "deferred", KEYS[5], whole .. "." .. frac
+    note = "recipient limit: " .. refused[2]
+  end
+end
+
+local fields = {"state", state, "fingerprint", ARGV[4], "created_at", ARGV[2],
+                "updated_at", ARGV[2]}
+for i = 15, #ARGV do fields[#fields + 1] = ARGV[i] end
+redis.call("HSET", KEYS[1], unpack(fields))
+redis.call("RPUSH", KEYS[2], '{"state":"accepted","at":' .. ARGV[14] .. '}',
+  '{"state":"' .. state .. '","at":' .. ARGV[2]
+  .. (note and (',"note":' .. cjson.encode(note)) or "") .. '}')
+redis.call("EXPIRE", KEYS[1], ttl)
+redis.call("EXPIRE", KEYS[2], ttl)
+if ARGV[5] == "1" then
+  redis.call("SET", KEYS[3], ARGV[1] .. "|" .. ARGV[4], "EX", ttl)
+end
+redis.call("ZADD", index, score, ARGV[1])
+if state == "queued" then
+  redis.call("LPUSH", KEYS[7], ARGV[13])
+end
+if redis.call("HGET", KEYS[1], "callback_url") ~= "" then
+  redis.call("XADD", KEYS[6], "MAXLEN", "~", 1000000, "*", "id", ARGV[1], "state", state,
+             "from", "", "at", ARGV[2], "code", "", "provider_id", "")
+end
+return {"created", ARGV[1], state, score}
