@@ -22,6 +22,9 @@ def create_app(settings: Settings) -> Celery:
     """A configured Celery app with kirim's tasks registered."""
     app = make_celery(settings, "kirim")
     app.conf.update(
+        # kombu's Redis transport, patched so a worker reconnects after Redis went away
+        # instead of stopping (worker/broker_transport.py).
+        broker_transport="worker.broker_transport:Transport",
         # A task is acked after it ran, not when it was received: a worker that dies
         # mid-task leaves it unacked, and Redis hands it to another worker (the claim in the
         # message record stops a second provider call).
@@ -31,7 +34,7 @@ def create_app(settings: Settings) -> Celery:
         # One reserved task per thread: a long backlog stays in Redis, where another worker
         # (or the OTP lane) can take it, instead of in one worker's memory.
         worker_prefetch_multiplier=1,
-        # Task events for Flower (worker side; the producer sends task-sent).
+        # Task events for Flower: received, started, succeeded, failed.
         worker_send_task_events=True,
         task_queues=[Queue(name) for name in Queues.ALL],
         task_default_queue=Queues.MAINTENANCE,

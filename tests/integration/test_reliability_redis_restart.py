@@ -73,11 +73,11 @@ def test_redis_restart_is_survived_by_api_and_workers(aof_redis, sandbox, api_fa
                                 started)
         print(out.line(f"Redis (AOF) down {DOWN_S:.0f} s mid-run, API answered"
                        f" {len(refusals)}x 503"))
-        # kombu 5.7 sometimes dies on reconnect (AttributeError in restore_unacked_once, as
-        # kombu#582) and RedBeat exits when Redis is gone: a supervisor restarts them.
+        # RedBeat exits when Redis is gone: a supervisor restarts it. Workers reconnect by
+        # themselves (worker/broker_transport.py fixes kombu's AttributeError on reconnect).
         print(f"[reliability] processes that exited and were restarted by the supervisor:"
               f" {restarted or 'none'}")
-        assert restarted.count("worker") < 2, "no worker reconnected by itself"
+        assert restarted.count("worker") == 0, "a worker stopped instead of reconnecting"
         assert out.duplicates == 0
     except AssertionError:
         print(pool.logs(), api.logs())

@@ -1,0 +1,42 @@
+"""kombu's Redis transport with one fix, so a worker survives Redis going away.
+
+kombu 5.7: when the broker connection drops mid-run, Celery closes it
+(`on_connection_error_after_connected`). Work that touches the channel afterwards (the
+restore of unacked messages on close, the ack of a task that just finished on a pool thread)
+builds a fresh Redis pool from the transport's client, which is already gone: an
+AttributeError escapes kombu's error handling (it only expects connection errors) and the
+worker stops with "Unrecoverable error" instead of reconnecting. We saw it in about half of our
+Redis-restart runs, with both workers stopping at once in some.
+
+The fix reports that state as what it is, a connection error, which kombu and Celery already
+handle: the ack or restore is skipped with a log line and the worker reconnects. The messages
+concerned stay in kombu's `unacked` hash and come back after the visibility timeout; their
+records stop a second provider call (a finished one is skipped by the claim).
+
+Workers select it with `broker_transport` (worker/app.py); producers keep kombu's own.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kombu.transport import redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+
+class Channel(redis.Channel):  # type: ignore[misc]
+    """kombu's Redis channel; a pool asked for after the connection closed is an error kombu
+    handles (ConnectionError), not an AttributeError that stops the worker."""
+
+    def _connparams(self, asynchronous: bool = False) -> dict[str, Any]:
+        transport = getattr(self, "connection", None)
+        if transport is None or getattr(transport, "client", None) is None:
+            raise RedisConnectionError("broker connection already closed; reconnecting")
+        params: dict[str, Any] = super()._connparams(asynchronous=asynchronous)
+        return params
+
+
+class Transport(redis.Transport):  # type: ignore[misc]
+    """kombu's Redis transport with the channel above."""
+
+    Channel = Channel
