@@ -39,6 +39,15 @@ _SEPARATORS = re.compile(r"[\s().\-\u2010-\u2015\u2212]")
 # ASCII digits only: a full-width or Arabic-Indic digit is more likely a mistake than a number.
 _COMPACT = re.compile(r"\+?[0-9]+")
 _E164 = phonenumbers.PhoneNumberFormat.E164
+# Fast path for the common case, an Indonesian mobile, from phonenumbers' own metadata: a
+# national number of a mobile length matching the mobile and general patterns is one that
+# `is_valid_number` accepts (a test checks the two agree), at a fifth of the cost.
+_ID_META = phonenumbers.PhoneMetadata.metadata_for_region("ID")
+_ID_MOBILE = re.compile(_ID_META.mobile.national_number_pattern)
+_ID_GENERAL = re.compile(_ID_META.general_desc.national_number_pattern)
+_ID_MOBILE_LENGTHS = frozenset(_ID_META.mobile.possible_length)
+_ID_INTERNATIONAL = re.compile(r"(?:\+62|0062|62)(8[0-9]+)")
+_ID_NATIONAL = re.compile(r"0(8[0-9]+)")
 
 
 def normalize_recipient(raw: str, default_region: str = "ID") -> str:
@@ -46,6 +55,9 @@ def normalize_recipient(raw: str, default_region: str = "ID") -> str:
     if default_region not in phonenumbers.SUPPORTED_REGIONS:
         raise ValueError(f"unknown phone region {default_region!r}; use a code like 'ID'")
     compact = _compact(raw, default_region)
+    fast = _indonesian_mobile(compact, default_region)
+    if fast is not None:
+        return fast
     text, region = _parseable(compact, default_region)
     try:
         number = phonenumbers.parse(text, region)
@@ -82,6 +94,20 @@ def _compact(raw: object, region: str) -> str:
         )
         raise InvalidMessage(FIELD, f"{reason}; {_hint(region)}", value=raw)
     return compact
+
+
+def _indonesian_mobile(compact: str, region: str) -> str | None:
+    """`62…` for a valid Indonesian mobile number, else None (the full parse decides)."""
+    match = _ID_INTERNATIONAL.fullmatch(compact)
+    if match is None and region == "ID":
+        match = _ID_NATIONAL.fullmatch(compact)
+    if match is None:
+        return None
+    national = match.group(1)
+    if (len(national) in _ID_MOBILE_LENGTHS and _ID_MOBILE.fullmatch(national)
+            and _ID_GENERAL.fullmatch(national)):
+        return "62" + national
+    return None
 
 
 def _parseable(compact: str, region: str) -> tuple[str, str | None]:

@@ -14,8 +14,8 @@ import redis as redis_lib
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from producer.guard import GuardDecision, GuardLimits, RecipientGuard, route_for
 from producer.errors import RecipientLimited
+from producer.guard import GuardDecision, GuardLimits, RecipientGuard, route_for
 from producer.keys import Keys
 from producer.segments import text_hash
 

@@ -6,9 +6,10 @@ import re
 
 import phonenumbers
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import assume, event, given, settings
 from hypothesis import strategies as st
 
+from producer import recipient
 from producer.errors import InvalidMessage
 from producer.recipient import mask_recipient, normalize_recipient
 
@@ -275,3 +276,31 @@ def test_mask_hides_at_least_four_and_shows_at_most_nine(number: str) -> None:
     assert len(masked) == len(number)
     assert masked.count("*") >= min(4, len(number))
     assert len(number) - masked.count("*") <= 9
+
+
+def full_parse(compact: str, region: str) -> str | None:
+    """What phonenumbers alone answers for a compact number (the path before the fast one)."""
+    text, parse_region = recipient._parseable(compact, region)
+    try:
+        number = phonenumbers.parse(text, parse_region)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_valid_number(number):
+        return None
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)[1:]
+
+
+@settings(max_examples=3000)
+@given(st.sampled_from(["+62", "0062", "62", "0"]), st.sampled_from(["8", "8", "8", "08", "9"]),
+       st.text("0123456789", min_size=6, max_size=13), st.sampled_from(["ID", "SG"]))
+def test_indonesian_mobile_fast_path_agrees_with_phonenumbers(
+        prefix: str, lead: str, digits: str, region: str) -> None:
+    compact = prefix + lead + digits
+    fast = recipient._indonesian_mobile(compact, region)
+    if fast is not None:
+        assert fast == full_parse(compact, region), compact
+    event("fast path" if fast is not None else "full parse")
+    try:
+        assert normalize_recipient(compact, region) == full_parse(compact, region)
+    except InvalidMessage:
+        assert full_parse(compact, region) is None, compact
