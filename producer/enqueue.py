@@ -59,12 +59,9 @@ class Enqueuer:
 
     def submit(self, request: SendRequest | dict[str, object], source: str = "python") -> Accepted:
         """Accept one message, or raise InvalidMessage / RecipientLimited / conflict."""
-        req = request if isinstance(request, SendRequest) else parse_request(request)
-        job = build_job(req, self.settings, source=source)
-        item = self._admit(job)
+        item = self.prepare(request, source)
         with _store_errors():
-            outcome = self.store.accept(item)
-            result = self._result(job, outcome)
+            result = self._result(item.job, self.store.accept(item))
         if isinstance(result, KirimError):
             raise result
         return result
@@ -76,16 +73,26 @@ class Enqueuer:
         staged: list[tuple[int, Admit]] = []
         for i, request in enumerate(requests):
             try:
-                req = request if isinstance(request, SendRequest) else parse_request(request)
-                staged.append((i, self._admit(build_job(req, self.settings, source=source))))
+                staged.append((i, self.prepare(request, source)))
                 results.append(_PENDING)
             except KirimError as exc:
                 results.append(exc)
-        with _store_errors():
-            outcomes = self.store.accept_many([item for _, item in staged])
-            for (i, item), outcome in zip(staged, outcomes, strict=True):
-                results[i] = self._result(item.job, outcome)
+        for (i, _), result in zip(staged, self.commit([item for _, item in staged]),
+                                  strict=True):
+            results[i] = result
         return results
+
+    def prepare(self, request: SendRequest | dict[str, object], source: str) -> Admit:
+        """Validate one request into what `commit` writes (no I/O); raises InvalidMessage."""
+        req = request if isinstance(request, SendRequest) else parse_request(request)
+        return self._admit(build_job(req, self.settings, source=source))
+
+    def commit(self, items: Sequence[Admit]) -> list[Accepted | KirimError]:
+        """Write prepared messages in one round trip; raises StoreUnavailable if Redis fails."""
+        with _store_errors():
+            outcomes = self.store.accept_many(items)
+            return [self._result(item.job, outcome)
+                    for item, outcome in zip(items, outcomes, strict=True)]
 
     def _admit(self, job: Job) -> Admit:
         """What accept.lua needs for `job`: its JSON, task message and guard keys."""

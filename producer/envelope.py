@@ -46,7 +46,7 @@ def send_message(job: Job, job_json: str, dispatch: str, now: float | None = Non
     task_id = str(uuid.uuid4())
     argsrepr = masked_repr(job)
     kwargsrepr = f"{{'dispatch': '{dispatch}'}}"
-    headers = {
+    headers: dict[str, object] = {
         "lang": "py", "task": Tasks.SEND, "id": task_id, "shadow": None, "eta": None,
         "expires": None, "group": None, "group_index": None, "retries": 0,
         "timelimit": [None, None], "root_id": task_id, "parent_id": None,

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from fastapi import Request
 
 from producer.api.auth import KeyRing
+from producer.api.commits import GroupCommit
 from producer.client import KirimClient
 from producer.deadletters import DeadLetters
 from producer.settings import Settings
@@ -20,16 +21,19 @@ class Runtime:
     kirim: KirimClient
     keyring: KeyRing
     dead_letters: DeadLetters
+    commits: GroupCommit
 
     @classmethod
     def build(cls, settings: Settings) -> Runtime:
         """Wire everything from settings (the Redis connection opens on first use)."""
         kirim = KirimClient(settings, source="api")
         return cls(settings, kirim, KeyRing.parse(settings.api_keys.get_secret_value()),
-                   DeadLetters(kirim.redis, kirim.keys, kirim.dispatcher))
+                   DeadLetters(kirim.redis, kirim.keys, kirim.dispatcher),
+                   GroupCommit(kirim.enqueuer))
 
     def close(self) -> None:
-        """Release connections."""
+        """Write what is waiting, then release connections."""
+        self.commits.close()
         self.kirim.close()
 
 

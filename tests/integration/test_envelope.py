@@ -72,3 +72,14 @@ def test_accepted_message_is_consumed_and_acked_through_kombu(kirim: KirimClient
     assert info["routing_key"] == "otp"
     assert kirim.redis.llen("otp") == 0
     assert kirim.redis.hlen("unacked") == 0, "acked: nothing left for the unacked restorer"
+
+
+def test_accepting_survives_a_flushed_script_cache(kirim: KirimClient) -> None:
+    """After a Redis restart (or SCRIPT FLUSH) accept.lua is loaded again, nothing is lost."""
+    kirim.redis.script_flush()
+    first = kirim.send_many([{"channel": "sms", "to": f"6281234567{i:03d}", "text": "x"}
+                             for i in range(3)])
+    kirim.redis.script_flush()
+    single = kirim.submit({"channel": "wa", "to": "6281234567999", "text": "y"})
+    assert [r.state for r in first] == ["queued"] * 3 and single.state == "queued"
+    assert kirim.redis.llen("sms") == 3 and kirim.redis.llen("wa") == 1
