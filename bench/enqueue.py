@@ -1,8 +1,11 @@
 """4. Enqueue rate: single-message HTTP, 1000-message batch HTTP, Python send_many.
 
-No worker runs: this is the producer side alone (validate, guard peek, record + outbox in
-Lua, publish). The HTTP load comes from a raw keep-alive client (bench/httpload.py) so the
-client's own cost stays small; it still shares the 2 cores with uvicorn and Redis.
+No worker runs: this is the producer side alone (validate, then one accept.lua per message:
+guard check, record, outbox entry and the task on its queue). The HTTP load comes from a raw
+keep-alive client (bench/httpload.py) so the client's own cost stays small; it still shares
+the 2 cores with the API and Redis. "2p" is two API processes with the connections spread
+over them, as a load balancer spreads them over replicas: `uvicorn --workers 2` shares one
+listening socket, and in a run this short one process often accepts every connection.
 """
 
 from __future__ import annotations
@@ -18,17 +21,17 @@ from bench.report import bar_labels, figure, save_json, save_png
 from bench.stack import API_KEY, Stack
 
 SINGLE_CONNECTIONS = 16
-BATCH, BATCH_CONNECTIONS = 1000, 2
+BATCH, BATCH_CONNECTIONS = 1000, 8
 TARGETS = {"single_http": 2000, "batch_http": 10000}
 
 
 def run(stack: Stack, info: dict[str, Any], quick: bool) -> dict[str, Any]:
-    """Each path for a few seconds, with one and with two uvicorn worker processes."""
+    """Each path for a few seconds, with one and with two API processes."""
     seconds = 2.0 if quick else 5.0
     rows = {}
-    for workers in (1,) if quick else (1, 2):
-        rows[f"single_http_{workers}w"] = _http(stack, workers, seconds, batch=False)
-        rows[f"batch_http_{workers}w"] = _http(stack, workers, seconds, batch=True)
+    for processes in (1,) if quick else (1, 2):
+        rows[f"single_http_{processes}p"] = _http(stack, processes, seconds, batch=False)
+        rows[f"batch_http_{processes}p"] = _http(stack, processes, seconds, batch=True)
     rows["send_many"] = _send_many(stack, seconds)
     best = {k: max(v["msgs_per_s"] for name, v in rows.items() if name.startswith(k))
             for k in TARGETS}
@@ -48,24 +51,27 @@ def _batch_body(k: int) -> bytes:
                                      "text": text(i)} for i in range(BATCH)]}).encode()
 
 
-def _http(stack: Stack, workers: int, seconds: float, batch: bool) -> dict[str, Any]:
+def _http(stack: Stack, processes: int, seconds: float, batch: bool) -> dict[str, Any]:
     stack.reset(0)
-    proc, url = stack.api(workers)
+    apis = [stack.api(1) for _ in range(processes)]
     try:
-        port = int(url.rsplit(":", 1)[1])
-        calls0, cpu0 = procstat.redis_calls(stack.redis), procstat.cpu_s(proc.pid)
+        ports = [int(url.rsplit(":", 1)[1]) for _, url in apis]
+        calls0 = procstat.redis_calls(stack.redis)
+        cpu0 = [procstat.cpu_s(proc.pid) for proc, _ in apis]
         if batch:
-            out = drive(port, "/v1/messages/batch", API_KEY, _batch_body, BATCH_CONNECTIONS,
+            out = drive(ports, "/v1/messages/batch", API_KEY, _batch_body, BATCH_CONNECTIONS,
                         seconds)
         else:
-            out = drive(port, "/v1/messages", API_KEY, _single_body, SINGLE_CONNECTIONS, seconds)
-        api_cpu = procstat.cpu_s(proc.pid) - cpu0
+            out = drive(ports, "/v1/messages", API_KEY, _single_body, SINGLE_CONNECTIONS,
+                        seconds)
+        api_cpu = sum(procstat.cpu_s(proc.pid) - c0 for (proc, _), c0 in zip(apis, cpu0,
+                                                                            strict=True))
         calls = procstat.redis_calls(stack.redis) - calls0
     finally:
-        stack.stop([proc])
+        stack.stop([proc for proc, _ in apis])
     ok = out["statuses"].get(200 if batch else 202, 0)
     msgs = ok * (BATCH if batch else 1)
-    return {**out, "uvicorn_workers": workers, "messages": msgs,
+    return {**out, "api_processes": processes, "messages": msgs,
             "msgs_per_s": round(msgs / out["seconds"]),
             "api_cpu_ms_per_msg": round(1000 * api_cpu / max(msgs, 1), 3),
             "redis_calls_per_msg": round(calls / max(msgs, 1), 2)}
@@ -97,6 +103,6 @@ def plot(data: dict[str, Any]) -> None:
     ax.tick_params(axis="x", labelsize=8)
     ax.legend(fontsize=8, loc="center left",
               title=f"single: {SINGLE_CONNECTIONS} connections; batch: "
-              f"{BATCH} per request, {BATCH_CONNECTIONS} connections; Nw = uvicorn workers",
+              f"{BATCH} per request, {BATCH_CONNECTIONS} connections; Np = N API processes",
               title_fontsize=7)
     save_png("enqueue", fig)

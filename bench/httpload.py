@@ -31,16 +31,18 @@ async def _connection(port: int, path: str, key: str, body: Callable[[int], byte
     writer.close()
 
 
-def drive(port: int, path: str, key: str, body: Callable[[int], bytes], connections: int,
-          seconds: float) -> dict[str, Any]:
-    """Load for `seconds`; requests made, the time taken and the HTTP statuses seen."""
+def drive(ports: list[int], path: str, key: str, body: Callable[[int], bytes],
+          connections: int, seconds: float) -> dict[str, Any]:
+    """Load for `seconds`, connections spread round-robin over `ports` (one per API process,
+    as a load balancer spreads them over replicas); requests, time and HTTP statuses seen."""
     statuses: dict[int, int] = {}
     counter = [0]
 
     async def main() -> float:
         started = time.monotonic()
-        await asyncio.gather(*(_connection(port, path, key, body, counter, started + seconds,
-                                           statuses) for _ in range(connections)))
+        await asyncio.gather(*(_connection(ports[i % len(ports)], path, key, body, counter,
+                                           started + seconds, statuses)
+                               for i in range(connections)))
         return time.monotonic() - started
 
     elapsed = asyncio.run(main())

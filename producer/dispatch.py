@@ -12,7 +12,6 @@ message claimed, so a double publish never sends twice.
 
 from __future__ import annotations
 
-import secrets
 import time
 from collections.abc import Iterable
 
@@ -20,6 +19,7 @@ import structlog
 from kombu.exceptions import OperationalError
 
 from producer.contract import State
+from producer.entropy import token_hex
 from producer.publisher import Publisher
 from producer.records import Effects, MessageStore
 
@@ -28,7 +28,7 @@ log = structlog.get_logger(__name__)
 
 def new_dispatch() -> str:
     """A token for one publication of a task; older copies of the task are ignored."""
-    return secrets.token_hex(6)
+    return token_hex(6)
 
 
 class Dispatcher:

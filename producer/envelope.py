@@ -16,13 +16,14 @@ from __future__ import annotations
 import base64
 import json
 import os
+import random
 import socket
 import time
 import uuid
 from functools import cache
 
 from producer.backlog import ENQUEUED_AT
-from producer.contract import Job
+from producer.contract import Channel, Job
 from producer.publisher import masked_repr
 from producer.routing import Tasks, queue_for
 
@@ -32,8 +33,14 @@ _EMBED = '{"callbacks":null,"errbacks":null,"chain":null,"chord":null}'
 
 @cache
 def _origin(pid: int) -> str:
-    """The `origin` header Celery writes for a non-worker process: gen<pid>@<host>."""
-    return f"gen{pid}@{socket.gethostname()}"
+    """The `origin` header Celery writes for a non-worker process, JSON: "gen<pid>@<host>"."""
+    return json.dumps(f"gen{pid}@{socket.gethostname()}")
+
+
+@cache
+def _queue(channel: str) -> str:
+    """The routing key (the channel's queue), JSON."""
+    return json.dumps(queue_for(Channel(channel)))
 
 
 def send_body(job_json: str, dispatch: str) -> str:
@@ -43,27 +50,33 @@ def send_body(job_json: str, dispatch: str) -> str:
 
 def send_message(job: Job, job_json: str, dispatch: str, now: float | None = None) -> str:
     """The list entry for a `kirim.send` task carrying `job` (its JSON given, already made)."""
-    task_id = str(uuid.uuid4())
+    task_id = _uuid()
     argsrepr = masked_repr(job)
     kwargsrepr = f"{{'dispatch': '{dispatch}'}}"
-    headers: dict[str, object] = {
-        "lang": "py", "task": Tasks.SEND, "id": task_id, "shadow": None, "eta": None,
-        "expires": None, "group": None, "group_index": None, "retries": 0,
-        "timelimit": [None, None], "root_id": task_id, "parent_id": None,
-        "argsrepr": argsrepr, "kwargsrepr": kwargsrepr, "origin": _origin(os.getpid()),
-        "ignore_result": True, "replaced_task_nesting": 0, "stamped_headers": None,
-        "stamps": {}, ENQUEUED_AT: time.time() if now is None else now,
-    }
-    body = send_body(job_json, dispatch).encode()
-    return json.dumps({
-        "body": base64.b64encode(body).decode("ascii"),
-        "content-encoding": "utf-8",
-        "content-type": "application/json",
-        "headers": headers,
-        "properties": {
-            "correlation_id": task_id, "reply_to": "", "argsrepr": argsrepr,
-            "kwargsrepr": kwargsrepr, "delivery_mode": 2,
-            "delivery_info": {"exchange": "", "routing_key": queue_for(job.channel)},
-            "priority": 0, "body_encoding": "base64", "delivery_tag": str(uuid.uuid4()),
-        },
-    }, separators=(",", ":"))
+    body = base64.b64encode(send_body(job_json, dispatch).encode()).decode("ascii")
+    return _TEMPLATE.format(
+        body=body, id=task_id, argsrepr=json.dumps(argsrepr), kwargsrepr=json.dumps(kwargsrepr),
+        origin=_origin(os.getpid()), enqueued_at=repr(time.time() if now is None else now),
+        queue=_queue(job.channel), tag=_uuid())
+
+
+def _uuid() -> str:
+    """A version-4 UUID from Python's (fork-safe) PRNG: ids must be unique, not secret."""
+    return str(uuid.UUID(int=random.getrandbits(128), version=4))
+
+
+# The message with its fixed parts written once. Every field is either a constant here or
+# JSON-encoded (json.dumps) or a UUID, hex, base64 or number, which need no escaping.
+_TEMPLATE = (
+    '{{"body":"{body}","content-encoding":"utf-8","content-type":"application/json",'
+    '"headers":{{"lang":"py","task":"' + Tasks.SEND + '","id":"{id}","shadow":null,'
+    '"eta":null,"expires":null,"group":null,"group_index":null,"retries":0,'
+    '"timelimit":[null,null],"root_id":"{id}","parent_id":null,"argsrepr":{argsrepr},'
+    '"kwargsrepr":{kwargsrepr},"origin":{origin},"ignore_result":true,'
+    '"replaced_task_nesting":0,"stamped_headers":null,"stamps":{{}},'
+    '"' + ENQUEUED_AT + '":{enqueued_at}}},'
+    '"properties":{{"correlation_id":"{id}","reply_to":"","argsrepr":{argsrepr},'
+    '"kwargsrepr":{kwargsrepr},"delivery_mode":2,'
+    '"delivery_info":{{"exchange":"","routing_key":{queue}}},"priority":0,'
+    '"body_encoding":"base64","delivery_tag":"{tag}"}}}}'
+)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import secrets
 import time
 
 from pydantic import ValidationError
 
 from producer.contract import WA_MAX_CHARS, Channel, Job, SendRequest
+from producer.entropy import token_hex
 from producer.errors import InvalidMessage
 from producer.recipient import normalize_recipient
 from producer.segments import Encoding, count_segments, is_gsm7, text_hash
@@ -17,7 +17,7 @@ from producer.settings import Settings
 def new_message_id(now: float | None = None) -> str:
     """A sortable, unguessable id: milliseconds in hex, then 40 random bits."""
     ms = int((now or time.time()) * 1000)
-    return f"{ms:012x}{secrets.token_hex(5)}"
+    return f"{ms:012x}{token_hex(5)}"
 
 
 def parse_request(data: object) -> SendRequest:

@@ -25,6 +25,7 @@ A number must be valid for `phonenumbers` (right length and range for its countr
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import phonenumbers
 
@@ -42,7 +43,7 @@ _E164 = phonenumbers.PhoneNumberFormat.E164
 # Fast path for the common case, an Indonesian mobile, from phonenumbers' own metadata: a
 # national number of a mobile length matching the mobile and general patterns is one that
 # `is_valid_number` accepts (a test checks the two agree), at a fifth of the cost.
-_ID_META = phonenumbers.PhoneMetadata.metadata_for_region("ID")
+_ID_META: Any = phonenumbers.PhoneMetadata.metadata_for_region("ID")
 _ID_MOBILE = re.compile(_ID_META.mobile.national_number_pattern)
 _ID_GENERAL = re.compile(_ID_META.general_desc.national_number_pattern)
 _ID_MOBILE_LENGTHS = frozenset(_ID_META.mobile.possible_length)

@@ -51,6 +51,9 @@ GSM7_BASIC = frozenset(
 # The extension characters a GSM 7-bit text may use; each is sent as ESC + code, 2 units.
 GSM7_EXTENSION = frozenset("\f^{}\\[~]|€")
 _GSM7 = GSM7_BASIC | GSM7_EXTENSION
+# Characters that cost exactly one unit: basic ones, less the newline when it counts double.
+_GSM7_SINGLE = GSM7_BASIC - {"\n"}
+_GSM7_BASIC_ONLY = GSM7_BASIC
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +67,11 @@ class Segments:
 
 def count_segments(text: str, *, newline_counts_double: bool = True) -> Segments:
     """Encoding, units and SMS parts of `text` by the provider's counting rules."""
+    chars = set(text)
+    if chars <= _GSM7_SINGLE if newline_counts_double else chars <= _GSM7_BASIC_ONLY:
+        # Fast path, the usual text: every character costs one unit, so parts pack evenly.
+        return Segments("gsm7", len(text), _even_parts(len(text), GSM7_SINGLE_UNITS,
+                                                       GSM7_PART_UNITS))
     if is_gsm7(text):
         costs = [_gsm7_cost(ch, newline_counts_double) for ch in text]
         return Segments("gsm7", sum(costs), _parts(costs, GSM7_SINGLE_UNITS, GSM7_PART_UNITS))
@@ -74,7 +82,14 @@ def count_segments(text: str, *, newline_counts_double: bool = True) -> Segments
 
 def is_gsm7(text: str) -> bool:
     """True when every character of `text` can be sent in GSM 7-bit (basic or extension)."""
-    return all(ch in _GSM7 for ch in text)
+    return set(text) <= _GSM7
+
+
+def _even_parts(units: int, single: int, per_part: int) -> int:
+    """Parts for `units` one-unit characters: whole parts of `per_part` beyond one SMS."""
+    if units <= single:
+        return 1 if units else 0
+    return -(-units // per_part)
 
 
 def text_hash(text: str) -> str:

@@ -24,7 +24,7 @@ from kombu.transport import redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 
-class Channel(redis.Channel):  # type: ignore[misc]
+class Channel(redis.Channel):
     """kombu's Redis channel; a pool asked for after the connection closed is an error kombu
     handles (ConnectionError), not an AttributeError that stops the worker."""
 
@@ -36,7 +36,7 @@ class Channel(redis.Channel):  # type: ignore[misc]
         return params
 
 
-class Transport(redis.Transport):  # type: ignore[misc]
+class Transport(redis.Transport):
     """kombu's Redis transport with the channel above."""
 
     Channel = Channel

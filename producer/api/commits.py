@@ -1,12 +1,13 @@
-"""Group commit: concurrent single-message requests share one Redis round trip.
+"""Group commit: concurrent requests share one Redis round trip.
 
-A POST /v1/messages is validated on the event loop (pure CPU: `Enqueuer.prepare`), then
-handed to this process's one committer thread, which writes everything waiting in one
+Routes validate on the event loop (pure CPU: `Enqueuer.prepare`) and hand the prepared
+messages to this process's one committer thread, which writes everything waiting in one
 pipelined round trip (`Enqueuer.commit`, each message still its own atomic accept.lua) and
-wakes the waiting requests with one loop callback per batch. At low load a request is written
-alone and at once (no timer, so no added latency); under load the batches grow by themselves,
-so Redis round trips and thread hops per message fall as the load rises. The event loop
-never blocks on Redis, and there is no thread-pool hop per request.
+wakes the waiting requests with one loop callback per round. At low load a request is written
+alone and at once (no timer, so no added latency); under load the rounds grow by themselves,
+so Redis round trips and thread hops per message fall as the load rises. The event loop never
+blocks on Redis, and no request occupies a thread-pool thread: one process's CPU work stays on
+one thread instead of several fighting over the GIL.
 """
 
 from __future__ import annotations
@@ -26,15 +27,15 @@ from producer.records import Admit
 log = structlog.get_logger(__name__)
 
 Outcome = Accepted | KirimError
-_Waiting = tuple[Admit, asyncio.Future[Outcome], asyncio.AbstractEventLoop]
+_Waiting = tuple[list[Admit], asyncio.Future[list[Outcome]], asyncio.AbstractEventLoop]
 
 
 class GroupCommit:
-    """One committer thread per process; `await commit(item)` from any request."""
+    """One committer thread per process; `await commit_many(items)` from any request."""
 
-    def __init__(self, enqueuer: Enqueuer, max_batch: int = 512) -> None:
+    def __init__(self, enqueuer: Enqueuer, round_items: int = 2000) -> None:
         self.enqueuer = enqueuer
-        self.max_batch = max_batch
+        self.round_items = round_items  # a round stops taking requests past this many messages
         self._pending: deque[_Waiting] = deque()
         self._wake = threading.Event()
         self._closed = False
@@ -42,12 +43,18 @@ class GroupCommit:
         self._thread.start()
 
     async def commit(self, item: Admit) -> Outcome:
-        """Write one prepared message; its result, or StoreUnavailable raised."""
+        """Write one prepared message: its result, or StoreUnavailable raised."""
+        return (await self.commit_many([item]))[0]
+
+    async def commit_many(self, items: list[Admit]) -> list[Outcome]:
+        """Write prepared messages (in one round): their results, or StoreUnavailable raised."""
+        if not items:
+            return []
         if self._closed:
             raise RuntimeError("the API is shutting down")
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[Outcome] = loop.create_future()
-        self._pending.append((item, future, loop))
+        future: asyncio.Future[list[Outcome]] = loop.create_future()
+        self._pending.append((items, future, loop))
         self._wake.set()
         return await future
 
@@ -62,34 +69,44 @@ class GroupCommit:
             self._wake.wait()
             self._wake.clear()  # before draining: an append after this wakes the next round
             while self._pending:
-                take = min(len(self._pending), self.max_batch)
-                self._write([self._pending.popleft() for _ in range(take)])
+                round_ = [self._pending.popleft()]
+                size = len(round_[0][0])
+                while self._pending and size + len(self._pending[0][0]) <= self.round_items:
+                    round_.append(self._pending.popleft())
+                    size += len(round_[-1][0])
+                self._write(round_)
             if self._closed:
                 return
 
-    def _write(self, batch: list[_Waiting]) -> None:
+    def _write(self, round_: list[_Waiting]) -> None:
         try:
-            outcomes: Sequence[Outcome] | None = self.enqueuer.commit([w[0] for w in batch])
+            outcomes: Sequence[Outcome] | None = self.enqueuer.commit(
+                [item for items, _, _ in round_ for item in items])
             error: BaseException | None = None
         except BaseException as exc:  # StoreUnavailable, or a bug: every waiter gets it
             outcomes, error = None, exc
             if not isinstance(exc, KirimError):
-                log.exception("group_commit_failed", batch=len(batch))
-        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Outcome], int]]] = {}
-        for index, (_, future, loop) in enumerate(batch):
-            by_loop.setdefault(loop, []).append((future, index))
-        for loop, futures in by_loop.items():
+                log.exception("group_commit_failed", requests=len(round_))
+        by_loop: dict[asyncio.AbstractEventLoop, list[_Settle]] = {}
+        start = 0
+        for items, future, loop in round_:
+            part = None if outcomes is None else list(outcomes[start:start + len(items)])
+            start += len(items)
+            by_loop.setdefault(loop, []).append((future, part))
+        for loop, settles in by_loop.items():
             with contextlib.suppress(RuntimeError):  # loop closed: nobody is waiting any more
-                loop.call_soon_threadsafe(_settle, futures, outcomes, error)
+                loop.call_soon_threadsafe(_settle, settles, error)
 
 
-def _settle(futures: list[tuple[asyncio.Future[Outcome], int]],
-            outcomes: Sequence[Outcome] | None, error: BaseException | None) -> None:
-    """On the event loop: hand each waiting request its result (or the shared error)."""
-    for future, index in futures:
+_Settle = tuple[asyncio.Future[list[Outcome]], list[Outcome] | None]
+
+
+def _settle(settles: list[_Settle], error: BaseException | None) -> None:
+    """On the event loop: hand each waiting request its results (or the shared error)."""
+    for future, outcomes in settles:
         if future.done():  # the request was cancelled (client gone); the write stands
             continue
         if outcomes is None:
             future.set_exception(error or RuntimeError("commit failed"))
         else:
-            future.set_result(outcomes[index])
+            future.set_result(outcomes)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from typing import Annotated, Any
@@ -28,7 +29,7 @@ from producer.contract import SendRequest
 from producer.deadletters import DeadLetter
 from producer.enqueue import Accepted
 from producer.errors import KirimError, MessageNotFound
-from producer.records import MessageRecord
+from producer.records import Admit, MessageRecord
 
 Rt = Annotated[Runtime, Depends(runtime)]
 Source = Annotated[str, Depends(require_key)]
@@ -69,8 +70,8 @@ async def send_one(body: SendRequest, rt: Rt, source: Source,
          description="Each item has the shape of POST /v1/messages and gets its own result;"
          " valid items are accepted even when others are refused (one Redis round trip)."
          " 200 when every item was accepted, 207 when any was refused.")
-def send_batch(body: BatchRequest, rt: Rt, source: Source) -> Response:
-    """Enqueue many messages (a plain `def`: its validation runs off the event loop)."""
+async def send_batch(body: BatchRequest, rt: Rt, source: Source) -> Response:
+    """Enqueue many messages: validated here in slices, written by the group commit."""
     limit = rt.settings.api_batch_max
     if not body.messages:
         raise ApiError(422, "invalid_request", "messages: must hold at least one message",
@@ -78,11 +79,27 @@ def send_batch(body: BatchRequest, rt: Rt, source: Source) -> Response:
     if len(body.messages) > limit:
         raise ApiError(422, "invalid_request", f"messages: {len(body.messages)} items; at most"
                        f" {limit} per request (KIRIM_API_BATCH_MAX): split the batch", "messages")
-    outcomes = rt.kirim.enqueuer.submit_many(body.messages, source=source)
-    results = [_batch_item(i, out) for i, out in enumerate(outcomes)]
+    enqueuer = rt.kirim.enqueuer
+    outcomes: list[Accepted | KirimError | None] = [None] * len(body.messages)
+    staged: list[tuple[int, Admit]] = []
+    for i, raw in enumerate(body.messages):
+        try:
+            staged.append((i, enqueuer.prepare(raw, source)))
+        except KirimError as exc:
+            outcomes[i] = exc
+        if i % _SLICE == _SLICE - 1:
+            await asyncio.sleep(0)  # let other requests (an OTP) in between slices
+    written = await rt.commits.commit_many([item for _, item in staged])
+    for (i, _), outcome in zip(staged, written, strict=True):
+        outcomes[i] = outcome
+    results = [_batch_item(i, out) for i, out in enumerate(outcomes) if out is not None]
     accepted = sum(isinstance(out, Accepted) for out in outcomes)
     return _json(200 if accepted == len(results) else 207, {
         "accepted": accepted, "refused": len(results) - accepted, "results": results})
+
+
+# Messages validated between two yields to the event loop (~5 ms of work).
+_SLICE = 100
 
 
 def _json(status: int, body: object) -> Response:
