@@ -16,18 +16,21 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import redis as redis_lib
+import structlog
 from redis import Redis
 
 from producer.contract import Job, SendRequest, State
 from producer.dispatch import Dispatcher, new_dispatch
 from producer.envelope import send_message
-from producer.errors import IdempotencyConflict, KirimError, RecipientLimited, StoreUnavailable
+from producer.errors import KirimError, StoreUnavailable
 from producer.guard import RecipientGuard, route_for
 from producer.jobs import build_job, parse_request
 from producer.keys import Keys
-from producer.records import Admit, Created, MessageStore
+from producer.records import AcceptOutcome, Admit, Created, MessageStore
 from producer.routing import queue_for
 from producer.settings import Settings
+
+log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -59,9 +62,7 @@ class Enqueuer:
 
     def submit(self, request: SendRequest | dict[str, object], source: str = "python") -> Accepted:
         """Accept one message, or raise InvalidMessage / RecipientLimited / conflict."""
-        item = self.prepare(request, source)
-        with _store_errors():
-            result = self._result(item.job, self.store.accept(item))
+        result = self.commit([self.prepare(request, source)])[0]
         if isinstance(result, KirimError):
             raise result
         return result
@@ -88,11 +89,28 @@ class Enqueuer:
         return self._admit(build_job(req, self.settings, source=source))
 
     def commit(self, items: Sequence[Admit]) -> list[Accepted | KirimError]:
-        """Write prepared messages in one round trip; raises StoreUnavailable if Redis fails."""
-        with _store_errors():
+        """Write prepared messages in one round trip; each gets its own result.
+
+        Raises StoreUnavailable when the connection to Redis failed (after redis-py's
+        retries). Some of the messages may then have been written: the error names their
+        ids, and resending with the same idempotency key is safe.
+        """
+        if not items:
+            return []
+        try:
             outcomes = self.store.accept_many(items)
-            return [self._result(item.job, outcome)
-                    for item, outcome in zip(items, outcomes, strict=True)]
+        except redis_lib.RedisError as exc:
+            raise write_failed(exc, [item.job.id for item in items]) from exc
+        unread = [o.id for o in outcomes if isinstance(o, Created) and not o.created
+                  and not o.state]
+        states: dict[str, str | None] = {}
+        if unread:  # duplicates found by idempotency key: their states in one round trip
+            try:
+                states = dict(zip(unread, self.store.states(unread), strict=True))
+            except redis_lib.RedisError:
+                log.warning("duplicate_state_unread", count=len(unread))
+        return [self._result(item.job, outcome, states)
+                for item, outcome in zip(items, outcomes, strict=True)]
 
     def _admit(self, job: Job) -> Admit:
         """What accept.lua needs for `job`: its JSON, task message and guard keys."""
@@ -105,32 +123,29 @@ class Enqueuer:
         return Admit(job, job_json, dispatch, send_message(job, job_json, dispatch, now),
                      queue_for(job.channel), now + self.dispatcher.recheck_after_s, guard)
 
-    def _result(self, job: Job, outcome: Created | IdempotencyConflict | RecipientLimited
+    @staticmethod
+    def _result(job: Job, outcome: AcceptOutcome, states: dict[str, str | None]
                 ) -> Accepted | KirimError:
         if isinstance(outcome, KirimError):
             return outcome
-        if not outcome.created:
-            return self._existing(outcome.id, job)
+        if not outcome.created:  # a duplicate: the first message, as it is now
+            state = outcome.state or states.get(outcome.id) or State.QUEUED.value
+            return Accepted(outcome.id, job.channel.value, job.to, job.group, job.encoding,
+                            job.parts, state, duplicate=True)
         deferred = outcome.state == State.DEFERRED
         return Accepted(job.id, job.channel.value, job.to, job.group, job.encoding, job.parts,
                         outcome.state or State.QUEUED.value,
                         release_at=outcome.score if deferred else None)
 
-    def _existing(self, message_id: str, job: Job) -> Accepted:
-        state = self.store.states([message_id])[0] or State.QUEUED.value
-        return Accepted(message_id, job.channel.value, job.to, job.group, job.encoding, job.parts,
-                        state, duplicate=True)
+
+def write_failed(exc: BaseException, message_ids: Sequence[str]) -> StoreUnavailable:
+    """The error for a write whose connection failed: what may have happened, what to do."""
+    shown = ", ".join(message_ids[:3]) + (f" and {len(message_ids) - 3} more"
+                                          if len(message_ids) > 3 else "")
+    return StoreUnavailable(
+        f"Redis unavailable ({type(exc).__name__}) while writing; the message(s) may have"
+        f" been accepted as {shown}: check GET /v1/messages/<id>, or resend with the same"
+        " Idempotency-Key (safe either way)")
 
 
 _PENDING = KirimError("not processed")  # placeholder while a batch is staged
-
-
-class _store_errors:
-    """Turn redis-py connection errors into StoreUnavailable (nothing was written)."""
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
-        if isinstance(exc, redis_lib.RedisError):
-            raise StoreUnavailable(f"Redis unavailable: {type(exc).__name__}") from exc

@@ -17,7 +17,7 @@ from redis import Redis
 from redis.exceptions import NoScriptError
 
 from producer.contract import TRANSITIONS, Channel, Job, State
-from producer.errors import IdempotencyConflict, RecipientLimited
+from producer.errors import IdempotencyConflict, RecipientLimited, StoreUnavailable
 from producer.keys import Keys
 from producer.lua import load_joined, load_script
 
@@ -49,6 +49,10 @@ class Admit:
     queue: str
     outbox_due: float  # outbox score of a queued message: when the sweeper checks it
     guard: tuple[list[str], list[str]] | None  # RecipientGuard.check_spec, None = no guard
+
+
+# What accepting one message came to (an error is a result here, not raised).
+AcceptOutcome = Created | IdempotencyConflict | RecipientLimited | StoreUnavailable
 
 
 @dataclass(frozen=True)
@@ -115,36 +119,40 @@ class MessageStore:
         self._claim = load_script(redis, "claim")
         self._accept = load_joined(redis, "guard_check", "accept")
 
-    def accept(self, item: Admit) -> Created | IdempotencyConflict | RecipientLimited:
-        """Create a new message and queue, defer or refuse it, atomically, in one round trip.
+    def accept_many(self, items: Sequence[Admit]) -> list[AcceptOutcome]:
+        """Create new messages and queue, defer or refuse each, atomically, in one round trip.
 
         Queued: the record, its outbox entry and its task on the queue list appear together.
         Deferred (scheduled, or the guard says not yet): the record and its deferred entry.
         Refused (an OTP the guard stops): nothing is written. An idempotency key already
         used returns the first message, or a conflict when the request differs.
-        """
-        return self._admitted(item, self._accept(**self._accept_args(item)))
 
-    def accept_many(self, items: Sequence[Admit]
-                    ) -> list[Created | IdempotencyConflict | RecipientLimited]:
-        """`accept` for many messages in one pipeline round trip (each atomic on its own)."""
-        if not items:
-            return []
+        Each message gets its own result: a script Redis refused (out of memory, say) is a
+        StoreUnavailable for that message only, and the others stand. A connection lost
+        mid-pipeline raises, after redis-py's retries resent it; a resent call that had run
+        answers what it did (same id and dispatch token), so a retry never creates twice.
+        """
         calls = [self._accept_args(item) for item in items]
-        try:
-            replies = self._evalsha_many(calls)
-        except NoScriptError:  # Redis restarted or flushed its script cache: load, redo
+        replies = self._evalsha_many(calls)
+        missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+        if missing:  # Redis restarted or flushed its script cache: load, redo those
             self.redis.script_load(self._accept.script)
-            replies = self._evalsha_many(calls)  # a message written the first time is "exists"
-        return [self._admitted(item, reply) for item, reply in zip(items, replies, strict=True)]
+            for i, reply in zip(missing, self._evalsha_many([calls[i] for i in missing]),
+                                strict=True):
+                replies[i] = reply
+        return [StoreUnavailable(f"Redis refused the write: {reply}")
+                if isinstance(reply, Exception) else self._admitted(item, reply)
+                for item, reply in zip(items, replies, strict=True)]
 
     def _evalsha_many(self, calls: list[dict[str, Any]]) -> list[Any]:
-        """EVALSHA accept.lua for each call in one pipeline; redis-py's own script pipelining
-        would first ask SCRIPT EXISTS, a second round trip per batch."""
+        """EVALSHA accept.lua for each call in one pipeline, an error reply per failed call;
+        redis-py's own script pipelining would first ask SCRIPT EXISTS, one more round trip."""
+        if not calls:
+            return []
         pipe = self.redis.pipeline(transaction=False)
         for call in calls:
             pipe.evalsha(self._accept.sha, len(call["keys"]), *call["keys"], *call["args"])
-        replies: list[Any] = pipe.execute()
+        replies: list[Any] = pipe.execute(raise_on_error=False)
         return replies
 
     def _accept_args(self, item: Admit) -> dict[str, Any]:
@@ -168,7 +176,7 @@ class MessageStore:
                      "" if job.send_at is None else repr(job.send_at),
                      "0" if item.guard is None else "1", *guard_args,
                      "1" if job.channel == Channel.OTP else "0", repr(item.outbox_due),
-                     item.task_message, repr(job.created_at), *fields],
+                     item.task_message, repr(job.created_at), item.dispatch, *fields],
         }
 
     @staticmethod
@@ -176,13 +184,14 @@ class MessageStore:
                   ) -> Created | IdempotencyConflict | RecipientLimited:
         status = _text(reply[0])
         if status == "created":
-            return Created(_text(reply[1]), True, _text(reply[2]), float(_text(reply[3])))
+            score = _text(reply[3])
+            return Created(_text(reply[1]), True, _text(reply[2]), float(score) if score else None)
         if status == "refused":
             return RecipientLimited(_text(reply[1]), int(_text(reply[2])) / 1_000_000)
         first_id, first_fingerprint = _text(reply[1]), _text(reply[2])
         if item.job.idempotency_key and first_fingerprint != fingerprint(item.job):
             return IdempotencyConflict(item.job.idempotency_key, first_id)
-        return Created(first_id, False)
+        return Created(first_id, False, _text(reply[3]) or None)
 
     def create(self, job: Job, state: State, index: str, score: float,
                dispatch: str = "", note: str = "", client: Any = None) -> Created:

@@ -20,8 +20,8 @@ from collections.abc import Sequence
 
 import structlog
 
-from producer.enqueue import Accepted, Enqueuer
-from producer.errors import KirimError
+from producer.enqueue import Accepted, Enqueuer, write_failed
+from producer.errors import KirimError, StoreUnavailable
 from producer.records import Admit
 
 log = structlog.get_logger(__name__)
@@ -38,6 +38,7 @@ class GroupCommit:
         self.round_items = round_items  # a round stops taking requests past this many messages
         self._pending: deque[_Waiting] = deque()
         self._wake = threading.Event()
+        self._lock = threading.Lock()  # `_closed` and appends: nothing slips in after close
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="kirim-commit", daemon=True)
         self._thread.start()
@@ -50,17 +51,19 @@ class GroupCommit:
         """Write prepared messages (in one round): their results, or StoreUnavailable raised."""
         if not items:
             return []
-        if self._closed:
-            raise RuntimeError("the API is shutting down")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[list[Outcome]] = loop.create_future()
-        self._pending.append((items, future, loop))
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the API is shutting down")
+            self._pending.append((items, future, loop))
         self._wake.set()
         return await future
 
     def close(self, timeout_s: float = 10.0) -> None:
         """Write what is waiting, then stop the thread."""
-        self._closed = True
+        with self._lock:
+            self._closed = True
         self._wake.set()
         self._thread.join(timeout_s)
 
@@ -68,15 +71,20 @@ class GroupCommit:
         while True:
             self._wake.wait()
             self._wake.clear()  # before draining: an append after this wakes the next round
-            while self._pending:
-                round_ = [self._pending.popleft()]
-                size = len(round_[0][0])
-                while self._pending and size + len(self._pending[0][0]) <= self.round_items:
-                    round_.append(self._pending.popleft())
-                    size += len(round_[-1][0])
-                self._write(round_)
-            if self._closed:
+            with self._lock:
+                closed = self._closed  # read before the drain: later appends are refused
+            self._drain()
+            if closed:
                 return
+
+    def _drain(self) -> None:
+        while self._pending:
+            round_ = [self._pending.popleft()]
+            size = len(round_[0][0])
+            while self._pending and size + len(self._pending[0][0]) <= self.round_items:
+                round_.append(self._pending.popleft())
+                size += len(round_[-1][0])
+            self._write(round_)
 
     def _write(self, round_: list[_Waiting]) -> None:
         try:
@@ -90,23 +98,29 @@ class GroupCommit:
         by_loop: dict[asyncio.AbstractEventLoop, list[_Settle]] = {}
         start = 0
         for items, future, loop in round_:
-            part = None if outcomes is None else list(outcomes[start:start + len(items)])
+            result: list[Outcome] | BaseException
+            if outcomes is None:  # each request its own error, naming its own messages
+                result = (write_failed(error.__cause__ or error, [i.job.id for i in items])
+                          if isinstance(error, StoreUnavailable)
+                          else RuntimeError(f"commit failed: {error!r}"))
+            else:
+                result = list(outcomes[start:start + len(items)])
             start += len(items)
-            by_loop.setdefault(loop, []).append((future, part))
+            by_loop.setdefault(loop, []).append((future, result))
         for loop, settles in by_loop.items():
             with contextlib.suppress(RuntimeError):  # loop closed: nobody is waiting any more
-                loop.call_soon_threadsafe(_settle, settles, error)
+                loop.call_soon_threadsafe(_settle, settles)
 
 
-_Settle = tuple[asyncio.Future[list[Outcome]], list[Outcome] | None]
+_Settle = tuple[asyncio.Future[list[Outcome]], list[Outcome] | BaseException]
 
 
-def _settle(settles: list[_Settle], error: BaseException | None) -> None:
-    """On the event loop: hand each waiting request its results (or the shared error)."""
-    for future, outcomes in settles:
+def _settle(settles: list[_Settle]) -> None:
+    """On the event loop: hand each waiting request its results (or its error)."""
+    for future, result in settles:
         if future.done():  # the request was cancelled (client gone); the write stands
             continue
-        if outcomes is None:
-            future.set_exception(error or RuntimeError("commit failed"))
+        if isinstance(result, BaseException):
+            future.set_exception(result)
         else:
-            future.set_result(outcomes)
+            future.set_result(result)

@@ -10,20 +10,28 @@
 -- ARGV[7] "1" to apply the guard, ARGV[8] window_us, ARGV[9] same-text limit,
 -- ARGV[10] per-recipient limit, ARGV[11] "1" to refuse (OTP) rather than defer,
 -- ARGV[12] outbox score of a queued message, ARGV[13] the task message (envelope.py),
--- ARGV[14] accepted_at (epoch s), ARGV[15..] record field, value pairs
--- Returns {"created", id, state, score} | {"exists", first_id, first_fingerprint}
+-- ARGV[14] accepted_at (epoch s), ARGV[15] dispatch token, ARGV[16..] record field, value
+-- pairs
+-- Returns {"created", id, state, score} | {"exists", first_id, first_fingerprint, state or ""}
 --       | {"refused", reason, retry_us} (nothing written).
 -- Timestamps are passed through as the caller's strings: Lua would round them to 14 digits.
 local ttl = tonumber(ARGV[3])
+local had = redis.call("HMGET", KEYS[1], "state", "fingerprint", "dispatch")
+if had[1] then
+  if had[3] == ARGV[15] then
+    -- This very call ran before (the client resent a pipeline whose reply was lost): answer
+    -- what it did, not "duplicate".
+    local score = redis.call("ZSCORE", KEYS[5], ARGV[1]) or ""
+    return {"created", ARGV[1], had[1], score}
+  end
+  return {"exists", ARGV[1], had[2] or "", had[1]}
+end
 if ARGV[5] == "1" then
   local first = redis.call("GET", KEYS[3])
   if first then
     local sep = string.find(first, "|", 1, true)
-    return {"exists", string.sub(first, 1, sep - 1), string.sub(first, sep + 1)}
+    return {"exists", string.sub(first, 1, sep - 1), string.sub(first, sep + 1), ""}
   end
-end
-if redis.call("EXISTS", KEYS[1]) == 1 then
-  return {"exists", ARGV[1], redis.call("HGET", KEYS[1], "fingerprint") or ""}
 end
 
 local state, index, score, note = "queued", KEYS[4], ARGV[12], nil
@@ -46,7 +54,7 @@ end
 
 local fields = {"state", state, "fingerprint", ARGV[4], "created_at", ARGV[2],
                 "updated_at", ARGV[2]}
-for i = 15, #ARGV do fields[#fields + 1] = ARGV[i] end
+for i = 16, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call("HSET", KEYS[1], unpack(fields))
 redis.call("RPUSH", KEYS[2], '{"state":"accepted","at":' .. ARGV[14] .. '}',
   '{"state":"' .. state .. '","at":' .. ARGV[2]

@@ -16,6 +16,7 @@ from producer.client import KirimClient
 from producer.contract import SendRequest
 from producer.envelope import send_message
 from producer.jobs import build_job
+from producer.records import Created
 
 # Differ per message by design: fresh UUIDs and the publish time.
 PER_MESSAGE_HEADERS = {"id", "root_id", "enqueued_at"}
@@ -83,3 +84,35 @@ def test_accepting_survives_a_flushed_script_cache(kirim: KirimClient) -> None:
     single = kirim.submit({"channel": "wa", "to": "6281234567999", "text": "y"})
     assert [r.state for r in first] == ["queued"] * 3 and single.state == "queued"
     assert kirim.redis.llen("sms") == 3 and kirim.redis.llen("wa") == 1
+
+
+def test_a_resent_accept_answers_what_it_did_not_duplicate(kirim: KirimClient) -> None:
+    """redis-py resends a pipeline whose reply was lost; the same call must not turn into a
+    'duplicate' (nor a second message)."""
+    item = kirim.enqueuer.prepare({"channel": "sms", "to": "081234567890", "text": "x"}, "t")
+    first, again = kirim.store.accept_many([item]), kirim.store.accept_many([item])
+    assert isinstance(first[0], Created) and isinstance(again[0], Created)
+    assert (again[0].id, again[0].created, again[0].state) == (first[0].id, True, "queued")
+    assert kirim.redis.llen("sms") == 1
+
+
+def test_a_refused_script_fails_its_message_only(kirim: KirimClient) -> None:
+    kirim.redis.config_set("maxmemory", "1")  # noeviction: Redis refuses every write (OOM)
+    try:
+        results = kirim.send_many([{"channel": "sms", "to": f"6281234567{i:03d}", "text": "x"}
+                                   for i in range(3)] + [{"channel": "sms", "to": "1"}])
+    finally:
+        kirim.redis.config_set("maxmemory", "0")
+    assert [type(r).__name__ for r in results] == ["StoreUnavailable"] * 3 + ["InvalidMessage"]
+    assert "maxmemory" in str(results[0])
+    assert kirim.redis.keys("kirim:msg:*") == [] and kirim.redis.llen("sms") == 0
+
+
+def test_duplicates_of_a_batch_come_back_with_their_states(kirim: KirimClient) -> None:
+    items = [{"channel": "sms", "to": f"6281234567{i:03d}", "text": "x",
+              "idempotency_key": f"k{i}"} for i in range(5)]
+    first = kirim.send_many(items)
+    again = kirim.send_many(items)
+    assert [a.id for a in again] == [f.id for f in first]
+    assert all(a.duplicate and a.state == "queued" for a in again)
+    assert kirim.redis.llen("sms") == 5
