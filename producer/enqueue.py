@@ -25,7 +25,6 @@ from producer.envelope import send_message
 from producer.errors import KirimError, StoreUnavailable
 from producer.guard import RecipientGuard, route_for
 from producer.jobs import build_job, parse_request
-from producer.keys import Keys
 from producer.records import AcceptOutcome, Admit, Created, MessageStore
 from producer.routing import queue_for
 from producer.settings import Settings
@@ -55,7 +54,6 @@ class Enqueuer:
                  dispatcher: Dispatcher, guard: RecipientGuard | None) -> None:
         self.settings = settings
         self.redis = redis
-        self.keys: Keys = store.keys
         self.store = store
         self.dispatcher = dispatcher
         self.guard = guard
