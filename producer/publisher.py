@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
 from typing import Any
 
 from celery import Celery
@@ -43,14 +42,3 @@ class Publisher:
             headers={ENQUEUED_AT: time.time()},  # exact queue age for kirim_queue_oldest_age
             producer=producer,
         )
-
-    def publish_many(self, items: Sequence[tuple[Job, str]]) -> None:
-        """Publish many tasks over one broker connection, pushed in pipelined batches."""
-        if len(items) == 1:  # one push: the batch machinery would only add work
-            self.publish(*items[0])
-            return
-        if not items:
-            return
-        with self.app.producer_or_acquire() as producer, producer.batch(max_size=len(items)):
-            for job, dispatch in items:
-                self.publish(job, dispatch, producer=producer)
