@@ -1,8 +1,9 @@
 """Run the sandbox: `python -m sandbox --host 127.0.0.1 --port 8099 [--knob value …]`.
 
 Every knob of `sandbox.config.Config` is a flag (`--latency-ms 50`, `--no-otp-marker-check`,
-`--groups '{"A": ["6281234567890"]}'`); `--credits` and `--credits-expiry` set the start
-balance. uvloop is used when it is installed.
+`--groups '{"A": ["6281234567890"]}'`, `--allowed-senders KIRIM,TOKO`); `--credits` and
+`--credits-expiry` set the SMS pool's start balance, `--wa-credits` and `--wa-credits-expiry`
+the WhatsApp pool's. uvloop is used when it is installed.
 """
 
 from __future__ import annotations
@@ -20,17 +21,19 @@ from typing import Any
 from sandbox import heap, http
 from sandbox.app import Sandbox
 from sandbox.config import Config, coerce
-from sandbox.state import Account
+from sandbox.state import Account, Pool
 
 
 def parser() -> argparse.ArgumentParser:
-    """The command line: host, port, start balance, and one flag per knob."""
+    """The command line: host, port, start balances, and one flag per knob."""
     cli = argparse.ArgumentParser(prog="python -m sandbox", description=__doc__)
     cli.add_argument("--host", default="127.0.0.1")
     cli.add_argument("--port", type=int, default=8099)
-    cli.add_argument("--credits", type=int, default=Account.credits)
-    cli.add_argument("--credits-expiry", type=date.fromisoformat,
-                     default=Account.expired_date, help="YYYY-MM-DD")
+    for prefix, product in (("", "SMS"), ("wa-", "WhatsApp")):
+        cli.add_argument(f"--{prefix}credits", type=int, default=Pool.credits,
+                         help=f"the {product} pool's start balance")
+        cli.add_argument(f"--{prefix}credits-expiry", type=date.fromisoformat,
+                         default=Pool.expired_date, help=f"YYYY-MM-DD ({product} pool)")
     for knob in dataclasses.fields(Config):
         flag = "--" + knob.name.replace("_", "-")
         if knob.type in ("bool", bool):
@@ -77,7 +80,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         print(f"sandbox: {exc}", file=sys.stderr)
         return 2
-    sandbox = Sandbox(config, Account(args.credits, args.credits_expiry))
+    account = Account(Pool(args.credits, args.credits_expiry),
+                      Pool(args.wa_credits, args.wa_credits_expiry))
+    sandbox = Sandbox(config, account)
     try:
         import uvloop
     except ImportError:

@@ -40,7 +40,7 @@ class Sandbox:
 
     def __init__(self, config: Config, account: Account) -> None:
         self.start_config = config.copy()
-        self.start_account = account
+        self.start_account = account.copy()
         self.ids = MessageIds()
         self.pusher = Pusher()
         self.config = config.copy()
@@ -48,8 +48,8 @@ class Sandbox:
         self.faults = Faults(self.config.seed)
 
     def fresh_state(self) -> State:
-        """Empty state with the start balance."""
-        return State(Account(self.start_account.credits, self.start_account.expired_date))
+        """Empty state with the start balances."""
+        return State(self.start_account.copy())
 
     def reset(self) -> None:
         """Everything back to the start configuration (message ids keep counting)."""

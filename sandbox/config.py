@@ -36,6 +36,8 @@ class Config:
     same_text_limit: int = 10
     per_number_limit: int = 50
     otp_marker_check: bool = True
+    otp_route: bool = True
+    allowed_senders: list[str] = field(default_factory=list)
     credits_as_string: bool = False
     newline_counts_double: bool = True
     groups: dict[str, list[str]] = field(default_factory=lambda: json.loads(
@@ -48,7 +50,7 @@ class Config:
         return dataclasses.asdict(self)
 
     def copy(self) -> Config:
-        """A deep copy (groups included)."""
+        """A deep copy (groups and allowed_senders included)."""
         return Config(**json.loads(json.dumps(self.to_json())))
 
     def update(self, changes: Mapping[str, Any]) -> None:
@@ -128,6 +130,16 @@ def _groups(value: Any) -> dict[str, list[str]]:
     return {k: list(v) for k, v in value.items()}
 
 
+def _senders(value: Any) -> list[str]:
+    # The CLI hands over one string: a JSON list, or names separated by commas.
+    if isinstance(value, str):
+        value = json.loads(value) if value.lstrip().startswith("[") else [
+            name.strip() for name in value.split(",") if name.strip()]
+    if not isinstance(value, list) or not all(isinstance(n, str) and n for n in value):
+        raise ValueError("expected a list of sender names (or one comma-separated string)")
+    return list(value)
+
+
 COERCERS: dict[str, Callable[[Any], Any]] = {
     "user": _text, "password": _text,
     "latency_ms": _nonneg, "latency_jitter_ms": _nonneg, "hang_s": _nonneg,
@@ -137,6 +149,7 @@ COERCERS: dict[str, Callable[[Any], Any]] = {
     "dr_callback_url": _url, "inbox_url": _url,
     "same_text_limit": _count, "per_number_limit": _count,
     "otp_marker_check": _bool, "credits_as_string": _bool, "newline_counts_double": _bool,
+    "otp_route": _bool, "allowed_senders": _senders,
     "down": _bool, "groups": _groups, "seed": _seed,
 }
 

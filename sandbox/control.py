@@ -59,8 +59,10 @@ class Stats(TypedDict):
     duplicates: int
     duplicate_sends: int
     messages: int
-    credits: int
+    credits: int  # the SMS pool
     expired_date: str
+    wa_credits: int
+    wa_expired_date: str
     clock_offset_s: float
 
 
@@ -111,7 +113,7 @@ class SandboxControl:
         return cast(list[RequestEntry], self._get("/requests", limit=limit)["requests"])
 
     def stats(self) -> Stats:
-        """Counters: requests, accepted, by_status, faults, duplicates, credits…"""
+        """Counters: requests, accepted, by_status, faults, duplicates, both pools…"""
         return cast(Stats, self._get("/stats"))
 
     def counts(self, channel: str | None = None) -> dict[tuple[str, str], int]:
@@ -123,9 +125,10 @@ class SandboxControl:
                 totals[key] = totals.get(key, 0) + row["count"]
         return totals
 
-    def set_credits(self, value: int, expired_date: str | date | None = None) -> dict[str, Any]:
-        """Set the balance (and optionally its expiry date, YYYY-MM-DD)."""
-        body: dict[str, Any] = {"value": value}
+    def set_credits(self, value: int, expired_date: str | date | None = None, *,
+                    product: str = "sms") -> dict[str, Any]:
+        """Set one product's balance ("sms" or "wa"), optionally its expiry (YYYY-MM-DD)."""
+        body: dict[str, Any] = {"value": value, "product": product}
         if expired_date is not None:
             body["expired_date"] = str(expired_date)
         return cast(dict[str, Any], self._post("/credits", body))

@@ -7,9 +7,9 @@
 | GET  config / POST config| the knobs / change some (JSON object), answers all of them    |
 | GET  messages            | accepted messages (?gsm=, ?channel=, ?limit= last N)          |
 | GET  requests            | provider requests, oldest first (?limit= last N)              |
-| GET  stats               | counters, credits, duplicates                                 |
+| GET  stats               | counters, both credit pools, duplicates                       |
 | GET  counts              | accepted count per (channel, gsm, text)                       |
-| POST credits             | {"value": int, "expired_date": "YYYY-MM-DD" (optional)}       |
+| POST credits             | {"value"?, "expired_date"?: "YYYY-MM-DD", "product"?: sms|wa} |
 | GET  clock / POST clock  | the sandbox clock / {"advance_s": seconds} moves it forward   |
 | POST inbound             | {"originator", "msg", "gateway_number"?, "receive_date"?}: push |
 | GET  pushes              | callbacks the sandbox made (DR and inbound), with results     |
@@ -98,14 +98,16 @@ def requests(sb: Sandbox, request: Request) -> Reply:
 
 
 def stats(sb: Sandbox, request: Request) -> Reply:
-    s, account = sb.state.stats, sb.state.account
+    s, sms, wa = sb.state.stats, sb.state.account.sms, sb.state.account.wa
     return ok({
         "requests": s.requests, "accepted": s.accepted, "by_status": dict(s.by_status),
         "by_channel": dict(s.by_channel), "faults": dict(s.faults),
         "commands": dict(s.commands), "pushes": dict(s.pushes),
         "duplicates": s.duplicates, "duplicate_sends": s.duplicate_sends,
-        "messages": len(sb.state.messages), "credits": account.credits,
-        "expired_date": account.expired_date.isoformat(),
+        "messages": len(sb.state.messages),
+        # the SMS pool keeps the keys it had when there was one pool
+        "credits": sms.credits, "expired_date": sms.expired_date.isoformat(),
+        "wa_credits": wa.credits, "wa_expired_date": wa.expired_date.isoformat(),
         "clock_offset_s": sb.state.clock.offset_s,
     })
 
@@ -117,12 +119,16 @@ def counts(sb: Sandbox, request: Request) -> Reply:
 
 
 def set_credits(sb: Sandbox, request: Request) -> Reply:
-    data, account = body_json(request), sb.state.account
-    if "value" in data:
-        account.credits = int(data["value"])
-    if data.get("expired_date"):
-        account.expired_date = date.fromisoformat(str(data["expired_date"])[:10])
-    return ok({"value": account.credits, "expired_date": account.expired_date.isoformat()})
+    data = body_json(request)
+    product = str(data.get("product") or "sms")
+    pool = sb.state.account.pool(product)  # ValueError (a 400) for an unknown product
+    value = int(data["value"]) if "value" in data else pool.credits
+    expired = (date.fromisoformat(str(data["expired_date"])[:10]) if data.get("expired_date")
+               else pool.expired_date)
+    # parsed before either is set, so a bad body changes nothing
+    pool.credits, pool.expired_date = value, expired
+    return ok({"product": product, "value": pool.credits,
+               "expired_date": pool.expired_date.isoformat()})
 
 
 def clock(sb: Sandbox, request: Request) -> Reply:

@@ -3,7 +3,9 @@
 Parameter names are case-sensitive, as the spec spells them: SMS and group sends and
 commands take `user`; WhatsApp takes `username` or `user`. Group sends go to
 `/api/v3/sendsms/group` [decision, §1.3]; a group error replies in the group shape with an
-empty campaign_name. `cmd=CREDITS` answers the same balance for any `type` (one pool).
+empty campaign_name. `cmd=CREDITS` answers the pool named by `type` (§1.6): `sms` (also
+when `type` is missing or empty) or `wa`, in any case; another type answers -22 in the
+results shape [decision: the spec shows only type=sms].
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from sandbox import magic, replies, rules, segments
 from sandbox.push import report_fields
+from sandbox.state import PRODUCTS
 
 if TYPE_CHECKING:
     from sandbox.app import Sandbox
@@ -128,17 +131,19 @@ def command(sb: Sandbox, params: Params) -> Outcome:
     cmd = params.get("cmd", "").upper()
     sb.state.stats.commands[cmd or "(none)"] += 1
     if cmd == "CREDITS":
-        return credits(sb, as_json)
+        return credits(sb, params.get("type") or "sms", as_json)
     if cmd == "DR":
         return delivery_report(sb, params.get("ref_no", ""), as_json)
     return send_error(rules.SYNTAX_ERROR, "", as_json)
 
 
-def credits(sb: Sandbox, as_json: bool) -> Outcome:
-    """The balance and its expiry date, flat."""
-    account = sb.state.account
-    value: int | str = str(account.credits) if sb.config.credits_as_string else account.credits
-    fields = {"value": value, "expiredDate": account.expired_date.isoformat()}
+def credits(sb: Sandbox, product: str, as_json: bool) -> Outcome:
+    """The balance of one product's pool and its expiry date, flat; -22 for another type."""
+    if product.lower() not in PRODUCTS:
+        return send_error(rules.SYNTAX_ERROR, "", as_json)
+    pool = sb.state.account.pool(product.lower())
+    value: int | str = str(pool.credits) if sb.config.credits_as_string else pool.credits
+    fields = {"value": value, "expiredDate": pool.expired_date.isoformat()}
     return Outcome(replies.flat(fields, as_json), "0", as_json)
 
 

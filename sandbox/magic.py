@@ -11,6 +11,9 @@ Like GOV.UK Notify's research-mode numbers. Each is a real-looking Telkomsel num
 | `6281193000000` | accepted, then the connection is dropped without a reply                |
 | `6281194000000` | accepted, then the reply hangs for `hang_s` (the client's read timeout) |
 | `6281195K00000` | the first K requests for this (GSM, text) answer -26, then accepted     |
+
+Every code of the spec's §1.5 is reachable through `6281190SSS000`, among them the ones no
+other rule produces, such as -33 DUPLICATE_MESSAGEID (`6281190033000`).
 """
 
 from __future__ import annotations

@@ -1,10 +1,19 @@
 """The provider's rules for a send, checked in a fixed order; the first that fails answers.
 
-Order: sender (-34), GSM missing (-6) / implausible (-13), text missing (-12), WhatsApp text
-over 1000 characters (-22, SYNTAX_ERROR: the spec gives no code), OTP-looking text sent
-without ``otp=Y`` on an SMS route (-10), magic fixed status, magic transient (-26), credit
-expiry (-7), credits (-2), identical text (-77), per-number cap (-78). Credentials (-5) are
-checked by the endpoint before any of these.
+Order: sender (-34: malformed, or not in a non-empty ``allowed_senders``), GSM missing (-6) /
+implausible (-13), text missing (-12), WhatsApp text over 1000 characters (-22, SYNTAX_ERROR:
+the spec gives no code), OTP (-10: ``otp=Y`` on an account without an OTP route, knob
+``otp_route``; or OTP-looking text sent without ``otp=Y``), magic fixed status, magic
+transient (-26), credit expiry (-7), credits (-2), identical text (-77), per-number cap
+(-78). Credentials (-5) are checked by the endpoint before any of these.
+
+-34 follows §1.5 "sender name not allowed"; which names an account may use is registered with
+NusaSMS, so the list is a knob, and a send without a sender uses the account's default and
+passes [decision]. Names match exactly, case included [decision]. -10 follows §1.5 "OTP
+content not sent on the OTP route": an ``otp=Y`` send to an account that has no OTP route is
+refused whatever its text [decision]. -7 and -2 come from the pool of the product being sent
+(``sms`` for SMS, OTP and group sends, ``wa`` for WhatsApp), as API v1.0's /balance keeps
+``sms_balance`` and ``wa_balance`` apart (§2).
 
 -77/-78 count accepted messages only, in rolling 24-hour windows of the sandbox clock, and
 SMS and WhatsApp are counted apart (different endpoints, different routes). A whitespace-only
@@ -22,7 +31,7 @@ import phonenumbers
 from sandbox import segments
 from sandbox.config import Config
 from sandbox.magic import Magic
-from sandbox.state import Message, State
+from sandbox.state import Message, Pool, State
 
 OK = 0
 NOT_ENOUGH_CREDITS = -2
@@ -110,9 +119,21 @@ class Check:
         """Credits this send would use: its parts for SMS, one for WhatsApp."""
         return 1 if self.send.channel == "wa" else self.seg.parts
 
+    @property
+    def pool(self) -> Pool:
+        """The credit pool this send draws on: its channel's (sms or wa)."""
+        return self.state.account.pool(self.send.channel)
+
+
+def sender_allowed(sender: str | None, allowed: list[str]) -> bool:
+    """No sender (the account's default), an empty allow-list, or a name on the list."""
+    return not sender or not allowed or sender in allowed
+
 
 def _sender(c: Check) -> int:
-    return OK if sender_ok(c.send.sender) else SENDER_NOT_ALLOWED
+    sender = c.send.sender
+    ok = sender_ok(sender) and sender_allowed(sender, c.config.allowed_senders)
+    return OK if ok else SENDER_NOT_ALLOWED
 
 
 def _gsm(c: Check) -> int:
@@ -127,6 +148,8 @@ def _text(c: Check) -> int:
 
 
 def _otp(c: Check) -> int:
+    if c.send.otp and not c.config.otp_route:
+        return REJECTED
     needs_route = c.config.otp_marker_check and c.send.channel == "sms" and not c.send.otp
     return REJECTED if needs_route and looks_like_otp(c.send.text) else OK
 
@@ -142,10 +165,10 @@ def _magic(c: Check) -> int:
     return OK
 
 
-def _credits(c: Check) -> int:
-    if c.state.account.expired(c.now_s):
+def _credits(c: Check, cost: int | None = None) -> int:
+    if c.pool.expired(c.now_s):
         return BALANCE_EXPIRED
-    return NOT_ENOUGH_CREDITS if c.state.account.credits < c.cost else OK
+    return NOT_ENOUGH_CREDITS if c.pool.credits < (c.cost if cost is None else cost) else OK
 
 
 def _limits(c: Check) -> int:
@@ -193,6 +216,4 @@ def check_group(c: Check, size: int) -> int:
         status = rule(c)
         if status != OK:
             return status
-    if c.state.account.expired(c.now_s):
-        return BALANCE_EXPIRED
-    return NOT_ENOUGH_CREDITS if c.state.account.credits < c.cost * size else OK
+    return _credits(c, c.cost * size)

@@ -45,9 +45,14 @@ def provider_time(epoch_s: float) -> str:
     return datetime.fromtimestamp(epoch_s, JAKARTA).strftime("%Y-%m-%d %H:%M:%S")
 
 
+# The products with a credit pool of their own (API v1.0's /balance: sms_*, wa_*); a send's
+# product is its channel, so OTP and group sends draw on "sms".
+PRODUCTS = ("sms", "wa")
+
+
 @dataclass
-class Account:
-    """The credit balance and its expiry date."""
+class Pool:
+    """One product's credit balance and its expiry date."""
 
     credits: int = 1_000_000
     expired_date: date = date(2099, 12, 31)
@@ -55,6 +60,25 @@ class Account:
     def expired(self, now_s: float) -> bool:
         """True once the sandbox's Jakarta date is past the expiry date."""
         return datetime.fromtimestamp(now_s, JAKARTA).date() > self.expired_date
+
+
+@dataclass
+class Account:
+    """The account's separate SMS and WhatsApp credit pools."""
+
+    sms: Pool = field(default_factory=Pool)
+    wa: Pool = field(default_factory=Pool)
+
+    def pool(self, product: str) -> Pool:
+        """The pool of "sms" or "wa"; ValueError for any other product."""
+        if product not in PRODUCTS:
+            raise ValueError(f"unknown product {product!r}; known: {', '.join(PRODUCTS)}")
+        return self.sms if product == "sms" else self.wa
+
+    def copy(self) -> Account:
+        """An independent copy (reset starts from the start account's copy)."""
+        return Account(Pool(self.sms.credits, self.sms.expired_date),
+                       Pool(self.wa.credits, self.wa.expired_date))
 
 
 @dataclass(slots=True)
@@ -178,8 +202,8 @@ class State:
     inbound_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     def accept(self, message: Message, cost: int) -> None:
-        """Record an accepted message: credits, windows, counters, DR schedule."""
-        self.account.credits -= cost
+        """Record an accepted message: its product's credits, windows, counters, DR schedule."""
+        self.account.pool(message.channel).credits -= cost
         self.messages[message.messageid] = message
         self.windows.record(message.channel, message.gsm, message.text, message.accepted_at)
         self.stats.count_accept(message.channel, message.gsm, message.text)

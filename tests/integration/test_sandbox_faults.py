@@ -178,12 +178,14 @@ def test_control_api_validates_knobs(sandbox: SandboxControl) -> None:
 def test_reset_restores_everything(sandbox: SandboxControl, api: httpx.Client) -> None:
     sandbox.configure(same_text_limit=1, latency_ms=5)
     sandbox.set_credits(5, "2020-01-01")
+    sandbox.set_credits(6, "2021-01-01", product="wa")
     sandbox.advance_clock(100)
     sandbox.reset()
     config, stats = sandbox.config(), sandbox.stats()
     assert (config["same_text_limit"], config["latency_ms"]) == (10, 0)
     assert (stats["credits"], stats["expired_date"], stats["clock_offset_s"]) == (
         1_000_000, "2099-12-31", 0)
+    assert (stats["wa_credits"], stats["wa_expired_date"]) == (1_000_000, "2099-12-31")
     assert sandbox.health()
 
 
@@ -195,7 +197,8 @@ def test_default_knobs(sandbox: SandboxControl) -> None:
         "rate_drop_after_accept": 0.0, "hang_s": 30.0, "dr_delay_s": 1.0,
         "dr_default_letter": "D", "dr_callback_url": None, "inbox_url": None,
         "same_text_limit": 10, "per_number_limit": 50, "otp_marker_check": True,
-        "credits_as_string": False, "newline_counts_double": True,
+        "otp_route": True, "allowed_senders": [], "credits_as_string": False,
+        "newline_counts_double": True,
         "groups": {"Example": ["6281234567890", "6281234567891"]}, "seed": None, "down": False,
     }
 
@@ -206,6 +209,8 @@ def test_command_line_knobs(tmp_path: Any) -> None:
     proc = spawn(python_module(
         "sandbox", "--port", str(port), "--user", "acme", "--password", "pw",
         "--credits", "7", "--credits-expiry", "2030-01-02", "--no-otp-marker-check",
+        "--wa-credits", "8", "--wa-credits-expiry", "2031-02-03", "--no-otp-route",
+        "--allowed-senders", "KIRIM,Toko Budi",
         "--same-text-limit", "2", "--groups", groups, "--seed", "3",
     ), log=tmp_path / "sandbox.log")
     url = f"http://127.0.0.1:{port}"
@@ -216,12 +221,15 @@ def test_command_line_knobs(tmp_path: Any) -> None:
             assert (config["user"], config["otp_marker_check"], config["seed"]) == (
                 "acme", False, 3)
             assert config["groups"] == {"Staff": ["6281234567890"]}
+            assert (config["otp_route"], config["allowed_senders"]) == (
+                False, ["KIRIM", "Toko Budi"])
             form = {"user": "acme", "password": "pw", "GSM": GSM, "SMSText": "kode 1234",
                     "output": "json"}
             assert status_of(httpx.post(url + SMS, data=form)) == "0"
             control.reset()
             stats = control.stats()
             assert (stats["credits"], stats["expired_date"]) == (7, "2030-01-02")
+            assert (stats["wa_credits"], stats["wa_expired_date"]) == (8, "2031-02-03")
     finally:
         proc.terminate()
         proc.wait(10)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import xml.etree.ElementTree as ET
+from datetime import date
 from urllib.parse import parse_qsl, urlencode
 
 import pytest
@@ -15,8 +16,21 @@ from sandbox import magic, replies, segments
 from sandbox.app import parse_form
 from sandbox.config import COERCERS, Config, KnobError, coerce
 from sandbox.http import BadRequest, parse_head, take_chunked
-from sandbox.rules import gsm_status, looks_like_otp, sender_ok
-from sandbox.state import Windows
+from sandbox.rules import (
+    Check,
+    Send,
+    accept,
+    check,
+    check_group,
+    gsm_status,
+    looks_like_otp,
+    sender_allowed,
+    sender_ok,
+)
+from sandbox.state import Account, Pool, State, Windows
+
+NOW_S = 1_750_000_000.0  # 2025-06-15 in Jakarta
+GSM = "6281234567890"
 
 
 @pytest.mark.parametrize(("text", "unicode", "encoding", "parts"), [
@@ -107,6 +121,8 @@ def test_sender_rules(sender: str | None, ok: bool) -> None:
     ("6281193000000", magic.Magic(drop=True)),
     ("6281194000000", magic.Magic(hang=True)),
     ("6281195300000", magic.Magic(transient=3)),
+    ("6281190033000", magic.Magic(status=-33)),
+    ("6281190034000", magic.Magic(status=-34)),
     ("62811950300000", magic.NONE),
 ])
 def test_magic_numbers(gsm: str, expected: magic.Magic) -> None:
@@ -122,6 +138,9 @@ def test_every_knob_has_a_coercer() -> None:
     ("rate_5xx", "0.5", 0.5), ("down", "true", True), ("down", False, False),
     ("dr_callback_url", "", None), ("seed", None, None), ("dr_default_letter", "u", "U"),
     ("groups", '{"A": ["1"]}', {"A": ["1"]}), ("same_text_limit", 3.0, 3),
+    ("otp_route", "false", False), ("allowed_senders", [], []),
+    ("allowed_senders", "KIRIM, Toko Budi,", ["KIRIM", "Toko Budi"]),
+    ("allowed_senders", '["KIRIM"]', ["KIRIM"]), ("allowed_senders", "", []),
 ])
 def test_knob_coercion(name: str, value: object, expected: object) -> None:
     assert coerce(name, value) == expected
@@ -130,7 +149,9 @@ def test_knob_coercion(name: str, value: object, expected: object) -> None:
 @pytest.mark.parametrize(("name", "value"), [
     ("nope", 1), ("rate_5xx", 1.5), ("rate_5xx", True), ("latency_ms", -1),
     ("same_text_limit", 2.5), ("dr_callback_url", "ftp://x"), ("groups", {"A": "1"}),
-    ("down", "maybe"), ("dr_default_letter", "DD"),
+    ("down", "maybe"), ("dr_default_letter", "DD"), ("otp_route", "maybe"),
+    ("allowed_senders", "[1]"), ("allowed_senders", [""]),
+    ("allowed_senders", {"KIRIM": 1}), ("allowed_senders", "[not json"),
 ])
 def test_bad_knobs(name: str, value: object) -> None:
     with pytest.raises(KnobError, match=name):
@@ -197,3 +218,84 @@ def test_parse_form_matches_the_standard_library(fields: dict[str, str]) -> None
 @pytest.mark.parametrize("raw", ["a=1&b=&c", "x=%E2%82%AC+y&x=2", "a=b=c&&d=%zz", ""])
 def test_parse_form_odd_inputs(raw: str) -> None:
     assert parse_form(raw) == dict(parse_qsl(raw, keep_blank_values=True))
+
+
+def a_check(send: Send, account: Account | None = None, found: magic.Magic = magic.NONE,
+            **knobs: object) -> Check:
+    """A Check of `send` on fresh state with these knobs, at NOW_S."""
+    config = Config()
+    config.update(knobs)
+    seg = (segments.Segments("whatsapp", len(send.text), 1) if send.channel == "wa"
+           else segments.count(send.text))
+    return Check(State(account or Account()), config, send, found, seg, NOW_S)
+
+
+SMS, OTP, WA = Send("sms", GSM, "Halo"), Send("sms", GSM, "Halo", otp=True), Send("wa", GSM, "Hi")
+
+
+def test_default_knobs_allow_what_they_always_did() -> None:
+    for send in (SMS, OTP, WA, dataclasses.replace(SMS, sender="ANY.NAME")):
+        assert check(a_check(send)) == 0
+
+
+@pytest.mark.parametrize(("sender", "allowed", "ok"), [
+    (None, ["KIRIM"], True), ("", ["KIRIM"], True), ("KIRIM", [], True),
+    ("KIRIM", ["KIRIM"], True), ("TOKO", ["KIRIM", "TOKO"], True),
+    ("OTHER", ["KIRIM"], False), ("kirim", ["KIRIM"], False),
+])
+def test_sender_allow_list(sender: str | None, allowed: list[str], ok: bool) -> None:
+    assert sender_allowed(sender, allowed) is ok
+    send = dataclasses.replace(SMS, sender=sender)
+    assert check(a_check(send, allowed_senders=allowed)) == (0 if ok else -34)
+
+
+def test_sender_rule_comes_first() -> None:
+    # -34 outranks a missing GSM, an empty text and the OTP route
+    send = Send("sms", "", "", otp=True, sender="OTHER")
+    assert check(a_check(send, allowed_senders=["KIRIM"], otp_route=False)) == -34
+    assert check(a_check(dataclasses.replace(send, sender="KIRIM"),
+                         allowed_senders=["KIRIM"])) == -6
+
+
+def test_no_otp_route_rejects_every_otp_send() -> None:
+    assert check(a_check(OTP, otp_route=False)) == -10
+    assert check(a_check(dataclasses.replace(OTP, text="Kode OTP 123456"), otp_route=False)) == -10
+    assert check(a_check(SMS, otp_route=False)) == 0
+    assert check(a_check(WA, otp_route=False)) == 0
+    assert check(a_check(dataclasses.replace(OTP, text=" "), otp_route=False)) == -12
+    group = a_check(OTP, otp_route=False)
+    assert check_group(group, 2) == -10
+
+
+def test_each_product_draws_on_its_own_pool() -> None:
+    empty_wa = Account(wa=Pool(credits=0))
+    assert [check(a_check(s, empty_wa)) for s in (SMS, OTP, WA)] == [0, 0, -2]
+    empty_sms = Account(sms=Pool(credits=0))
+    assert [check(a_check(s, empty_sms)) for s in (SMS, OTP, WA)] == [-2, -2, 0]
+    assert check_group(a_check(SMS, empty_sms), 2) == -2
+    expired_wa = Account(wa=Pool(expired_date=date(2020, 1, 1)))
+    assert [check(a_check(s, expired_wa)) for s in (SMS, OTP, WA)] == [0, 0, -7]
+    expired_sms = Account(sms=Pool(0, date(2020, 1, 1)))
+    assert check(a_check(SMS, expired_sms)) == -7  # expiry before the balance
+    assert check_group(a_check(SMS, expired_sms), 2) == -7
+
+
+def test_accept_charges_the_product_pool() -> None:
+    wa, sms = a_check(WA), a_check(Send("sms", GSM, "x" * 161))
+    sms.state = wa.state
+    accept(wa, "1" * 18)
+    accept(sms, "2" * 18)
+    assert (wa.state.account.sms.credits, wa.state.account.wa.credits) == (
+        1_000_000 - 2, 1_000_000 - 1)
+
+
+def test_account_pools() -> None:
+    account = Account(Pool(5, date(2030, 1, 2)), Pool(7))
+    assert (account.pool("sms").credits, account.pool("wa").credits) == (5, 7)
+    copy = account.copy()
+    copy.sms.credits = 0
+    assert account.sms.credits == 5
+    with pytest.raises(ValueError, match="product"):
+        account.pool("mms")
+    assert Pool(expired_date=date(2025, 6, 14)).expired(NOW_S)
+    assert not Pool(expired_date=date(2025, 6, 15)).expired(NOW_S)
