@@ -1,70 +1,112 @@
-"""The account circuit: sending stops on credit, credential or IP errors until resumed.
+"""The account's circuits: each stops only the lanes that depend on it, for its own cause.
 
-Workers open it (worker.pipeline); operators and the credits poll close it. Messages that
-reach a worker while it is open are parked in the held set and requeued on resume.
+A provider code that says the account (or one part of it) cannot send opens one circuit
+(producer.routing.Circuit): an empty WhatsApp wallet stops WhatsApp, not OTP; a refused
+sender stops the lanes that send it; bad credentials stop everything. Workers open them
+(worker.pipeline); the credits poll closes a product's credit pause once that product's
+balance is usable again; an operator closes the others (`kirim account resume`).
+
+A message that reaches a claim while one of its lane's circuits is open is parked in that
+circuit's held set (claim.lua) and requeued when that circuit closes; if another of its
+circuits is still open, the next claim parks it there.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from redis import Redis
 
-from producer.contract import State
+from producer.contract import Channel, State
 from producer.dispatch import Dispatcher
 from producer.keys import Keys
+from producer.routing import LANE_CIRCUITS, Circuit
 
 
 @dataclass(frozen=True)
-class AccountState:
-    """Whether sending is paused, and why."""
+class CircuitState:
+    """One circuit: whether it is paused, why, since when, and how many messages it holds."""
 
+    name: str
     paused: bool
     reason: str = ""
     code: str = ""
     since: float | None = None
+    held: int = 0
 
 
-class AccountCircuit:
-    """Open (paused) / closed state of the one NusaSMS account, shared by every worker."""
+class AccountCircuits:
+    """The open (paused) / closed state of each circuit, shared by every worker."""
 
     def __init__(self, redis: Redis, keys: Keys) -> None:
         self.redis = redis
         self.keys = keys
 
-    def pause(self, reason: str, code: int | str) -> bool:
-        """Stop sending; True if this call opened the circuit (so alert once)."""
-        opened = self.redis.hsetnx(self.keys.account, "paused", "1")
+    def pause(self, circuit: Circuit | str, reason: str, code: int | str) -> bool:
+        """Open `circuit`; True if this call opened it (so alert once)."""
+        key = self.keys.circuit(str(circuit))
+        opened = self.redis.hsetnx(key, "paused", "1")
         if opened:
-            self.redis.hset(self.keys.account, mapping={
-                "reason": reason, "code": str(code), "since": str(time.time())})
+            self.redis.hset(key, mapping={"reason": reason, "code": str(code),
+                                          "since": str(time.time())})
         return bool(opened)
 
-    def resume(self) -> list[str]:
-        """Close the circuit; returns the held message ids that must be published again."""
+    def resume(self, circuit: Circuit | str) -> list[str]:
+        """Close `circuit`; returns the ids it held, which must be published again."""
         pipe = self.redis.pipeline(transaction=True)
-        pipe.delete(self.keys.account)
-        pipe.smembers(self.keys.held)
+        pipe.delete(self.keys.circuit(str(circuit)))
+        pipe.smembers(self.keys.held(str(circuit)))
         _, held = pipe.execute()
-        return sorted(m.decode() if isinstance(m, bytes) else m for m in held)
+        return sorted(_s(m) for m in held)
 
-    def state(self) -> AccountState:
-        """The circuit as stored."""
-        raw = {_s(k): _s(v) for k, v in self.redis.hgetall(self.keys.account).items()}
-        if raw.get("paused") != "1":
-            return AccountState(False)
-        return AccountState(True, raw.get("reason", ""), raw.get("code", ""),
-                            float(raw["since"]) if raw.get("since") else None)
+    def state(self, circuit: Circuit | str) -> CircuitState:
+        """One circuit as stored."""
+        return self.states([Circuit(circuit)])[0]
+
+    def states(self, circuits: Iterable[Circuit] = tuple(Circuit)) -> list[CircuitState]:
+        """Several circuits (all by default) in one round trip."""
+        names = [str(c) for c in circuits]
+        pipe = self.redis.pipeline(transaction=False)
+        for name in names:
+            pipe.hgetall(self.keys.circuit(name))
+            pipe.scard(self.keys.held(name))
+        replies = pipe.execute()
+        return [_state(name, replies[2 * i], int(replies[2 * i + 1]))
+                for i, name in enumerate(names)]
+
+    def paused(self) -> list[CircuitState]:
+        """The circuits that are open now."""
+        return [s for s in self.states() if s.paused]
+
+    def blocking(self, channel: Channel) -> CircuitState | None:
+        """The first open circuit that stops `channel`'s lane, or None if it may send."""
+        return next((s for s in self.states(LANE_CIRCUITS[channel]) if s.paused), None)
 
 
-def resume_account(circuit: AccountCircuit, dispatcher: Dispatcher) -> int:
-    """Close the circuit and requeue every held message; returns how many were requeued."""
-    held = circuit.resume()
-    return sum(
-        dispatcher.requeue(mid, allowed_from=[State.DEFERRED], note="account resumed")
-        for mid in held
-    )
+def resume_circuit(circuits: AccountCircuits, dispatcher: Dispatcher,
+                   circuit: Circuit | str) -> int:
+    """Close one circuit and requeue what it held; returns how many were requeued."""
+    held = circuits.resume(circuit)
+    return sum(dispatcher.requeue(mid, allowed_from=[State.DEFERRED],
+                                  note=f"circuit {circuit} resumed") for mid in held)
+
+
+def resume_account(circuits: AccountCircuits, dispatcher: Dispatcher,
+                   circuit: Circuit | str | None = None) -> int:
+    """Close `circuit`, or every open circuit when None; returns how many were requeued."""
+    names = [circuit] if circuit is not None else [s.name for s in circuits.paused()]
+    return sum(resume_circuit(circuits, dispatcher, name) for name in names)
+
+
+def _state(name: str, raw: dict[bytes | str, bytes | str], held: int) -> CircuitState:
+    fields = {_s(k): _s(v) for k, v in raw.items()}
+    if fields.get("paused") != "1":
+        return CircuitState(name, False, held=held)
+    since = fields.get("since")
+    return CircuitState(name, True, fields.get("reason", ""), fields.get("code", ""),
+                        float(since) if since else None, held)
 
 
 def _s(value: bytes | str) -> str:

@@ -20,6 +20,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from producer.keys import Keys
+from producer.routing import Circuit
 
 ENQUEUED_AT = "enqueued_at"
 
@@ -73,8 +74,9 @@ class BacklogCollector(Collector):
         pipe.zcard(self.keys.deferred)
         pipe.zcard(self.keys.unknown)
         pipe.zcard(self.keys.outbox)
-        pipe.scard(self.keys.held)
         pipe.xlen(self.keys.dead_letters)
+        for circuit in Circuit:
+            pipe.scard(self.keys.held(circuit.value))
         replies: list[Any] = pipe.execute()
         now = time.time()
         for i, queue in enumerate(self.queues):
@@ -82,6 +84,8 @@ class BacklogCollector(Collector):
             depth.add_metric([queue], int(length))
             stamp = enqueued_at(oldest) if length else None
             age.add_metric([queue], max(0.0, now - stamp) if stamp is not None else 0.0)
-        for name, value in zip(("deferred", "unknown", "outbox", "held", "dead_letters"),
-                               replies[2 * len(self.queues):], strict=True):
+        sets = replies[2 * len(self.queues):]
+        held = sum(int(n) for n in sets[4:])  # every circuit's held set
+        for name, value in zip(("deferred", "unknown", "outbox", "dead_letters", "held"),
+                               [*sets[:4], held], strict=True):
             waiting.add_metric([name], int(value))

@@ -9,13 +9,15 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from redis import Redis
 
 from producer.contract import State
-from producer.dispatch import Dispatcher
 from producer.keys import Keys
+
+if TYPE_CHECKING:  # the dispatcher quarantines with this module's fields: no import cycle
+    from producer.dispatch import Dispatcher
 
 FIELDS = ("id", "reason", "code", "code_name", "attempts", "last_reply", "at", "job")
 
@@ -100,8 +102,18 @@ class DeadLetters:
 
 def _parse(entry_id: Any, raw: dict[Any, Any]) -> DeadLetter:
     f = {_s(k): _s(v) for k, v in raw.items()}
-    return DeadLetter(_s(entry_id), f["id"], f["reason"], f["code"], f["code_name"],
-                      int(f["attempts"]), f["last_reply"], float(f["at"]), json.loads(f["job"]))
+    return DeadLetter(_s(entry_id), f.get("id", ""), f.get("reason", ""), f.get("code", ""),
+                      f.get("code_name", ""), int(f.get("attempts") or 0),
+                      f.get("last_reply", ""), float(f.get("at") or 0), _job(f.get("job", "")))
+
+
+def _job(raw: str) -> dict[str, Any]:
+    """The dead job as stored; one that does not read back (a quarantined one) stays raw."""
+    try:
+        job = json.loads(raw)
+    except ValueError:
+        return {"unreadable": raw[:2000]}
+    return job if isinstance(job, dict) else {"unreadable": raw[:2000]}
 
 
 def _s(value: Any) -> str:

@@ -13,7 +13,7 @@ message claimed, so a double publish never sends twice.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import structlog
 from kombu.exceptions import OperationalError
@@ -21,7 +21,9 @@ from kombu.exceptions import OperationalError
 from producer.contract import State
 from producer.entropy import token_hex
 from producer.publisher import Publisher
+from producer.quarantine import DATA_ERRORS, quarantine
 from producer.records import Effects, MessageStore
+from producer.routing import Circuit
 
 log = structlog.get_logger(__name__)
 
@@ -41,33 +43,49 @@ class Dispatcher:
         self.recheck_after_s = recheck_after_s
 
     def requeue(self, message_id: str, *, allowed_from: Iterable[State], note: str,
-                countdown_s: float = 0.0, set_fields: dict[str, object] | None = None) -> bool:
-        """Move one message to `queued` and publish it; False if its state did not allow it."""
+                countdown_s: float = 0.0, set_fields: dict[str, object] | None = None,
+                incr: dict[str, int] | None = None, lease_expired_by: float | None = None,
+                calling: bool | None = None) -> bool:
+        """Move one message to `queued` and publish it; False if its state did not allow it
+        (`lease_expired_by` and `calling` as in MessageStore.move)."""
         token = new_dispatch()
         due = time.time() + countdown_s
         fx = Effects(zadd=[(self.keys.outbox, due, message_id)],
-                     zrem=[(self.keys.deferred, message_id)],
-                     srem=[(self.keys.held, message_id)])
-        fx.zrem.append((self.keys.sending, message_id))  # a retry leaves `sending`
+                     zrem=[(self.keys.deferred, message_id), (self.keys.sending, message_id)],
+                     srem=[(self.keys.held(str(c)), message_id) for c in Circuit])
         moved = self.store.move(message_id, State.QUEUED, note=note, allowed_from=allowed_from,
                                 set_fields={"dispatch": token, "not_before": due,
-                                            **(set_fields or {})}, effects=fx)
+                                            **(set_fields or {})}, incr=incr, effects=fx,
+                                lease_expired_by=lease_expired_by, calling=calling)
         if not moved.ok:
             return False
-        self.publish_stored(message_id, token, countdown_s)
-        return True
+        if self.publish_stored(message_id, token, countdown_s):
+            return True
+        # Not published: the outbox has it (broker down), unless it was quarantined.
+        return self.store.states([message_id])[0] != State.DEAD
 
-    def publish_stored(self, message_id: str, token: str, countdown_s: float = 0.0) -> None:
-        """Publish the stored job of a queued message, then drop its outbox entry."""
+    def publish_stored(self, message_id: str, token: str, countdown_s: float = 0.0) -> bool:
+        """Publish the stored job of a queued message, then push its outbox entry back;
+        True if it was published.
+
+        A stored job that no longer reads back is quarantined (dead, with the reason)
+        instead of raising into the sweep or the resume that is publishing it.
+        """
         record = self.store.get(message_id)
         if record is None:
-            return
+            return False
         try:
-            self.publisher.publish(record.job, token, countdown_s or None)
+            job = record.job
+        except DATA_ERRORS as exc:
+            quarantine(self.store, message_id, exc, record.get("job"))
+            return False
+        try:
+            self.publisher.publish(job, token, countdown_s or None)
         except OperationalError as exc:
             log.warning("publish_left_in_outbox", message_id=message_id, error=str(exc))
-            return
+            return False
         self.published([message_id], time.time() + countdown_s)
+        return True
 
     def published(self, message_ids: list[str], due: float) -> None:
         """Push the outbox entries of published tasks back: checked again if still unclaimed.
@@ -82,23 +100,34 @@ class Dispatcher:
         """Publish again every unclaimed message whose outbox entry is overdue by `grace_s`."""
         count = 0
         for mid in self._due(self.keys.outbox, time.time() - grace_s, limit):
-            record = self.store.get(mid)
-            if record is None or record.state not in (State.QUEUED, State.ACCEPTED):
-                self.store.redis.zrem(self.keys.outbox, mid)
-                continue
-            self.publish_stored(mid, record.get("dispatch") or "")
-            count += 1
+            count += self._one(mid, self._republish)
         return count
+
+    def _republish(self, mid: str) -> bool:
+        record = self.store.get(mid)
+        if record is None or record.state not in (State.QUEUED, State.ACCEPTED):
+            self.store.redis.zrem(self.keys.outbox, mid)
+            return False
+        return self.publish_stored(mid, record.get("dispatch") or "")
 
     def release_due(self, limit: int = 500) -> int:
         """Requeue deferred and scheduled messages whose time has come."""
-        released = 0
-        for mid in self._due(self.keys.deferred, time.time(), limit):
-            if self.requeue(mid, allowed_from=[State.DEFERRED], note="released"):
-                released += 1
-            else:  # record gone or moved on: the index entry is stale
-                self.store.redis.zrem(self.keys.deferred, mid)
-        return released
+        return sum(self._one(mid, self._release)
+                   for mid in self._due(self.keys.deferred, time.time(), limit))
+
+    def _release(self, mid: str) -> bool:
+        if self.requeue(mid, allowed_from=[State.DEFERRED], note="released"):
+            return True
+        self.store.redis.zrem(self.keys.deferred, mid)  # record gone or moved on: stale entry
+        return False
+
+    def _one(self, mid: str, handle: Callable[[str], bool]) -> int:
+        """Handle one swept item on its own: a data error quarantines it, the sweep goes on."""
+        try:
+            return int(handle(mid))
+        except DATA_ERRORS as exc:
+            quarantine(self.store, mid, exc)
+            return 0
 
     def _due(self, key: str, until: float, limit: int) -> list[str]:
         """Members of a time-scored set whose time is at or before `until`, oldest first."""

@@ -18,6 +18,7 @@ now == t + window_s, to the microsecond.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -123,6 +124,22 @@ class RecipientGuard:
         with self._redis.pipeline(transaction=True) as pipe:
             pipe.zrem(self._keys.guard_text(route, recipient, text_hash), message_id)
             pipe.zrem(self._keys.guard_recipient(route, recipient), message_id)
+            pipe.execute()
+
+    def fill_text(self, route: str, recipient: str, text_hash: str) -> None:
+        """Count this text to this recipient as at its cap for a whole window from now.
+
+        After the provider itself answered -77 (its count is ahead of ours: another system
+        shares the account, or its day is not ours), every queued copy of the text is then
+        deferred by the guard, as our own count would have done, instead of being sent and
+        refused one by one.
+        """
+        key = self._keys.guard_text(route, recipient, text_hash)
+        now_us = round(time.time() * _US_PER_S)
+        fill = {f"provider-77:{i}": now_us for i in range(self._limits.same_text_limit)}
+        with self._redis.pipeline(transaction=True) as pipe:
+            pipe.zadd(key, fill)
+            pipe.pexpire(key, self._limits.window_s * 1000 + 10)
             pipe.execute()
 
     def block(self, route: str, recipient: str, until: float) -> None:

@@ -59,10 +59,9 @@ class Keys:
         """Sorted set: ids being sent (score: when the sender's lease runs out)."""
         return f"{self.prefix}:sending"
 
-    @property
-    def held(self) -> str:
-        """Set: ids held while the account is paused."""
-        return f"{self.prefix}:held"
+    def held(self, circuit: str) -> str:
+        """Set: ids held while one circuit (producer.routing.Circuit) is paused."""
+        return f"{self.prefix}:held:{circuit}"
 
     @property
     def dr_pending(self) -> str:
@@ -79,10 +78,9 @@ class Keys:
         """Stream: dead letters."""
         return f"{self.prefix}:dlq"
 
-    @property
-    def account(self) -> str:
-        """Hash: account circuit (paused, reason, since)."""
-        return f"{self.prefix}:account"
+    def circuit(self, name: str) -> str:
+        """Hash: one circuit of the account (paused, reason, code, since)."""
+        return f"{self.prefix}:circuit:{name}"
 
     @property
     def events(self) -> str:
@@ -96,5 +94,48 @@ class Keys:
 
     @property
     def credits(self) -> str:
-        """Hash: last CREDITS reading."""
+        """Hash: last CREDITS reading of the SMS wallet."""
         return f"{self.prefix}:credits"
+
+    def credits_for(self, product: str) -> str:
+        """Hash: last CREDITS reading of one product's wallet (sms, wa)."""
+        return self.credits if product == "sms" else f"{self.prefix}:credits:{product}"
+
+    @property
+    def dr_rate_limit(self) -> str:
+        """String: the GCRA theoretical arrival time of DR pulls (their own rate slice)."""
+        return f"{self.prefix}:dr:rate"
+
+    @property
+    def dr_pause(self) -> str:
+        """Hash: DR polling paused account-wide (until, pause_s, reason, since)."""
+        return f"{self.prefix}:dr:pause"
+
+    @property
+    def callback_lanes(self) -> str:
+        """Hash: message id → its unfinished status-callback event ids, oldest first."""
+        return f"{self.prefix}:callbacks:lanes"
+
+    @property
+    def callback_due(self) -> str:
+        """Sorted set: message ids with status callbacks to POST (score: when next)."""
+        return f"{self.prefix}:callbacks:due"
+
+    @property
+    def callback_attempts(self) -> str:
+        """Hash: event id → failed POSTs so far and when the next may go ("n:epoch")."""
+        return f"{self.prefix}:callbacks:attempts"
+
+    @property
+    def callback_stats(self) -> str:
+        """Hash: finished status-callback events by result (delivered, dropped, poisoned…)."""
+        return f"{self.prefix}:callbacks:stats"
+
+    @property
+    def callback_sweep(self) -> str:
+        """String: where the next XAUTOCLAIM sweep of the callbacks group starts."""
+        return f"{self.prefix}:callbacks:sweep"
+
+    def callback_breaker(self, host: str) -> str:
+        """Hash: the circuit breaker of one callback receiver host ("host:port")."""
+        return f"{self.prefix}:callbacks:breaker:{host}"

@@ -20,6 +20,7 @@ from producer.contract import TRANSITIONS, Channel, Job, State
 from producer.errors import IdempotencyConflict, RecipientLimited, StoreUnavailable
 from producer.keys import Keys
 from producer.lua import load_joined, load_script
+from producer.routing import LANE_CIRCUITS
 
 ZAdd = tuple[str, float, str]
 
@@ -235,8 +236,13 @@ class MessageStore:
     def move(self, message_id: str, to: State, *, note: str = "",
              set_fields: dict[str, Any] | None = None, incr: dict[str, int] | None = None,
              effects: Effects | None = None, allowed_from: Iterable[State] | None = None,
-             lease_expired_by: float | None = None, client: Any = None) -> Moved:
-        """Move a record to `to` if the transition table allows it from its current state."""
+             lease_expired_by: float | None = None, calling: bool | None = None,
+             client: Any = None) -> Moved:
+        """Move a record to `to` if the transition table allows it from its current state.
+
+        `lease_expired_by`: only if the sender's lease ran out by then. `calling`: only if
+        the provider call was (True) or was not (False) started under the current claim.
+        """
         fx = effects or Effects()
         spec: dict[str, Any] = {
             "from": sorted(s.value for s in (allowed_from or TRANSITIONS[to])),
@@ -247,6 +253,8 @@ class MessageStore:
         }
         if lease_expired_by is not None:
             spec["lease_expired_by"] = lease_expired_by
+        if calling is not None:
+            spec["calling"] = calling
         keys = [self.keys.message(message_id), self.keys.timeline(message_id), self.keys.events]
         reply = self._transition(keys=keys, args=[to.value, time.time(), self.ttl_s,
                                                   json.dumps(spec)], client=client)
@@ -254,12 +262,18 @@ class MessageStore:
             return Moved(False, None)
         return Moved(int(reply[0]) == 1, _text(reply[1]) or None)
 
-    def claim(self, message_id: str, lease_s: float, dispatch: str) -> tuple[str, str]:
-        """queued → sending once; returns (outcome, detail) as claim.lua does."""
+    def claim(self, message_id: str, lease_s: float, dispatch: str, channel: Channel,
+              claim_id: str) -> tuple[str, str]:
+        """queued → sending once, unless a circuit of `channel`'s lane is open (then the
+        message is parked in that circuit's held set); returns (status, detail) as claim.lua
+        does. `claim_id` is this claim's token: only its holder may mark the call."""
         now = time.time()
-        keys = [self.keys.message(message_id), self.keys.timeline(message_id), self.keys.account,
-                self.keys.sending, self.keys.held, self.keys.outbox, self.keys.events]
-        reply = self._claim(keys=keys, args=[message_id, now, self.ttl_s, now + lease_s, dispatch])
+        circuits = [str(c) for c in LANE_CIRCUITS[channel]]
+        keys = [self.keys.message(message_id), self.keys.timeline(message_id), self.keys.sending,
+                self.keys.outbox, self.keys.events,
+                *(self.keys.circuit(c) for c in circuits), *(self.keys.held(c) for c in circuits)]
+        reply = self._claim(keys=keys, args=[message_id, now, self.ttl_s, now + lease_s, dispatch,
+                                             claim_id, len(circuits), *circuits])
         return _text(reply[0]), _text(reply[1])
 
     def get(self, message_id: str) -> MessageRecord | None:

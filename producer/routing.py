@@ -6,6 +6,8 @@ the JSON job described in `producer.contract.Job`.
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 from producer.contract import Channel
 
 
@@ -44,3 +46,33 @@ _QUEUE_BY_CHANNEL = {Channel.OTP: Queues.OTP, Channel.SMS: Queues.SMS, Channel.W
 def queue_for(channel: Channel) -> str:
     """The sending queue for a channel: OTP has its own lane."""
     return _QUEUE_BY_CHANNEL[channel]
+
+
+class Circuit(StrEnum):
+    """The account's circuits: each stops the lanes that depend on it, for its own cause."""
+
+    ACCOUNT = "account"  # credentials, IP, a malformed request (-5, -40, -22): every lane
+    SMS = "sms"  # the SMS wallet is empty or expired (-2, -7 on SMS/OTP): sms and otp
+    WA = "wa"  # the WhatsApp wallet is empty or expired (-2, -7 on WA): wa
+    OTP = "otp"  # the account has no OTP route (-10 on an otp=Y send): otp
+    SENDER = "sender"  # the configured sender is refused (-34): the lanes that send it
+
+
+# What each lane depends on, in the order a claim checks them. The sender goes with SMS
+# and OTP sends only: the legacy WhatsApp endpoint takes no sender.
+LANE_CIRCUITS: dict[Channel, tuple[Circuit, ...]] = {
+    Channel.OTP: (Circuit.ACCOUNT, Circuit.SMS, Circuit.OTP, Circuit.SENDER),
+    Channel.SMS: (Circuit.ACCOUNT, Circuit.SMS, Circuit.SENDER),
+    Channel.WA: (Circuit.ACCOUNT, Circuit.WA),
+}
+
+# The status table's pause scopes (worker.nusasms.Scope values) and the circuit each opens.
+_SCOPE_CIRCUIT = {"account": Circuit.ACCOUNT, "otp_route": Circuit.OTP,
+                  "sender": Circuit.SENDER}
+
+
+def circuit_for(scope: str, channel: Channel) -> Circuit:
+    """The circuit a pause of `scope` opens for a message of `channel`."""
+    if scope == "product":
+        return Circuit.WA if channel == Channel.WA else Circuit.SMS
+    return _SCOPE_CIRCUIT.get(scope, Circuit.ACCOUNT)  # an unscoped pause stops everything

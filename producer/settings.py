@@ -71,25 +71,44 @@ class Settings(BaseSettings):
     dr_first_poll_s: float = Field(10.0, ge=0)
     dr_backoff_max_s: float = Field(1800.0, gt=0)
     dr_expiry_s: int = Field(3 * 86400, ge=60)
+    # DR pulls' own slice of the account's request rate, shared by every worker process.
+    # rate_limit_per_s plus this slice (and the bursts) should stay under the provider's
+    # account limit (nusasms-api.md §1.10): the two limiters do not know of each other.
+    dr_rate_limit_per_s: float = Field(5.0, gt=0)
+    dr_rate_limit_burst: int = Field(5, ge=1)
+    # An account-wide refusal of DR pulls (-5 credentials, -40 IP) pauses polling for
+    # dr_pause_min_s, doubling on each refused probe up to dr_pause_max_s.
+    dr_pause_min_s: float = Field(60.0, gt=0)
+    dr_pause_max_s: float = Field(1800.0, gt=0)
     callback_token: SecretStr = SecretStr("")  # the secret in the DR/inbound push URLs
     inbound_task: str | None = None  # a Celery task name to forward inbound SMS to
     inbound_webhook_url: str | None = None
 
     # Credits, balance alerts and status callbacks (worker/credits.py, worker/callbacks.py).
     credits_poll_interval_s: float = Field(300.0, gt=0)
+    # Wallets whose CREDITS are read every poll (sms, wa); a credit-paused WA is read anyway.
+    credits_products: str = "sms"
     credits_warn_below: float = Field(10000.0, ge=0)
     credits_critical_below: float = Field(1000.0, ge=0)
     credits_expiry_warn_days: int = Field(7, ge=0)
     alert_webhook_url: str | None = None
     alert_sms_numbers: str = ""  # comma-separated operator numbers alerted through kirim
+    alert_dead_letters_per_min: int = Field(50, ge=0)  # alert above this rate (0: off)
     status_callback_secret: SecretStr = SecretStr("")  # HMAC-SHA256 key for producer callbacks
     status_callback_timeout_s: float = Field(5.0, gt=0)
     status_callback_max_attempts: int = Field(8, ge=1)
+    status_callback_base_delay_s: float = Field(1.0, gt=0)  # backoff: base·2^(n-1), jittered
+    status_callback_max_delay_s: float = Field(300.0, gt=0)  # caps backoff and breaker cool-down
+    status_callback_per_host: int = Field(4, ge=1)  # POSTs in flight per receiver host per drain
+    status_callback_breaker_failures: int = Field(5, ge=1)  # consecutive failures that open it
+    status_callback_breaker_cooldown_s: float = Field(10.0, gt=0)  # first open; doubles per reopen
 
     # Flower's view of tasks before a worker takes them (costs one publish per message).
 
     # Worker pool.
     worker_concurrency: int = Field(32, ge=1)
+    # How long beat waits for an unreachable Redis before it exits (worker/beat.py).
+    beat_redis_wait_s: float = Field(300.0, gt=0)
 
     # Operations: log format (auto = JSON unless a terminal), the worker's Prometheus port
     # (0: off; one per process on a host) and the liveness heartbeat file ("": off).
@@ -128,6 +147,15 @@ class Settings(BaseSettings):
                     "each entry must be name:sha256hex (name of letters, digits, _ . -; the"
                     " 64-hex-digit SHA-256 of the key, never the key itself)")
         return value
+
+    @field_validator("credits_products")
+    @classmethod
+    def _known_products(cls, value: str) -> str:
+        products = [p.strip() for p in value.split(",") if p.strip()]
+        unknown = sorted(set(products) - {"sms", "wa"})
+        if unknown or not products:
+            raise ValueError(f"must be a comma-separated list of sms and wa, got {value!r}")
+        return ",".join(products)
 
     @model_validator(mode="after")
     def _retry_fits_visibility(self) -> Settings:

@@ -6,10 +6,10 @@ crossing alert once. Delivery is a Celery task on `maintenance` with bounded, ba
 retries: a webhook that is down never blocks sending and never repeats the level change.
 
 Alert SMS go through kirim itself (the Enqueuer, idempotency key per alert and number). While
-the account circuit is open they are skipped, not enqueued: the provider would refuse them
-(no credit, bad credentials or IP) and they would be held and sent stale on resume, perhaps
-never for a -5/-40 pause. The webhook carries alerts during a pause; the "resumed" alert goes
-by SMS too and says what happened.
+a circuit of the SMS lane is open (account, sms wallet, sender) they are skipped, not
+enqueued: the provider would refuse them and they would be held and sent stale on resume,
+perhaps never for a -5/-40 pause. A paused WhatsApp wallet does not stop them. The webhook
+carries alerts during a pause; the "resumed" alert goes by SMS too and says what happened.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from celery import Celery, Task
 from redis import Redis
 from redis.exceptions import WatchError
 
+from producer.contract import Channel
 from producer.errors import InvalidMessage, KirimError
 from producer.routing import Queues, Tasks
 from worker.retry import RetryPolicy
@@ -34,6 +35,7 @@ log = structlog.get_logger("kirim.alerts")
 
 ALERT_MAX_RETRIES = 8
 ALERT_RETRY = RetryPolicy(ALERT_MAX_RETRIES, base_delay_s=5.0, max_delay_s=600.0)
+ALERT_SMS_CHANNEL = Channel.SMS  # the lane alert SMS travel on
 ALERT_SMS_MAX_CHARS = 150  # one GSM-7 SMS, with room for the "[kirim] " prefix
 SEVERE = frozenset({"critical", "expired", "paused"})
 
@@ -103,7 +105,7 @@ class AlertLevels:
 
 
 def notify(app: Celery, alert: Alert, *, webhook_url: str | None, sms_numbers: list[str],
-           account_paused: bool) -> None:
+           sms_blocked: str | None) -> None:
     """Log the alert and hand its deliveries to the `maintenance` queue."""
     emit = log.error if alert.level in SEVERE else log.warning
     emit("alert", kind=alert.kind, level=alert.level, previous=alert.previous,
@@ -111,9 +113,9 @@ def notify(app: Celery, alert: Alert, *, webhook_url: str | None, sms_numbers: l
     payload = alert.payload()
     if webhook_url:
         app.send_task(Tasks.DELIVER_ALERT, args=[payload, "webhook"], queue=Queues.MAINTENANCE)
-    if sms_numbers and account_paused:
+    if sms_numbers and sms_blocked:
         log.warning("alert_sms_skipped", alert_id=alert.id,
-                    why="the account circuit is open: the provider would refuse the SMS")
+                    why=f"the {sms_blocked} circuit is open: the SMS lane cannot send")
     elif sms_numbers:
         app.send_task(Tasks.DELIVER_ALERT, args=[payload, "sms"], queue=Queues.MAINTENANCE)
 

@@ -1,14 +1,19 @@
-"""Credits polling, balance alerts and automatic account resume (issue 5).
+"""Credits polling per wallet, balance alerts, circuit alerts and automatic resume (issue 5, 12).
 
-`kirim.poll_credits` (beat, `maintenance`, every KIRIM_CREDITS_POLL_INTERVAL_S) reads
-CREDITS, stores it in `Keys.credits` (value as a decimal string, expires YYYY-MM-DD or "",
-read_at epoch seconds: the API's format), sets the Prometheus gauges, alerts on level
-changes and closes the account circuit when it opened for credit (-2, -7) and the balance is
-usable again. A failed poll changes nothing: the last reading stays, with its age.
+`kirim.poll_credits` (beat, `maintenance`, every KIRIM_CREDITS_POLL_INTERVAL_S) reads CREDITS
+for each product whose wallet matters: SMS (which OTP also spends) always, WhatsApp when
+`KIRIM_CREDITS_PRODUCTS` names it or while the WA circuit is paused for credit. Each reading
+is stored in `Keys.credits_for(product)` (value as a decimal string, expires YYYY-MM-DD or
+"", read_at epoch seconds: the API's format), sets the Prometheus gauges, alerts on level
+changes and closes that product's circuit when it opened for credit (-2, -7) and the balance
+is usable again. Products are polled one by one: a failed poll of one changes nothing for
+the other, and keeps its last reading.
 
-`kirim.watch_account` (beat, every few seconds) only reads the circuit and alerts when it
-opened or closed, so a pause is reported within seconds without touching worker.pipeline.
-A -5 / -40 pause is never closed here: an operator runs `kirim account resume`.
+`kirim.watch_account` (beat, every few seconds) only reads: it alerts once when a circuit
+opened or closed, when dead letters arrive faster than KIRIM_ALERT_DEAD_LETTERS_PER_MIN,
+and when messages become `unknown` (a -33, a lost reply: an operator must settle them).
+A credential, IP, sender or OTP-route pause is never closed here: an operator runs
+`kirim account resume`.
 """
 
 from __future__ import annotations
@@ -22,8 +27,8 @@ import structlog
 from celery import Celery
 from prometheus_client import Gauge
 
-from producer.account import AccountState, resume_account
-from producer.routing import Queues, Tasks
+from producer.account import AccountCircuits, CircuitState, resume_circuit
+from producer.routing import Circuit, Queues, Tasks
 from producer.settings import Settings
 from worker import alerts
 from worker.alerts import Alert, AlertLevels
@@ -31,13 +36,17 @@ from worker.nusasms import Credits, NusaSMSError
 
 log = structlog.get_logger("kirim.credits")
 
-BALANCE = Gauge("kirim_credits_balance", "NusaSMS balance at the last successful CREDITS poll")
+# Labelled by product, so no series exists before that wallet's first reading.
+BALANCE = Gauge("kirim_credits_balance", "NusaSMS balance at the last successful CREDITS poll",
+                ["product"])
 EXPIRES = Gauge("kirim_credits_expiry_timestamp_seconds",
-                "Start of the day after the balance's expiry date (0: none given)")
-READ_AT = Gauge("kirim_credits_read_timestamp_seconds", "When CREDITS last answered")
+                "Start of the day after the balance's expiry date (0: none given)", ["product"])
+READ_AT = Gauge("kirim_credits_read_timestamp_seconds", "When CREDITS last answered",
+                ["product"])
 
 CREDIT_CODES = frozenset({"-2", "-7"})  # pauses the credits poll may close on its own
 ACCOUNT_WATCH_INTERVAL_S = 5.0
+PRODUCT_CIRCUIT = {"sms": Circuit.SMS, "wa": Circuit.WA}
 
 
 def balance_level(value: Decimal, warn_below: float, critical_below: float) -> str:
@@ -63,108 +72,172 @@ def usable(credits: Credits, today: date) -> bool:
     return credits.value > 0 and expiry_level(credits.expires, today, 0) != "expired"
 
 
-def store_reading(svc: Any, credits: Credits, now: float) -> None:
-    """Write the reading where the API and CLI read it, and set the gauges."""
+def store_reading(svc: Any, product: str, credits: Credits, now: float) -> None:
+    """Write one wallet's reading where the API and CLI read it, and set its gauges."""
     expires = credits.expires.isoformat() if credits.expires else ""
-    svc.redis.hset(svc.keys.credits, mapping={
+    svc.redis.hset(svc.keys.credits_for(product), mapping={
         "value": str(credits.value), "expires": expires, "read_at": repr(now)})
-    BALANCE.set(float(credits.value))
-    READ_AT.set(now)
+    BALANCE.labels(product).set(float(credits.value))
+    READ_AT.labels(product).set(now)
     if credits.expires:
         next_day = datetime.combine(credits.expires, datetime.min.time()).timestamp() + 86400
-        EXPIRES.set(next_day)
+        EXPIRES.labels(product).set(next_day)
     else:
-        EXPIRES.set(0)
+        EXPIRES.labels(product).set(0)
 
 
-def read_credits(svc: Any) -> Credits | None:
-    """One CREDITS call; None (logged) when it failed: the last reading is kept."""
+def read_credits(svc: Any, product: str = "sms") -> Credits | None:
+    """One CREDITS call for `product`; None (logged) when it failed: the last reading stays."""
     try:
-        return svc.client.credits("sms")
+        return svc.client.credits(product)
     except NusaSMSError as exc:
-        log.warning("credits_poll_failed", error=str(exc), outcome=str(exc.outcome),
+        log.warning("credits_poll_failed", product=product, error=str(exc),
+                    outcome=str(exc.outcome),
                     hint="the last reading is kept; GET /v1/credits shows its age")
         return None
 
 
+def _kind(kind: str, product: str) -> str:
+    """Alert kind of one wallet: "balance" for SMS (as before), "balance:wa" for WhatsApp."""
+    return kind if product == "sms" else f"{kind}:{product}"
+
+
 class CreditsMonitor:
-    """Turns readings and the account circuit into alerts and automatic resumes."""
+    """Turns readings and the circuits into alerts and automatic resumes."""
 
     def __init__(self, app: Celery, svc: Any) -> None:
         self.app = app
         self.svc = svc
         self.settings: Settings = svc.settings
+        self.circuits: AccountCircuits = svc.circuits
         self.levels = AlertLevels(svc.redis, svc.keys.prefix)
 
     def poll(self) -> str:
-        """Read CREDITS, store it, alert, resume if it can; returns a short outcome."""
-        credits = read_credits(self.svc)
+        """Read each wallet, store it, alert, resume what it can; a short outcome."""
+        results = [self.poll_product(product) for product in self.products()]
+        self.watch_account()
+        if "resumed" in results:
+            return "resumed"
+        return "failed" if "failed" in results else "ok"
+
+    def products(self) -> list[str]:
+        """The wallets to read: the configured ones, and any whose circuit is credit-paused."""
+        wanted = [p for p in self.settings.credits_products.split(",") if p.strip()]
+        products = [p.strip() for p in wanted]
+        for state in self.circuits.states([Circuit.WA]):
+            if state.paused and state.code in CREDIT_CODES and "wa" not in products:
+                products.append("wa")
+        return products
+
+    def poll_product(self, product: str) -> str:
+        """Read one wallet; "ok", "failed" or "resumed" (its credit pause closed)."""
+        credits = read_credits(self.svc, product)
         if credits is None:
-            self.watch_account()
             return "failed"
-        store_reading(self.svc, credits, time.time())
+        store_reading(self.svc, product, credits, time.time())
         today = date.today()
-        self._balance_alert(credits)
-        self._expiry_alert(credits, today)
-        state = self.watch_account()
-        if state.paused and state.code in CREDIT_CODES and usable(credits, today):
+        self._balance_alert(product, credits)
+        self._expiry_alert(product, credits, today)
+        circuit = PRODUCT_CIRCUIT.get(product)
+        state = self.circuits.state(circuit) if circuit else None
+        if state and state.paused and state.code in CREDIT_CODES and usable(credits, today):
             # The note first: the account watch may see the closed circuit before we do.
-            self.levels.leave_note("account", f"automatically (balance {credits.value})")
-            count = resume_account(self.svc.circuit, self.svc.dispatcher)
-            log.warning("account_auto_resumed", code=state.code, requeued=count,
-                        balance=str(credits.value))
-            self.watch_account()
+            self.levels.leave_note(f"circuit:{state.name}",
+                                   f"automatically (balance {credits.value})")
+            count = resume_circuit(self.circuits, self.svc.dispatcher, state.name)
+            log.warning("circuit_auto_resumed", circuit=state.name, code=state.code,
+                        requeued=count, balance=str(credits.value))
             return "resumed"
         return "ok"
 
-    def watch_account(self) -> AccountState:
-        """Alert once when the circuit opened or closed since the last look."""
-        state = self.svc.circuit.state()
-        previous = self.levels.advance("account", "paused" if state.paused else "sending")
-        if previous == "sending" or (previous == "" and state.paused):
-            self._send(Alert("account", "paused", previous or "sending", _paused_text(state),
-                             {"code": state.code, "reason": state.reason}), paused=True)
-        elif previous == "paused":
-            how = self.levels.take_note("account") or "by an operator"
-            self._send(Alert("account", "resumed", "paused",
-                             f"account resumed {how}; held messages requeued, sending again"),
-                       paused=False)
-        return state
+    def watch_account(self) -> list[CircuitState]:
+        """Alert once for each circuit that opened or closed, for a dead-letter spike and
+        for messages that became `unknown`, since the last look; returns the circuits."""
+        states = self.circuits.states()
+        for state in states:
+            self._watch_circuit(state)
+        self._watch_dead_letters()
+        self._watch_unknown()
+        return states
 
-    def _balance_alert(self, credits: Credits) -> None:
+    def _watch_circuit(self, state: CircuitState) -> None:
+        kind = f"circuit:{state.name}"
+        previous = self.levels.advance(kind, "paused" if state.paused else "sending")
+        if previous == "sending" or (previous == "" and state.paused):
+            self._send(Alert(kind, "paused", previous or "sending", _paused_text(state),
+                             {"circuit": state.name, "code": state.code,
+                              "reason": state.reason}))
+        elif previous == "paused":
+            how = self.levels.take_note(kind) or "by an operator"
+            self._send(Alert(kind, "resumed", "paused",
+                             f"{state.name} circuit resumed {how}; its held messages are"
+                             " requeued", {"circuit": state.name}))
+
+    def _watch_dead_letters(self) -> None:
+        limit = self.settings.alert_dead_letters_per_min
+        if limit <= 0:
+            return
+        since_ms = int((time.time() - 60) * 1000)
+        recent = len(self.svc.redis.xrange(self.svc.keys.dead_letters, min=f"{since_ms}-0",
+                                           count=limit + 1))
+        level = "high" if recent > limit else "ok"
+        previous = self.levels.advance("dead_letters", level)
+        if previous is None or (previous == "" and level == "ok"):
+            return
+        text = (f"dead letters: more than {limit} in the last minute; see `kirim dlq list`"
+                if level == "high" else "dead letters are back under the alert rate")
+        self._send(Alert("dead_letters", level, previous, text, {"per_min": str(recent)}))
+
+    def _watch_unknown(self) -> None:
+        count = int(self.svc.redis.zcard(self.svc.keys.unknown))
+        level = "present" if count else "none"
+        previous = self.levels.advance("unknown", level)
+        if previous is None or (previous == "" and level == "none"):
+            return
+        text = (f"{count} message(s) are unknown: the provider may have them; nothing resends"
+                " them. `kirim status --unknown`, then `kirim settle`" if count else
+                "no unknown messages are left")
+        self._send(Alert("unknown", level, previous, text, {"count": str(count)}))
+
+    def _balance_alert(self, product: str, credits: Credits) -> None:
         s = self.settings
         level = balance_level(credits.value, s.credits_warn_below, s.credits_critical_below)
-        previous = self.levels.advance("balance", level)
+        kind = _kind("balance", product)
+        previous = self.levels.advance(kind, level)
         if previous is None or (previous == "" and level == "ok"):
             return
         limit = s.credits_critical_below if level == "critical" else s.credits_warn_below
-        text = (f"credits recovered: balance {credits.value}" if level == "ok" else
-                f"credits {level}: balance {credits.value} is below {limit:g}")
-        self._send(Alert("balance", level, previous, text, {"balance": str(credits.value)}))
+        text = (f"{product} credits recovered: balance {credits.value}" if level == "ok" else
+                f"{product} credits {level}: balance {credits.value} is below {limit:g}")
+        self._send(Alert(kind, level, previous, text, {"balance": str(credits.value),
+                                                      "product": product}))
 
-    def _expiry_alert(self, credits: Credits, today: date) -> None:
+    def _expiry_alert(self, product: str, credits: Credits, today: date) -> None:
         level = expiry_level(credits.expires, today, self.settings.credits_expiry_warn_days)
-        previous = self.levels.advance("expiry", level)
+        kind = _kind("expiry", product)
+        previous = self.levels.advance(kind, level)
         if previous is None or (previous == "" and level == "ok"):
             return
         expires = credits.expires.isoformat() if credits.expires else ""
-        text = {"expired": f"credits expired on {expires}: the account cannot send",
-                "expiring": f"credits expire on {expires}: top up before then",
-                "ok": f"credits expiry is fine again ({expires or 'no date'})"}[level]
-        self._send(Alert("expiry", level, previous, text, {"expires": expires}))
+        text = {"expired": f"{product} credits expired on {expires}: that wallet cannot send",
+                "expiring": f"{product} credits expire on {expires}: top up before then",
+                "ok": f"{product} credits expiry is fine again ({expires or 'no date'})"}[level]
+        self._send(Alert(kind, level, previous, text, {"expires": expires,
+                                                      "product": product}))
 
-    def _send(self, alert: Alert, paused: bool | None = None) -> None:
-        if paused is None:
-            paused = self.svc.circuit.state().paused
+    def _send(self, alert: Alert) -> None:
+        blocked = self.circuits.blocking(alerts.ALERT_SMS_CHANNEL)
         alerts.notify(self.app, alert, webhook_url=self.settings.alert_webhook_url,
                       sms_numbers=alerts.sms_numbers(self.settings.alert_sms_numbers),
-                      account_paused=paused)
+                      sms_blocked=blocked.name if blocked else None)
 
 
-def _paused_text(state: AccountState) -> str:
+def _paused_text(state: CircuitState) -> str:
     then = ("resumes by itself when CREDITS shows a usable balance"
-            if state.code in CREDIT_CODES else "run `kirim account resume` once it is fixed")
-    return f"account paused: {state.reason} (code {state.code}); nothing is sent; it {then}"
+            if state.code in CREDIT_CODES and state.name in PRODUCT_CIRCUIT.values() else
+            "run `kirim account resume " + state.name + "` once it is fixed")
+    return (f"{state.name} circuit paused: {state.reason} (code {state.code}); its lanes send"
+            f" nothing; it {then}")
 
 
 def register(app: Celery) -> None:
@@ -179,9 +252,11 @@ def register(app: Celery) -> None:
         return CreditsMonitor(app, services_for(app)).poll()
 
     @app.task(name=Tasks.WATCH_ACCOUNT, ignore_result=True)
-    def watch_account() -> bool:
-        """Alert once when the account circuit opened or closed."""
-        return CreditsMonitor(app, services_for(app)).watch_account().paused
+    def watch_account() -> list[str]:
+        """Alert once for each circuit that opened or closed (and dead letters, unknown);
+        returns the paused circuits."""
+        return [s.name for s in CreditsMonitor(app, services_for(app)).watch_account()
+                if s.paused]
 
 
 def beat_entries(settings: Settings) -> dict[str, dict[str, Any]]:

@@ -6,13 +6,22 @@ this module only writes it down: sent, retry, defer, pause, dead or unknown.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from pydantic import ValidationError
 
 from producer.contract import Job, State
 from producer.deadletters import dead_letter_fields
 from producer.dispatch import Dispatcher
+from producer.quarantine import quarantine
 from producer.records import Effects, MessageStore
+from producer.routing import Circuit
+
+log = structlog.get_logger("kirim.outcomes")
 
 
 @dataclass(frozen=True)
@@ -63,11 +72,28 @@ class OutcomeRecorder:
                                set_fields={**self._fields(at, reason), "release_at": until},
                                effects=fx).ok
 
-    def hold(self, job: Job, at: Attempt, reason: str) -> bool:
-        """Park while the account is paused; released on resume."""
-        fx = Effects(zrem=[(self.keys.sending, job.id)], sadd=[(self.keys.held, job.id)])
-        return self.store.move(job.id, State.DEFERRED, note=f"account paused: {reason}",
+    def hold(self, job: Job, at: Attempt, circuit: Circuit) -> bool:
+        """Park while `circuit` is paused; released when it resumes."""
+        fx = Effects(zrem=[(self.keys.sending, job.id)],
+                     sadd=[(self.keys.held(circuit.value), job.id)])
+        return self.store.move(job.id, State.DEFERRED,
+                               note=f"circuit {circuit.value} paused: {at.code_name}",
                                set_fields=self._fields(at, "account_paused"), effects=fx).ok
+
+    def poisoned(self, raw: Any, exc: ValidationError) -> None:
+        """A task payload that cannot be a job: its record (if any) is quarantined, and a
+        dead letter keeps the payload either way. It is never retried."""
+        mid = str(raw.get("id", "")) if isinstance(raw, dict) else ""
+        payload = json.dumps(raw, default=str)[:20000]
+        if mid and self.store.redis.exists(self.keys.message(mid)):
+            quarantine(self.store, mid, exc, payload)  # also stops the sweeps meeting it
+            return
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        entry = dead_letter_fields(mid, "invalid_payload", None, "INVALID_PAYLOAD", 0,
+                                   problems, time.time(), payload)
+        self.store.redis.xadd(self.keys.dead_letters,
+                              dict(zip(entry[::2], entry[1::2], strict=True)))
+        log.error("poison_message", message_id=mid, errors=problems[:500])
 
     def dead(self, job: Job, at: Attempt, reason: str) -> bool:
         """Give up: dead letter with the whole job, the code and the last reply."""

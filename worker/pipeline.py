@@ -1,26 +1,36 @@
-"""The send pipeline: claim → OTP validity → recipient guard → rate limit → provider → record.
+"""The send pipeline: claim → OTP validity → recipient guard → rate limit + *calling* → provider
+→ record.
 
-The claim comes first so that only one task copy ever does the rest; every later step either
-sends, or puts the message somewhere it will be picked up again (queued, deferred, held), or
-ends it (dead, expired, unknown). Nothing here decides by provider code: the status table and
-the exception classes of worker.nusasms carry the outcome.
+The claim comes first so that only one task copy ever does the rest; it only stops a second
+copy. The provider call waits for the *calling* mark, taken in the same atomic step as the
+rate-limit slot (worker/lua/calling.lua): a sender lost before it never reached the provider
+and its message is requeued (worker.leases); after it, an unknown fate is `unknown`. Every
+later step either sends, or puts the message somewhere it will be picked up again (queued,
+deferred, held), or ends it (dead, expired, unknown). Nothing here decides by provider code:
+the status table and the exception classes of worker.nusasms carry the action and its scope.
 """
 
 from __future__ import annotations
 
-import json
+import secrets
 import time
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from itertools import chain, repeat
+from typing import Any, TypeVar
 
 import structlog
 from pydantic import ValidationError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from producer.contract import Channel, Job, State
-from producer.deadletters import dead_letter_fields
 from producer.guard import route_for
 from producer.recipient import mask_recipient
+from producer.routing import circuit_for
 from worker import metrics
-from worker.nusasms import NusaSMSError, Outcome
+from worker.leases import settle_lost_sender
+from worker.nusasms import NusaSMSError, Outcome, Scope
 from worker.outcomes import Attempt
 from worker.services import Services
 
@@ -28,6 +38,20 @@ log = structlog.get_logger("kirim.pipeline")
 
 # A rate-limit wait shorter than this is slept in the worker thread; a longer one requeues.
 MAX_RATE_SLEEP_S = 0.5
+# While Redis is away, a worker holding a provider reply retries its write this often.
+RECORD_RETRY_S = (0.2, 0.5, 1.0, 2.0)
+REDIS_DOWN = (RedisConnectionError, RedisTimeoutError)
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One claim of a message: its attempt number, token and lease end (epoch seconds)."""
+
+    job: Job
+    attempt: int
+    token: str
+    lease_until: float
 
 
 class SendPipeline:
@@ -45,24 +69,42 @@ class SendPipeline:
             return "poison"
         if not dispatch:
             self._adopt(job)  # a foreign Celery client enqueued without a record
-        status, detail = self.store.claim(job.id, self.svc.settings.send_lease_s, dispatch or "")
+        token = secrets.token_hex(8)
+        lease_s = self.svc.settings.send_lease_s
+        lease_until = time.time() + lease_s
+        status, detail = self.store.claim(job.id, lease_s, dispatch or "", job.channel, token)
         if status != "claimed":
             return self._unclaimed(job, status, detail)
-        return self._claimed(job, int(detail))
+        return self._claimed(Claim(job, int(detail), token, lease_until))
 
-    def _claimed(self, job: Job, attempts: int) -> str:
+    def _claimed(self, claim: Claim) -> str:
+        job = claim.job
         if self._otp_expired(job):
             return "expired"
-        if not self._guard_allows(job, attempts):
+        if not self._guard_allows(job, claim.attempt):
             return "deferred"
-        wait_s = self.svc.limiter.acquire_blocking(MAX_RATE_SLEEP_S)
-        if wait_s > 0:
-            self.svc.dispatcher.requeue(job.id, allowed_from=[State.SENDING], countdown_s=wait_s,
-                                        note="rate limit", set_fields={"attempts": attempts - 1})
-            return "rate_limited"
-        if self._otp_expired(job):  # again: the rate limit may have slept past its validity
-            return "expired"
-        return self._call(job, attempts)
+        step = self._mark_calling(claim)
+        return self._call(claim) if step == "calling" else step
+
+    def _mark_calling(self, claim: Claim) -> str:
+        """Take a rate-limit slot and the *calling* mark; sleep short waits, requeue long."""
+        slept_s = 0.0
+        while True:
+            status, wait_s = self.svc.limiter.mark_calling(self.svc.keys.message(claim.job.id),
+                                                           claim.token)
+            if status != "wait":
+                if status == "lost":
+                    log.warning("claim_lost_before_call", message_id=claim.job.id)
+                return "calling" if status == "calling" else "lease_lost"
+            if slept_s + wait_s > MAX_RATE_SLEEP_S:
+                self.svc.dispatcher.requeue(
+                    claim.job.id, allowed_from=[State.SENDING], countdown_s=wait_s,
+                    note="rate limit", incr={"attempts": -1}, calling=False)
+                return "rate_limited"
+            time.sleep(wait_s)
+            slept_s += wait_s
+            if self._otp_expired(claim.job):  # the wait may have outlived its validity
+                return "expired"
 
     def _otp_expired(self, job: Job) -> bool:
         """Expire an OTP past its validity (freeing its guard slot); True if it did."""
@@ -76,19 +118,8 @@ class SendPipeline:
         try:
             return Job.model_validate(raw)
         except ValidationError as exc:
-            self._poison(raw, exc)
+            self.rec.poisoned(raw, exc)
             return None
-
-    def _poison(self, raw: Any, exc: ValidationError) -> None:
-        """Dead-letter a payload that cannot be a job; it is never retried."""
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        mid = str(raw.get("id", "")) if isinstance(raw, dict) else ""
-        payload = json.dumps(raw, default=str)[:20000]
-        entry = dead_letter_fields(mid, "invalid_payload", None, "INVALID_PAYLOAD", 0,
-                                   problems, time.time(), payload)
-        self.svc.redis.xadd(self.svc.keys.dead_letters, dict(zip(entry[::2], entry[1::2],
-                                                                 strict=True)))
-        log.error("poison_message", message_id=mid, errors=problems[:500])
 
     def _adopt(self, job: Job) -> None:
         self.store.create(job, State.QUEUED, self.svc.keys.outbox, time.time(),
@@ -97,11 +128,9 @@ class SendPipeline:
     def _unclaimed(self, job: Job, status: str, detail: str) -> str:
         if status == "state" and detail == State.SENDING:
             record = self.store.get(job.id)
-            lease = float(record.get("lease_until") or 0) if record else 0.0
-            if lease and lease < time.time() and self.rec.unknown(
-                    job, Attempt(None, "WORKER_LOST", ""), "worker lost during the provider call",
-                    lease_expired_by=time.time()):
-                return "unknown"
+            settled = settle_lost_sender(self.svc, record, time.time()) if record else None
+            if settled:
+                return settled
         log.info("not_claimed", message_id=job.id, status=status, detail=detail)
         return f"skipped_{status}"
 
@@ -114,14 +143,15 @@ class SendPipeline:
             return True
         metrics.guard_refused(job, decision.reason)
         until = decision.retry_at or time.time() + self.svc.settings.guard_window_s
-        at = Attempt(None, "GUARD", decision.reason or "", attempts=attempts)
+        attempt = Attempt(None, "GUARD", decision.reason or "", attempts=attempts)
         if job.valid_until is not None and until > job.valid_until:
             self.rec.expired(job, f"otp_expired: recipient limit ({decision.reason})")
         else:
-            self.rec.defer(job, at, until, f"recipient limit: {decision.reason}")
+            self.rec.defer(job, attempt, until, f"recipient limit: {decision.reason}")
         return False
 
-    def _call(self, job: Job, attempts: int) -> str:
+    def _call(self, claim: Claim) -> str:
+        job = claim.job
         bound = log.bind(message_id=job.id, channel=job.channel.value,
                          to=mask_recipient(job.to) if job.to else f"group:{job.group}")
         try:
@@ -129,16 +159,38 @@ class SendPipeline:
         except NusaSMSError as exc:
             bound.warning("provider_error", error=type(exc).__name__, outcome=exc.outcome.value)
             metrics.provider_error(job, exc)
-            at = Attempt(None, type(exc).__name__, str(exc), attempts=attempts)
-            return self._apply(job, exc.outcome, at, getattr(exc, "retry_after_s", None) or 0.0)
+            attempt = Attempt(None, type(exc).__name__, str(exc), attempts=claim.attempt)
+            delay_s = getattr(exc, "retry_after_s", None) or 0.0
+            outcome = exc.outcome
+            return self._while_leased(claim, lambda: self._apply(
+                job, outcome, Scope.ACCOUNT, attempt, delay_s))
         info = result.status
-        # Counted per code so an operator sees -77/-78 from the provider (their limit is
-        # lower than ours, or another system shares the account) without reading logs.
-        self.svc.redis.hincrby(self.svc.keys.provider_codes, str(info.code), 1)
         metrics.provider_reply(job, info.code, info.name, getattr(result, "elapsed_s", 0.0))
         bound.info("provider_reply", code=info.code, name=info.name, outcome=info.outcome.value)
-        at = Attempt(info.code, info.name, result.raw, _provider_id(result), attempts)
-        return self._apply(job, info.outcome, at, 0.0)
+        attempt = Attempt(info.code, info.name, result.raw, _provider_id(result), claim.attempt)
+        label = self._while_leased(claim, lambda: self._apply(
+            job, info.outcome, info.scope, attempt, 0.0))
+        # Counted per code so an operator sees -77/-78 from the provider (their limit is
+        # lower than ours, or another system shares the account) without reading logs.
+        self._while_leased(claim, lambda: self.svc.redis.hincrby(
+            self.svc.keys.provider_codes, str(info.code), 1))
+        return label
+
+    def _while_leased(self, claim: Claim, write: Callable[[], T]) -> T:
+        """Run a write of what the provider said, retrying while Redis is away and the lease
+        lasts: the reply is the one thing that cannot be asked for again."""
+        delays = chain(RECORD_RETRY_S, repeat(RECORD_RETRY_S[-1]))
+        while True:
+            try:
+                return write()
+            except REDIS_DOWN as exc:
+                delay_s = next(delays)
+                if time.time() + delay_s >= claim.lease_until:
+                    log.error("reply_not_recorded", message_id=claim.job.id, error=str(exc),
+                              hint="the lease sweep marks it unknown; settle it by its DR")
+                    raise
+                log.warning("record_write_retry", message_id=claim.job.id, error=str(exc))
+                time.sleep(delay_s)
 
     def _send(self, job: Job) -> Any:
         client = self.svc.client
@@ -148,63 +200,82 @@ class SendPipeline:
             return client.send_wa(job.to or "", job.text)
         return client.send_sms(job.to or "", job.text, otp=job.channel == Channel.OTP)
 
-    def _apply(self, job: Job, outcome: Outcome, at: Attempt, min_delay_s: float) -> str:
+    def _apply(self, job: Job, outcome: Outcome, scope: Scope, attempt: Attempt,
+               min_delay_s: float) -> str:
         if outcome == Outcome.DONE:
-            note = "" if at.code != -33 else "the provider already had it (-33)"
-            if not self.rec.sent(job, at, note):
-                # Only an operator's `settle` can have moved it meanwhile: say so loudly,
-                # with the provider's id, so the operator can reconcile.
-                log.error("sent_not_recorded", message_id=job.id, provider_id=at.provider_id,
-                          hint="the provider accepted it after it was settled by hand")
-            return "sent"
+            return self._sent(job, attempt)
         if outcome == Outcome.UNKNOWN:
-            self.rec.unknown(job, at, f"ambiguous: {at.code_name}; not resent automatically")
+            self.rec.unknown(job, attempt,
+                             f"ambiguous: {attempt.code_name}; not resent automatically")
+            if attempt.code is not None:  # the provider answered, in a way kirim cannot read
+                log.error("provider_ambiguous", message_id=job.id, code=attempt.code,
+                          name=attempt.code_name, hint="settle it: `kirim settle`")
             return "unknown"
         self._release(job)  # the provider did not take it: free the guard slot
         if outcome == Outcome.RETRY:
-            return self._retry(job, at, min_delay_s)
+            return self._retry(job, attempt, min_delay_s)
         if outcome == Outcome.DEFER:
-            return self._defer_recipient(job, at)
+            return self._defer_recipient(job, attempt, scope)
         if outcome == Outcome.PAUSE:
-            return self._pause(job, at)
-        self.rec.dead(job, at, f"provider refused: {at.code_name} ({at.code})")
+            return self._pause(job, attempt, scope)
+        self.rec.dead(job, attempt, f"provider refused: {attempt.code_name} ({attempt.code})")
         return "dead"
 
-    def _retry(self, job: Job, at: Attempt, min_delay_s: float) -> str:
+    def _sent(self, job: Job, attempt: Attempt) -> str:
+        if self.rec.sent(job, attempt):
+            return "sent"
+        record = self.store.get(job.id)
+        if record is not None and record.get("provider_id") == (attempt.provider_id or ""):
+            return "sent"  # our own earlier write went through before Redis answered
+        # Only an operator's `settle` can have moved it meanwhile: say so loudly, with the
+        # provider's id, so the operator can reconcile.
+        log.error("sent_not_recorded", message_id=job.id, provider_id=attempt.provider_id,
+                  hint="the provider accepted it after it was settled by hand")
+        return "sent"
+
+    def _retry(self, job: Job, attempt: Attempt, min_delay_s: float) -> str:
         policy = self.svc.policy
-        if policy.exhausted(at.attempts):
-            self.rec.dead(job, at, f"retries exhausted after {at.attempts} attempts")
+        if policy.exhausted(attempt.attempts):
+            self.rec.dead(job, attempt, f"retries exhausted after {attempt.attempts} attempts")
             return "dead"
-        delay = min(max(policy.delay_s(at.attempts), min_delay_s), policy.max_delay_s)
+        delay = min(max(policy.delay_s(attempt.attempts), min_delay_s), policy.max_delay_s)
         if job.valid_until is not None and time.time() + delay > job.valid_until:
             self.rec.expired(job, "otp_expired: would be retried after its validity")
             return "expired"
-        self.rec.retry(job, at, delay)
+        self.rec.retry(job, attempt, delay)
         return "retry"
 
-    def _defer_recipient(self, job: Job, at: Attempt) -> str:
-        """-78: the provider says the number is full; block it for a window and defer."""
+    def _defer_recipient(self, job: Job, attempt: Attempt, scope: Scope) -> str:
+        """-77 / -78: the provider's own count is full; stop it for a window and defer."""
         until = time.time() + self.svc.settings.guard_window_s
-        if self.svc.guard is not None and job.to:
-            self.svc.guard.block(route_for(job.channel), job.to, until)
-        log.warning("provider_recipient_limit", message_id=job.id, code=at.code,
-                    hint="the provider's per-number cap is lower than"
-                         " KIRIM_GUARD_PER_RECIPIENT_LIMIT, or another system shares the account")
+        guard = self.svc.guard
+        if guard is not None and job.to:
+            if scope == Scope.TEXT:  # this text to this number: its queued copies wait too
+                guard.fill_text(route_for(job.channel), job.to, job.text_hash)
+            else:
+                guard.block(route_for(job.channel), job.to, until)
+        log.warning("provider_recipient_limit", message_id=job.id, code=attempt.code,
+                    hint="the provider's cap is lower than kirim's guard limits"
+                         " (KIRIM_GUARD_*), or another system shares the account")
         if job.valid_until is not None:
-            self.rec.expired(job, "otp_expired: recipient limit reached at the provider")
+            self.rec.expired(job, f"otp_expired: {attempt.code_name} at the provider")
             return "expired"
-        self.rec.defer(job, at, until, f"provider {at.code_name}")
+        self.rec.defer(job, attempt, until, f"provider {attempt.code_name}")
         return "deferred"
 
-    def _pause(self, job: Job, at: Attempt) -> str:
-        if self.svc.circuit.pause(at.code_name, at.code if at.code is not None else ""):
-            log.error("account_paused", code=at.code, name=at.code_name,
-                      hint="sending stopped; `kirim account resume` after fixing the account")
-        self.rec.hold(job, at, at.code_name)
-        if not self.svc.circuit.state().paused:
+    def _pause(self, job: Job, attempt: Attempt, scope: Scope) -> str:
+        circuit = circuit_for(scope.value, job.channel)
+        circuits = self.svc.circuits
+        if circuits.pause(circuit, attempt.code_name, "" if attempt.code is None
+                          else attempt.code):
+            log.error("circuit_paused", circuit=circuit.value, code=attempt.code,
+                      name=attempt.code_name,
+                      hint=f"the {circuit.value} lanes stopped; see `kirim account status`")
+        self.rec.hold(job, attempt, circuit)
+        if not circuits.state(circuit).paused:
             # Resumed between our pause and our hold: the resume did not see this message.
             self.svc.dispatcher.requeue(job.id, allowed_from=[State.DEFERRED],
-                                        note="account resumed while holding")
+                                        note="circuit resumed while holding")
         return "paused"
 
     def _release(self, job: Job) -> None:

@@ -19,9 +19,11 @@ _US_PER_S = 1_000_000
 
 
 @cache
-def _gcra_source() -> str:
-    """The GCRA script's source (read once per process)."""
-    return (resources.files("worker") / "lua" / "gcra.lua").read_text(encoding="utf-8")
+def _lua(entry: str) -> str:
+    """gcra.lua joined with an entry script that calls it (read once per process)."""
+    folder = resources.files("worker") / "lua"
+    return "\n".join((folder / f"{name}.lua").read_text(encoding="utf-8")
+                     for name in ("gcra", entry))
 
 
 class RateLimiter:
@@ -41,7 +43,8 @@ class RateLimiter:
         self._interval_us = max(1, math.ceil(_US_PER_S / rate_per_s - 1e-9))
         # burst - 1 intervals of tolerance let `burst` sends through at the same instant.
         self._tolerance_us = (burst - 1) * self._interval_us
-        self._script = redis.register_script(_gcra_source())
+        self._script = redis.register_script(_lua("rate"))
+        self._calling = redis.register_script(_lua("calling"))
 
     def acquire(self, now: float | None = None) -> float:
         """Take one send slot: 0.0 if granted, else the seconds to wait (nothing taken)."""
@@ -54,6 +57,19 @@ class RateLimiter:
             keys=[self.key], args=[self._interval_us, self._tolerance_us, now_arg]
         )
         return int(wait_us) / _US_PER_S, int(at_us) / _US_PER_S
+
+    def mark_calling(self, record_key: str, claim_id: str) -> tuple[str, float]:
+        """Take one slot and mark the claimed message *calling* (calling.lua), atomically.
+
+        ("calling", 0.0) once marked; ("wait", seconds) when the limit says not yet (nothing
+        taken); ("lost", why) when `claim_id` no longer holds a live lease on the message.
+        """
+        status, detail = self._calling(keys=[self.key, record_key],
+                                       args=[self._interval_us, self._tolerance_us, claim_id])
+        status = status.decode() if isinstance(status, bytes) else str(status)
+        if status == "wait":
+            return status, int(detail) / _US_PER_S
+        return status, 0.0
 
     def acquire_blocking(self, max_sleep_s: float) -> float:
         """Sleep through waits totalling at most max_sleep_s: 0.0 once granted, else the wait."""

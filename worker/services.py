@@ -8,7 +8,7 @@ import httpx
 from celery import Celery
 from redis import Redis
 
-from producer.account import AccountCircuit
+from producer.account import AccountCircuits
 from producer.dispatch import Dispatcher
 from producer.guard import GuardLimits, RecipientGuard
 from producer.keys import Keys
@@ -35,7 +35,7 @@ class Services:
     http: httpx.Client
     guard: RecipientGuard | None
     limiter: RateLimiter
-    circuit: AccountCircuit
+    circuits: AccountCircuits
     policy: RetryPolicy
 
     def close(self) -> None:
@@ -65,7 +65,7 @@ def build_services(settings: Settings, app: Celery) -> Services:
         guard=_guard(settings, redis, keys),
         limiter=RateLimiter(redis, keys.rate_limit, settings.rate_limit_per_s,
                             settings.rate_limit_burst),
-        circuit=AccountCircuit(redis, keys),
+        circuits=AccountCircuits(redis, keys),
         policy=RetryPolicy(settings.retry_max_attempts, settings.retry_base_delay_s,
                            settings.retry_max_delay_s),
     )

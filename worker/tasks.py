@@ -5,13 +5,11 @@ Task names are the documented contract (producer.routing.Tasks); payloads are JS
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import structlog
 from celery import Celery
 
-from producer.contract import State
 from producer.routing import Tasks
 
 log = structlog.get_logger("kirim.tasks")
@@ -22,6 +20,7 @@ def register_tasks(app: Celery) -> None:
     from producer.logs import message_context
     from worker import callbacks, credits, delivery, metrics
     from worker.app import services_for
+    from worker.leases import sweep_expired_leases
     from worker.pipeline import SendPipeline
 
     delivery.register(app)
@@ -49,34 +48,5 @@ def register_tasks(app: Celery) -> None:
 
     @app.task(name=Tasks.SWEEP_LEASES, ignore_result=True)
     def sweep_leases() -> int:
-        """Messages whose sender died mid-call become `unknown` (never resent blindly)."""
+        """Lost senders: requeued before the provider call, `unknown` after it."""
         return sweep_expired_leases(services_for(app))
-
-
-def sweep_expired_leases(svc: Any, limit: int = 500) -> int:
-    """Move `sending` messages with an expired lease to `unknown`."""
-    from worker.outcomes import Attempt
-
-    now = time.time()
-    expired = svc.redis.zrangebyscore(svc.keys.sending, "-inf", now, start=0, num=limit,
-                                      withscores=True)
-    count = 0
-    for raw, score in expired:
-        mid = raw.decode() if isinstance(raw, bytes) else raw
-        record = svc.store.get(mid)
-        if record is not None and record.state == State.SENDING and svc.recorder.unknown(
-                record.job, Attempt(None, "WORKER_LOST", ""),
-                "sender lost during the provider call (lease expired)", lease_expired_by=now):
-            count += 1
-        else:  # stale, unless a new claim re-scored it meanwhile
-            svc.redis.eval(_ZREM_IF_SCORE, 1, svc.keys.sending, mid, repr(score))
-    return count
-
-
-# Remove a sorted-set member only if its score is still the one we read.
-_ZREM_IF_SCORE = """
-if tonumber(redis.call('ZSCORE', KEYS[1], ARGV[1]) or 'nan') == tonumber(ARGV[2]) then
-  return redis.call('ZREM', KEYS[1], ARGV[1])
-end
-return 0
-"""

@@ -1,31 +1,48 @@
-"""`kirim account status | resume`: the account circuit."""
+"""`kirim account status | resume`: the account's circuits (producer.account)."""
 
 from __future__ import annotations
 
 import typer
+from rich.table import Table
 
-from producer.account import AccountCircuit, resume_account
+from producer.account import AccountCircuits, resume_account
 from producer.cli.common import client, console, when
+from producer.routing import LANE_CIRCUITS, Circuit
 
-app = typer.Typer(no_args_is_help=True, help="The NusaSMS account circuit (paused / sending).")
+app = typer.Typer(no_args_is_help=True,
+                  help="The NusaSMS account's circuits: which lanes are paused, and why.")
+
+
+def _lanes(circuit: str) -> str:
+    return ", ".join(lane.value for lane, deps in LANE_CIRCUITS.items() if circuit in deps)
 
 
 @app.command()
 def status() -> None:
-    """Is sending paused, and why."""
+    """Each circuit: sending or paused (since when, why), the lanes it stops, what it holds."""
     with client() as kirim:
-        state = AccountCircuit(kirim.redis, kirim.keys).state()
-        held = kirim.redis.scard(kirim.keys.held)
-    if state.paused:
-        console.print(f"[red]paused[/red] since {when(state.since)}: {state.reason}"
-                      f" (code {state.code}); {held} message(s) held")
-    else:
-        console.print(f"[green]sending[/green]; {held} message(s) held")
+        states = AccountCircuits(kirim.redis, kirim.keys).states()
+    table = Table("circuit", "state", "stops lanes", "since", "reason", "held")
+    for s in states:
+        shown = "[red]paused[/red]" if s.paused else "[green]sending[/green]"
+        reason = f"{s.reason} (code {s.code})" if s.paused else ""
+        table.add_row(s.name, shown, _lanes(s.name), when(s.since) if s.paused else "",
+                      reason, str(s.held))
+    console.print(table)
+    paused = [s.name for s in states if s.paused]
+    console.print(f"paused: {', '.join(paused)}" if paused else "every lane is sending")
 
 
 @app.command()
-def resume() -> None:
-    """Resume sending after fixing credentials, IP whitelist or credit; requeues held messages."""
+def resume(circuit: str = typer.Argument(
+        None, help=f"one of {', '.join(c.value for c in Circuit)}; default: every paused one")
+           ) -> None:
+    """Resume after fixing credentials, IP whitelist, sender, OTP route or credit; requeues
+    the messages the circuit held."""
+    if circuit is not None and circuit not in {c.value for c in Circuit}:
+        raise typer.BadParameter(f"{circuit!r} is not a circuit; use one of"
+                                 f" {', '.join(c.value for c in Circuit)}")
     with client() as kirim:
-        count = resume_account(AccountCircuit(kirim.redis, kirim.keys), kirim.dispatcher)
-    console.print(f"account resumed; {count} held message(s) requeued")
+        circuits = AccountCircuits(kirim.redis, kirim.keys)
+        count = resume_account(circuits, kirim.dispatcher, circuit)
+    console.print(f"{circuit or 'account'} resumed; {count} held message(s) requeued")

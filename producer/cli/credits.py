@@ -4,18 +4,26 @@ from __future__ import annotations
 
 import time
 
-from producer.account import AccountCircuit
+from producer.account import AccountCircuits, CircuitState
 from producer.cli.common import client, console, when
+from producer.settings import Settings
 
 
 def credits() -> None:
-    """Balance, expiry, age of the last reading (polled by beat) and the account circuit."""
+    """Each wallet's balance, expiry and reading age (polled by beat), and the circuits."""
     with client() as kirim:
-        raw = kirim.redis.hgetall(kirim.keys.credits)
-        state = AccountCircuit(kirim.redis, kirim.keys).state()
-        held = kirim.redis.scard(kirim.keys.held)
+        readings = {p: kirim.redis.hgetall(kirim.keys.credits_for(p)) for p in ("sms", "wa")}
+        paused = AccountCircuits(kirim.redis, kirim.keys).paused()
         settings = kirim.settings
-    reading = {_s(k): _s(v) for k, v in raw.items()}
+    for product, raw in readings.items():
+        reading = {_s(k): _s(v) for k, v in raw.items()}
+        if product == "sms" or reading:
+            console.print(f"[bold]{product}[/bold]")
+            _show(reading, settings)
+    _show_circuits(paused)
+
+
+def _show(reading: dict[str, str], settings: Settings) -> None:
     if not reading.get("value"):
         console.print("[yellow]no CREDITS reading yet[/yellow]: is beat running"
                       " (`celery -A worker.app beat`) with a worker on `maintenance`?")
@@ -29,11 +37,14 @@ def credits() -> None:
         console.print(f"expires  {reading.get('expires') or '-'}")
         console.print(f"read     {when(read_at)}, {age_s:.0f} s ago"
                       + ("  [red]stale: polls are failing[/red]" if stale else ""))
-    if state.paused:
-        console.print(f"account  [red]paused[/red] since {when(state.since)}: {state.reason}"
-                      f" (code {state.code}); {held} message(s) held")
-    else:
-        console.print(f"account  [green]sending[/green]; {held} message(s) held")
+
+
+def _show_circuits(paused: list[CircuitState]) -> None:
+    if not paused:
+        console.print("account  [green]sending[/green] on every lane")
+    for s in paused:
+        console.print(f"circuit {s.name} [red]paused[/red] since {when(s.since)}: {s.reason}"
+                      f" (code {s.code}); {s.held} message(s) held")
 
 
 def _s(value: bytes | str) -> str:

@@ -1,10 +1,16 @@
 -- Claim a message for one provider call: queued/accepted -> sending, exactly once.
--- While the account is paused the message is parked instead (deferred, in the held set).
--- KEYS[1] record, KEYS[2] timeline, KEYS[3] account hash, KEYS[4] sending zset (lease index),
--- KEYS[5] held set, KEYS[6] outbox zset, KEYS[7] events stream (status callbacks)
--- ARGV[1] id, ARGV[2] now, ARGV[3] ttl_s, ARGV[4] lease_until, ARGV[5] dispatch token
--- Returns {"claimed", attempts} | {"paused", reason} | {"stale", dispatch} | {"state", state}
---       | {"missing", ""}
+-- While one of its lane's circuits is open the message is parked instead (deferred, in that
+-- circuit's held set). The claim only stops a second copy: the provider call itself waits
+-- for the *calling* mark (worker/lua/calling.lua), so a lease that runs out before it
+-- means the provider never saw the message.
+-- KEYS[1] record, KEYS[2] timeline, KEYS[3] sending zset (lease index), KEYS[4] outbox zset,
+-- KEYS[5] events stream (status callbacks), KEYS[6 .. 5+n] the lane's circuit hashes,
+-- KEYS[6+n .. 5+2n] their held sets (same order)
+-- ARGV[1] id, ARGV[2] now, ARGV[3] ttl_s, ARGV[4] lease_until, ARGV[5] dispatch token,
+-- ARGV[6] claim id (this claim's token, checked by calling.lua), ARGV[7] n,
+-- ARGV[8 .. 7+n] the circuits' names
+-- Returns {"claimed", attempts} | {"paused", "<circuit>: <reason>"} | {"stale", dispatch}
+--       | {"state", state} | {"missing", ""}
 local state = redis.call("HGET", KEYS[1], "state")
 if not state then return {"missing", ""} end
 local dispatch = redis.call("HGET", KEYS[1], "dispatch")
@@ -18,22 +24,26 @@ local function log(new_state, note)
   redis.call("EXPIRE", KEYS[2], ttl)
   local cb = redis.call("HGET", KEYS[1], "callback_url")
   if cb and cb ~= "" then
-    redis.call("XADD", KEYS[7], "MAXLEN", "~", 1000000, "*", "id", ARGV[1], "state", new_state,
+    redis.call("XADD", KEYS[5], "MAXLEN", "~", 1000000, "*", "id", ARGV[1], "state", new_state,
                "from", state, "at", ARGV[2], "code", "", "provider_id", "")
   end
 end
-redis.call("ZREM", KEYS[6], ARGV[1])
-local paused = redis.call("HGET", KEYS[3], "paused")
-if paused == "1" then
-  local reason = redis.call("HGET", KEYS[3], "reason") or "paused"
-  redis.call("HSET", KEYS[1], "state", "deferred", "reason", "account_paused",
-             "updated_at", ARGV[2])
-  redis.call("SADD", KEYS[5], ARGV[1])
-  log("deferred", "account paused: " .. reason)
-  return {"paused", reason}
+redis.call("ZREM", KEYS[4], ARGV[1])
+local n = tonumber(ARGV[7])
+for i = 1, n do
+  if redis.call("HGET", KEYS[5 + i], "paused") == "1" then
+    local reason = ARGV[7 + i] .. ": " .. (redis.call("HGET", KEYS[5 + i], "reason") or "paused")
+    redis.call("HSET", KEYS[1], "state", "deferred", "reason", "account_paused",
+               "updated_at", ARGV[2])
+    redis.call("SADD", KEYS[5 + n + i], ARGV[1])
+    log("deferred", "circuit paused: " .. reason)
+    return {"paused", reason}
+  end
 end
 local attempts = redis.call("HINCRBY", KEYS[1], "attempts", 1)
-redis.call("HSET", KEYS[1], "state", "sending", "lease_until", ARGV[4], "updated_at", ARGV[2])
-redis.call("ZADD", KEYS[4], ARGV[4], ARGV[1])
+redis.call("HSET", KEYS[1], "state", "sending", "lease_until", ARGV[4], "updated_at", ARGV[2],
+           "claim", ARGV[6])
+redis.call("HDEL", KEYS[1], "calling")
+redis.call("ZADD", KEYS[3], ARGV[4], ARGV[1])
 log("sending", "attempt " .. attempts)
 return {"claimed", attempts}

@@ -5,7 +5,7 @@
 --   {"from": [states], "set": {f: v}, "incr": {f: n}, "note": str,
 --    "zadd": [[key, score, member]], "zrem": [[key, member]],
 --    "sadd": [[key, member]], "srem": [[key, member]], "xadd": [[key, [f, v, ...]]],
---    "setex": [[key, value, ttl_s]], "lease_expired_by": now}
+--    "setex": [[key, value, ttl_s]], "lease_expired_by": now, "calling": bool}
 -- Returns {1, previous} when moved, {0, previous} when refused, {-1, ""} when missing.
 local state = redis.call("HGET", KEYS[1], "state")
 if not state then return {-1, ""} end
@@ -19,6 +19,11 @@ if not allowed then return {0, state} end
 if spec["lease_expired_by"] then
   local lease = tonumber(redis.call("HGET", KEYS[1], "lease_until") or "0") or 0
   if lease > tonumber(spec["lease_expired_by"]) then return {0, state} end
+end
+-- Whether the provider call of the current claim started (calling.lua marks it).
+if spec["calling"] ~= nil then
+  local calling = redis.call("HGET", KEYS[1], "calling") == "1"
+  if calling ~= spec["calling"] then return {0, state} end
 end
 redis.call("HSET", KEYS[1], "state", ARGV[1], "updated_at", ARGV[2])
 for f, v in pairs(spec["set"] or {}) do redis.call("HSET", KEYS[1], f, tostring(v)) end

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from producer.account import AccountCircuit
+from producer.account import AccountCircuits
 from producer.client import KirimClient
 from producer.contract import State
 from producer.deadletters import DeadLetters
@@ -125,16 +125,16 @@ def test_out_of_credit_mid_campaign_resumes_by_itself_after_top_up(kirim_env, tm
         sandbox.set_credits(12)
         with KirimClient(_settings(env), source="campaign") as kirim:
             ids = [kirim.send_sms(f"62812666{i:05d}", f"promo {i}") for i in range(30)]
-            circuit = AccountCircuit(kirim.redis, kirim.keys)
-            wait_for(lambda: circuit.state().paused, 30, "the account to pause on -2")
+            circuits = AccountCircuits(kirim.redis, kirim.keys)
+            wait_for(lambda: circuits.state("sms").paused, 30, "the SMS lanes to pause on -2")
             states = wait_states(kirim, ids, {State.SENT, State.DEFERRED})
             assert Counter(states)[State.SENT] == 12, Counter(states)
             assert DeadLetters(kirim.redis, kirim.keys, kirim.dispatcher).count() == 0
-            wait_for(lambda: "paused" in _alerts(receiver, "account"), 10, "a paused alert")
+            wait_for(lambda: "paused" in _alerts(receiver, "circuit:sms"), 10, "a paused alert")
             sandbox.set_credits(1000)
             wait_states(kirim, ids, {State.SENT}, timeout_s=60)
-            assert not circuit.state().paused
-        wait_for(lambda: _alerts(receiver, "account") == ["paused", "resumed"], 10,
+            assert not circuits.state("sms").paused
+        wait_for(lambda: _alerts(receiver, "circuit:sms") == ["paused", "resumed"], 10,
                  "a resumed alert")
     finally:
         pool.stop_all()

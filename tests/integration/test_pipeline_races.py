@@ -11,10 +11,11 @@ import pytest
 from producer.account import resume_account
 from producer.contract import SendRequest, State
 from producer.jobs import build_job
+from worker.leases import sweep_expired_leases
+from worker.nusasms import Scope
 from worker.outcomes import Attempt
 from worker.pipeline import SendPipeline
 from worker.services import Services, build_services
-from worker.tasks import sweep_expired_leases
 
 
 @pytest.fixture
@@ -28,8 +29,17 @@ def _claimed(svc: Services, text: str = "hi", **req: object):  # type: ignore[no
     job = build_job(SendRequest(channel="sms", to="6281234567890", text=text, **req),
                     svc.settings)
     svc.store.create(job, State.QUEUED, svc.keys.outbox, time.time(), "tok")
-    assert svc.store.claim(job.id, svc.settings.send_lease_s, "tok")[0] == "claimed"
+    assert svc.store.claim(job.id, svc.settings.send_lease_s, "tok", job.channel,
+                           CLAIM)[0] == "claimed"
     return job
+
+
+CLAIM = "claim-1"
+
+
+def _lose_lease(svc: Services, job) -> None:  # type: ignore[no-untyped-def]
+    svc.redis.hset(svc.keys.message(job.id), "lease_until", time.time() - 1)
+    svc.redis.zadd(svc.keys.sending, {job.id: time.time() - 1})
 
 
 def test_lease_sweep_spares_a_sender_whose_lease_was_renewed(svc):
@@ -40,13 +50,38 @@ def test_lease_sweep_spares_a_sender_whose_lease_was_renewed(svc):
     assert svc.store.get(job.id).state == State.SENDING
 
 
-def test_lease_sweep_marks_a_really_lost_sender_unknown(svc):
+def test_lease_sweep_marks_a_sender_lost_mid_call_unknown(svc):
     job = _claimed(svc)
-    svc.redis.hset(svc.keys.message(job.id), "lease_until", time.time() - 1)
-    svc.redis.zadd(svc.keys.sending, {job.id: time.time() - 1})
+    assert svc.limiter.mark_calling(svc.keys.message(job.id), CLAIM) == ("calling", 0.0)
+    _lose_lease(svc, job)
     assert sweep_expired_leases(svc) == 1
     assert svc.store.get(job.id).state == State.UNKNOWN
     assert svc.redis.zscore(svc.keys.sending, job.id) is None
+
+
+def test_lease_sweep_requeues_a_sender_lost_before_calling(svc):
+    job = _claimed(svc)
+    assert svc.guard.reserve(job.id, "sms", job.to, job.text_hash).allowed
+    _lose_lease(svc, job)
+    assert sweep_expired_leases(svc) == 1
+    record = svc.store.get(job.id)
+    assert record.state == State.QUEUED and record.attempts == 0  # the attempt never happened
+    assert "before calling" in record.timeline[-1]["note"]
+    assert svc.redis.zscore(svc.keys.sending, job.id) is None
+    assert svc.redis.zcard(svc.keys.guard_recipient("sms", job.to)) == 0  # slot freed
+
+
+def test_a_lost_lease_cannot_mark_calling_and_a_calling_mark_stops_the_requeue(svc):
+    job = _claimed(svc)
+    _lose_lease(svc, job)
+    assert svc.limiter.mark_calling(svc.keys.message(job.id), CLAIM)[0] == "lost"
+    other = _claimed(svc, text="second")
+    assert svc.limiter.mark_calling(svc.keys.message(other.id), "not-my-claim")[0] == "lost"
+    assert svc.limiter.mark_calling(svc.keys.message(other.id), CLAIM)[0] == "calling"
+    # The sweep read the record before the mark: its requeue must still refuse.
+    moved = svc.dispatcher.requeue(other.id, allowed_from=[State.SENDING], calling=False,
+                                   lease_expired_by=time.time() + 3600, note="race")
+    assert not moved and svc.store.get(other.id).state == State.SENDING
 
 
 def test_a_retry_leaves_no_lease_entry_behind(svc):
@@ -65,25 +100,26 @@ def test_a_late_real_outcome_clears_the_unknown_entry(svc):
 
 def test_hold_racing_a_resume_requeues_the_message(svc):
     job = _claimed(svc)
-    svc.circuit.pause("NOT_ENOUGH_CREDITS", -2)  # another worker opened it first
+    svc.circuits.pause("sms", "NOT_ENOUGH_CREDITS", -2)  # another worker opened it first
     hold = svc.recorder.hold
 
     def resume_then_hold(*args, **kwargs):  # type: ignore[no-untyped-def]
-        resume_account(svc.circuit, svc.dispatcher)  # the credits poll wins the race
+        resume_account(svc.circuits, svc.dispatcher)  # the credits poll wins the race
         return hold(*args, **kwargs)
 
     svc.recorder.hold = resume_then_hold  # type: ignore[method-assign]
-    SendPipeline(svc)._pause(job, Attempt(-2, "NOT_ENOUGH_CREDITS", "", attempts=1))
+    SendPipeline(svc)._pause(job, Attempt(-2, "NOT_ENOUGH_CREDITS", "", attempts=1),
+                             Scope.PRODUCT)
     record = svc.store.get(job.id)
     assert record.state == State.QUEUED
-    assert svc.redis.sismember(svc.keys.held, job.id) == 0
+    assert svc.redis.sismember(svc.keys.held("sms"), job.id) == 0
 
 
 def test_an_expired_otp_frees_its_guard_slot(svc):
     job = build_job(SendRequest(channel="otp", to="6281234567890", text="Kode 123456",
                                 otp_validity_s=10), svc.settings, now=time.time() - 60)
     svc.store.create(job, State.QUEUED, svc.keys.outbox, time.time(), "tok")
-    svc.store.claim(job.id, 30, "tok")
+    svc.store.claim(job.id, 30, "tok", job.channel, CLAIM)
     assert svc.guard.reserve(job.id, "sms", job.to, job.text_hash).allowed
     assert SendPipeline(svc)._otp_expired(job)
     assert svc.store.get(job.id).state == State.EXPIRED

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from producer.account import AccountCircuit, resume_account
+from producer.account import AccountCircuits, resume_account
 from producer.contract import State
 from producer.deadletters import DeadLetters
 from producer.errors import IdempotencyConflict
@@ -64,7 +64,6 @@ def test_retries_are_bounded_then_dead_lettered(kirim, workers, settings):
 @pytest.mark.parametrize(("number", "code", "name"), [
     ("6281190013000", "-13", "INVALID_DESTINATION_ADDRESS"),
     ("6281190088000", "-88", "REJECTED_ROUTE"),
-    ("6281190077000", "-77", "SPAM_PATTERN"),
 ])
 def test_permanent_errors_are_dead_at_once(kirim, workers, number, code, name):
     workers.start()
@@ -77,11 +76,14 @@ def test_permanent_errors_are_dead_at_once(kirim, workers, number, code, name):
     assert kirim.redis.hget(kirim.keys.provider_codes, code) == b"1"
 
 
-def test_already_sent_is_done(kirim, workers):
+def test_duplicate_message_id_is_unknown_not_sent(kirim, workers):
+    # kirim sends no message id, so -33 cannot mean "already sent": an operator settles it.
     workers.start()
     mid = kirim.send_sms("6281190033000", "duplicate message id at the provider")
-    wait_states(kirim, [mid], DONE)
-    assert "already had it" in kirim.status(mid).timeline[-1]["note"]
+    wait_states(kirim, [mid], {State.UNKNOWN})
+    record = kirim.status(mid)
+    assert record.get("last_code") == "-33" and record.attempts == 1
+    assert kirim.redis.zscore(kirim.keys.unknown, mid) is not None
 
 
 def test_provider_recipient_cap_defers(kirim, workers):
@@ -110,11 +112,12 @@ def test_out_of_credit_pauses_the_account_and_resume_sends(kirim, workers, sandb
     sandbox.set_credits(0)
     ids = [kirim.send_sms(f"628123450{i:04d}", f"campaign {i}") for i in range(5)]
     wait_states(kirim, ids, {State.DEFERRED})
-    circuit = AccountCircuit(kirim.redis, kirim.keys)
-    assert circuit.state().paused and circuit.state().code == "-2"
+    circuits = AccountCircuits(kirim.redis, kirim.keys)
+    assert circuits.state("sms").paused and circuits.state("sms").code == "-2"
+    assert [s.name for s in circuits.paused()] == ["sms"]  # WhatsApp's wallet is not SMS's
     assert DeadLetters(kirim.redis, kirim.keys, kirim.dispatcher).count() == 0
     sandbox.set_credits(100)
-    assert resume_account(circuit, kirim.dispatcher) == 5
+    assert resume_account(circuits, kirim.dispatcher) == 5
     wait_states(kirim, ids, DONE)
 
 

@@ -8,11 +8,13 @@ from worker.nusasms.status import (
     STATUS_TABLE,
     DeliveryState,
     Outcome,
+    Scope,
     lookup,
     lookup_letter,
 )
 
-D, R, P, F, X = Outcome.DONE, Outcome.RETRY, Outcome.PAUSE, Outcome.DEFER, Outcome.DEAD
+D, R, P, F, X, U = (Outcome.DONE, Outcome.RETRY, Outcome.PAUSE, Outcome.DEFER, Outcome.DEAD,
+                    Outcome.UNKNOWN)
 
 # Written out again from nusasms-api.md §1.5 and DESIGN.md, not derived from the code.
 EXPECTED: dict[int, tuple[str, Outcome]] = {
@@ -28,20 +30,30 @@ EXPECTED: dict[int, tuple[str, Outcome]] = {
     -11: ("INVALID_DESTINATION_ADDRESS", X),
     -12: ("MISSING_MESSAGE", X),
     -13: ("INVALID_DESTINATION_ADDRESS", X),
-    -22: ("SYNTAX_ERROR", X),
+    -22: ("SYNTAX_ERROR", P),
     -23: ("ERROR_PROCESSING", R),
     -26: ("COMMUNICATION_ERROR", R),
     -27: ("INVALID_SENDDATETIME", X),
     -28: ("INVALID_DELIVERY_REPORT_PUSH_URL", X),
     -30: ("INVALID_CLIENT_APPID", X),
-    -33: ("DUPLICATE_MESSAGEID", D),
-    -34: ("SENDER_NOT_ALLOWED", X),
+    -33: ("DUPLICATE_MESSAGEID", U),
+    -34: ("SENDER_NOT_ALLOWED", P),
     -40: ("IP_ADDRESS_FORBIDDEN", P),
     -55: ("GROUP_NOT_FOUND", X),
-    -77: ("SPAM_PATTERN", X),
+    -77: ("SPAM_PATTERN", F),
     -78: ("LIMIT_REACHED_FOR_DESTINATION", F),
     -88: ("REJECTED_ROUTE", X),
     -99: ("GENERAL_ERROR", R),
+}
+
+
+# How far each pause or deferral reaches (issue 12: circuits per product and cause).
+EXPECTED_SCOPE: dict[int, Scope] = {
+    -2: Scope.PRODUCT, -7: Scope.PRODUCT,  # one product's wallet (SMS with OTP, or WA)
+    -5: Scope.ACCOUNT, -40: Scope.ACCOUNT,  # credentials, IP: nothing can go
+    -22: Scope.ACCOUNT,  # kirim built a bad request: a bug that hits everything
+    -34: Scope.SENDER,  # the lanes that use the configured sender
+    -77: Scope.TEXT, -78: Scope.RECIPIENT,
 }
 
 
@@ -55,6 +67,20 @@ def test_each_code_has_its_name_and_outcome(code: int, name: str, outcome: Outco
     assert (info.code, info.name, info.outcome) == (code, name, outcome)
     assert info.meaning
     assert STATUS_TABLE[code] is info
+
+
+@pytest.mark.parametrize("code", sorted(EXPECTED))
+def test_each_code_has_its_scope(code: int) -> None:
+    assert lookup(code).scope == EXPECTED_SCOPE.get(code, Scope.NONE)
+    if lookup(code).outcome in (P, F):
+        assert code in EXPECTED_SCOPE, "every pause and deferral says how far it reaches"
+
+
+def test_minus_10_on_an_otp_send_means_no_otp_route() -> None:
+    assert lookup(-10).outcome == X  # OTP-looking text without otp=Y: this message only
+    on_otp = lookup(-10, otp=True)
+    assert (on_otp.outcome, on_otp.scope, on_otp.name) == (P, Scope.OTP_ROUTE, "REJECTED")
+    assert lookup(-2, otp=True) is lookup(-2)  # other codes mean the same on either route
 
 
 @pytest.mark.parametrize("code", [1, -4, -8, -100, 999_999, -2_147_483_648])

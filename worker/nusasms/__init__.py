@@ -35,9 +35,11 @@ from worker.nusasms.replies import (
 from worker.nusasms.results import Credits, DeliveryReport, GroupResult, SendResult
 from worker.nusasms.status import (
     DR_LETTERS,
+    OTP_SEND_OVERRIDES,
     STATUS_TABLE,
     DeliveryState,
     Outcome,
+    Scope,
     StatusInfo,
     lookup,
     lookup_letter,
@@ -47,6 +49,7 @@ from worker.nusasms.transport import httpx_errors
 __all__ = [
     "COMMAND_PATH",
     "DR_LETTERS",
+    "OTP_SEND_OVERRIDES",
     "SEND_GROUP_PATH",
     "SEND_SMS_PATH",
     "SEND_WA_PATH",
@@ -67,6 +70,7 @@ __all__ = [
     "ProviderThrottled",
     "ReplyLost",
     "RequestNotSent",
+    "Scope",
     "SendResult",
     "StatusInfo",
     "build_http_client",

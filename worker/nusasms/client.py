@@ -113,7 +113,7 @@ class NusaSMSClient:
             form["otp"] = "Y"
         body, elapsed_s = self._post("send_sms", SEND_SMS_PATH, form, is_send=True)
         result = parse_send_reply(
-            body, destination=gsm, operation="send_sms", secrets=self._secrets
+            body, destination=gsm, operation="send_sms", secrets=self._secrets, otp=otp
         )
         return replace(result, elapsed_s=elapsed_s)
 

@@ -139,11 +139,11 @@ def _integer(value: object) -> int | None:
     return None
 
 
-def _status(record: Record) -> StatusInfo:
+def _status(record: Record, otp: bool = False) -> StatusInfo:
     code = _integer(record.get("status"))
     if code is None:
         raise _Malformed("status is not an integer")
-    return lookup(code)
+    return lookup(code, otp=otp)
 
 
 def _text(value: object, field: str) -> str | None:
@@ -198,14 +198,15 @@ def _raise_if_rejected(operation: str, record: Record) -> None:
 
 def parse_send_reply(
     body: str | bytes, *, destination: str = "", operation: str = "send",
-    secrets: tuple[str, ...] = (),
+    secrets: tuple[str, ...] = (), otp: bool = False,
 ) -> SendResult:
-    """Read an SMS/WhatsApp send reply; `destination` stands in when the reply has none."""
+    """Read an SMS/WhatsApp send reply; `destination` stands in when the reply has none;
+    `otp`: the request had otp=Y (some codes then mean something else)."""
     text = _decode(body)
     with _reading(operation, text, Outcome.UNKNOWN, secrets):
         record = _first_with(_records(text), "status")
         return SendResult(
-            status=_status(record),
+            status=_status(record, otp),
             message_id=_text(_get(record, "messageid", "message_id"), "messageid"),
             destination=_text(record.get("destination"), "destination") or destination,
             raw=scrub(text, secrets),

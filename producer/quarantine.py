@@ -1,0 +1,79 @@
+"""Quarantine: the terminal place for a message that cannot be processed at all.
+
+A stored job that no longer reads back (written by an older version, or by a foreign
+client that got past validation) must not stop the sweep that meets it: every periodic
+sweep handles its items one at a time, and an item that fails with a data error goes
+here: the record moves to `dead` with the reason, its index entries are removed and a dead
+letter keeps what was stored, in one atomic step. It is logged once, and the sweep goes on.
+
+Only data errors quarantine (DATA_ERRORS); a Redis connection error stops the sweep, whose
+next run retries, because the item itself is fine.
+"""
+
+from __future__ import annotations
+
+import time
+
+import structlog
+from pydantic import ValidationError
+
+from producer.contract import State
+from producer.deadletters import dead_letter_fields
+from producer.records import Effects, MessageStore
+from producer.routing import Circuit
+
+log = structlog.get_logger("kirim.quarantine")
+
+# What a bad item raises while it is read or handled: pydantic's ValidationError and
+# json's JSONDecodeError are ValueErrors.
+DATA_ERRORS: tuple[type[Exception], ...] = (ValueError, KeyError, TypeError, UnicodeError)
+
+_BEFORE_SENT = [State.ACCEPTED, State.QUEUED, State.DEFERRED, State.SENDING, State.UNKNOWN]
+
+
+def quarantine(store: MessageStore, message_id: str, error: BaseException | str,
+               payload: str | None = None) -> bool:
+    """Move an unprocessable message to `dead` with its reason; True if it moved."""
+    reason = f"poisoned: {_describe(error)}"
+    if payload is None:
+        stored = store.redis.hget(store.keys.message(message_id), "job") or ""
+        payload = stored.decode(errors="replace") if isinstance(stored, bytes) else str(stored)
+    moved = store.move(message_id, State.DEAD, note=reason, allowed_from=_BEFORE_SENT,
+                       set_fields={"reason": reason, "last_code_name": "POISONED"},
+                       effects=_effects(store, message_id, reason, payload))
+    log.error("message_quarantined", message_id=message_id, reason=reason[:300],
+              moved=moved.ok, hint="see `kirim dlq show <id>`; fix the producer that wrote it")
+    if not moved.ok:  # gone or already past sending: at least stop the sweeps meeting it
+        _drop_entries(store, message_id)
+    return moved.ok
+
+
+def _effects(store: MessageStore, message_id: str, reason: str, payload: str) -> Effects:
+    keys = store.keys
+    entry = dead_letter_fields(message_id, reason, None, "POISONED", 0, "", time.time(),
+                               payload[:20000])
+    return Effects(zrem=[(k, message_id) for k in _indexes(store)],
+                   srem=[(keys.held(str(c)), message_id) for c in Circuit],
+                   xadd=[(keys.dead_letters, entry)])
+
+
+def _indexes(store: MessageStore) -> list[str]:
+    keys = store.keys
+    return [keys.outbox, keys.deferred, keys.sending, keys.unknown, keys.dr_pending]
+
+
+def _drop_entries(store: MessageStore, message_id: str) -> None:
+    pipe = store.redis.pipeline(transaction=False)
+    for key in _indexes(store):
+        pipe.zrem(key, message_id)
+    pipe.execute()
+
+
+def _describe(error: BaseException | str) -> str:
+    if isinstance(error, str):
+        return error
+    if isinstance(error, ValidationError):  # its text repeats the input, which may be secret
+        return "invalid job: " + "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'job'}: {e['msg']}" for e in error.errors())[:480]
+    text = " ".join(str(error).split())
+    return f"{type(error).__name__}: {text}"[:500]

@@ -1,0 +1,81 @@
+"""Senders that were lost: `sending` messages whose lease ran out.
+
+Whether the provider may have the message decides what happens to it: a sender lost before
+the *calling* mark (worker/lua/calling.lua) never made the HTTP request, so the message is
+requeued (its attempt not counted, its guard slot freed); one lost after it may have been
+accepted, so the message becomes `unknown` and is never resent blindly. Both moves check
+the lease and the mark in the same atomic step as the move, so a sender that is alive
+after all, or a new claim, always wins.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+import structlog
+
+from producer.contract import State
+from producer.guard import route_for
+from producer.quarantine import DATA_ERRORS, quarantine
+from producer.records import MessageRecord
+from worker.outcomes import Attempt
+
+if TYPE_CHECKING:
+    from worker.services import Services
+
+log = structlog.get_logger("kirim.leases")
+
+# Remove a sorted-set member only if its score is still the one we read.
+ZREM_IF_SCORE = """
+if tonumber(redis.call('ZSCORE', KEYS[1], ARGV[1]) or 'nan') == tonumber(ARGV[2]) then
+  return redis.call('ZREM', KEYS[1], ARGV[1])
+end
+return 0
+"""
+
+
+def settle_lost_sender(svc: Services, record: MessageRecord, now: float) -> str | None:
+    """Requeue or mark unknown a `sending` message whose lease ran out by `now`;
+    the label of what happened, or None when its sender is still alive (or it moved on)."""
+    if record.state != State.SENDING or float(record.get("lease_until") or 0) > now:
+        return None
+    if record.get("calling") == "1":
+        attempt = Attempt(None, "WORKER_LOST", "")
+        moved = svc.recorder.unknown(record.job, attempt,
+                                     "sender lost during the provider call (lease expired)",
+                                     lease_expired_by=now)
+        return "unknown" if moved else None
+    job = record.job
+    if not svc.dispatcher.requeue(record.id, allowed_from=[State.SENDING], lease_expired_by=now,
+                                  calling=False, incr={"attempts": -1},
+                                  note="sender lost before calling the provider: requeued"):
+        return None
+    if svc.guard is not None and job.to is not None:
+        svc.guard.release(job.id, route_for(job.channel), job.to, job.text_hash)
+    log.info("lost_sender_requeued", message_id=record.id)
+    return "requeued"
+
+
+def sweep_expired_leases(svc: Services, limit: int = 500) -> int:
+    """Settle every `sending` message whose lease ran out; returns how many moved."""
+    now = time.time()
+    expired: list[tuple[bytes | str, float]] = svc.redis.zrangebyscore(  # type: ignore[assignment]
+        svc.keys.sending, "-inf", now, start=0, num=limit, withscores=True)
+    count = 0
+    for raw, score in expired:
+        mid = raw.decode() if isinstance(raw, bytes) else str(raw)
+        try:
+            count += _settle_one(svc, mid, score, now)
+        except DATA_ERRORS as exc:  # one bad record must not stop the sweep
+            quarantine(svc.store, mid, exc)
+    return count
+
+
+def _settle_one(svc: Services, mid: str, score: float, now: float) -> int:
+    record = svc.store.get(mid)
+    if record is not None and settle_lost_sender(svc, record, now):
+        return 1
+    if record is None or record.state != State.SENDING:  # stale, unless a new claim re-scored it
+        svc.redis.eval(ZREM_IF_SCORE, 1, svc.keys.sending, mid, repr(score))
+    return 0

@@ -1,0 +1,15 @@
+-- The last step before a provider call: take a rate-limit slot and mark the message
+-- *calling*, in one atomic step (joined after gcra.lua). Only the current claim may call,
+-- and only while its lease lasts: a sender lost before this mark never reached the
+-- provider, so its message is requeued; after it, an unknown fate is `unknown`.
+-- KEYS[1] the limiter key, KEYS[2] the message record
+-- ARGV[1] interval_us, ARGV[2] tolerance_us, ARGV[3] claim id
+-- Returns {"calling", 0} | {"wait", wait_us} (nothing taken) | {"lost", "claim" | "lease"}
+local now = now_us("")
+local rec = redis.call("HMGET", KEYS[2], "state", "claim", "lease_until")
+if rec[1] ~= "sending" or rec[2] ~= ARGV[3] then return {"lost", "claim"} end
+if (tonumber(rec[3]) or 0) * 1000000 <= now then return {"lost", "lease"} end
+local wait = gcra(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), now)
+if wait > 0 then return {"wait", wait} end
+redis.call("HSET", KEYS[2], "calling", "1", "calling_at", string.format("%.6f", now / 1000000))
+return {"calling", 0}
