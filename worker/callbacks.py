@@ -3,14 +3,21 @@
 The Lua scripts XADD each state change of a message that has a `callback_url` to
 `Keys.events` in the same atomic step as the change. `kirim.drain_callbacks` (beat, every
 second, on `reports`, so a slow producer never delays sending or maintenance) reads that
-stream through the consumer group `callbacks`: one consumer per worker process, one drain at
-a time per process, so several workers share the stream. Entries a dead consumer left
-unacked are taken over with XAUTOCLAIM after CLAIM_IDLE_MS.
+stream through the consumer group `callbacks` into lanes (worker/callback_lanes.py: one per
+message, its next attempt a score in a sorted set), then POSTs due lanes on a thread pool until
+none is due or RUN_BUDGET_S is spent. Workers share the lanes, each leased to one drain.
 
-Order: within one drain, the events of one message are POSTed one after the other, and a
-failed event holds back that message's later events until it is delivered or dropped.
-Across consumers (a message's events read by two workers) order is not guaranteed; every
-body carries `from` and `at`, and states only move forward, so a receiver can drop a stale one.
+One receiver must not slow the others: a drain keeps at most `status_callback_per_host`
+lanes of one host in flight (a lane over the cap waits for a later pass, no thread blocks on
+it), and after `status_callback_breaker_failures` failures in a row a host's breaker opens
+for a cool-down that doubles per reopen (capped at `status_callback_max_delay_s`). Events of
+an open host are not POSTed and do not spend attempts; when the cool-down ends, one trial
+POST decides. A failed event backs off base·2^(n-1), jittered, and is dropped after
+`status_callback_max_attempts`. An event whose data is garbage is finished as `poisoned`.
+
+Order: the events of one message are POSTed one after the other, and a failed event holds
+back that message's later events until it is delivered or dropped. Every body carries
+`from` and `at`, and states only move forward, so a receiver can drop a stale one.
 Delivery is at least once: `X-Kirim-Event` is the same on every retry of one event.
 """
 
@@ -19,13 +26,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import math
 import os
 import random
 import socket
 import threading
 import time
-from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
+from collections import Counter as Tally
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
 
 import httpx
@@ -33,26 +41,31 @@ import structlog
 from celery import Celery
 from prometheus_client import Counter
 from redis import Redis
-from redis.exceptions import ResponseError
 
+from producer.contract import State
 from producer.errors import KirimError
 from producer.keys import Keys
-from producer.records import MessageStore
 from producer.routing import Queues, Tasks
 from producer.settings import Settings
+from worker.callback_lanes import Breaker, Found, Lane, LaneStore
 
 log = structlog.get_logger("kirim.callbacks")
 
 GROUP = "callbacks"
-BATCH = 200
-LANES = 8  # messages whose callbacks are POSTed in parallel by one drain
+BATCH = 200  # events read, or lanes taken, per Redis call
+PAGES = 5  # reads and takes per pass: a flood is read, a crowd of skipped lanes passed over
+LANES = 16  # lanes POSTed in parallel by one drain
+POLL_S = 0.2  # while POSTs are in flight, how often a drain looks for new and due lanes
 RUN_BUDGET_S = 20.0  # a drain stops starting POSTs after this long
-CLAIM_IDLE_MS = 60_000  # far above RUN_BUDGET_S + timeout: never steals a POST in flight
-BASE_DELAY_S, MAX_DELAY_S = 1.0, 300.0
-DELIVERIES = Counter("kirim_status_callbacks", "Status callback POSTs by result",
-                     ["result"])
+CAP_WAIT_S = 0.5  # a lane whose host is at its cap is due again after this
+RECHECK_S = 1.0  # a lane whose host is on its half-open trial asks again after this
+CLAIM_IDLE_MS = 60_000  # the sweep looks only at events pending this long
+BASE_DELAY_S, MAX_DELAY_S = 1.0, 300.0  # defaults of the status_callback_* settings
+# Garbage in one event or record. Never a redis error: that ends the drain; the next tick retries.
+DATA_ERRORS = (ValueError, KeyError, TypeError, UnicodeError)
+DELIVERIES = Counter("kirim_status_callbacks", "Status callback events by result", ["result"])
 
-Entry = tuple[str, dict[str, str]]
+_STATES = frozenset(s.value for s in State)
 
 
 class CallbackFailed(KirimError):
@@ -73,6 +86,21 @@ def callback_body(fields: dict[str, str]) -> bytes:
     }, separators=(",", ":")).encode()
 
 
+def event_fields(raw: dict[bytes, bytes]) -> dict[str, str]:
+    """A stream entry's fields, checked: ValueError, KeyError or UnicodeError if garbage."""
+    fields = {k.decode(): v.decode() for k, v in raw.items()}
+    if not fields["id"] or fields["state"] not in _STATES:
+        raise ValueError(f"no message id or an unknown state {fields['state']!r}")
+    if not math.isfinite(float(fields["at"])):
+        raise ValueError(f"at is not a time: {fields['at']!r}")
+    return fields
+
+
+def attempt_count(raw: bytes | None) -> int:
+    """Failed POSTs of an event so far, from its stored "n:epoch"."""
+    return int(raw.decode().partition(":")[0]) if raw else 0
+
+
 def post_callback(http: httpx.Client, url: str, body: bytes, secret: bytes,
                   event_id: str) -> None:
     """POST one signed callback; raise CallbackFailed unless the receiver answers 2xx."""
@@ -88,129 +116,158 @@ def post_callback(http: httpx.Client, url: str, body: bytes, secret: bytes,
         raise CallbackFailed(f"event {event_id}: HTTP {reply.status_code}")
 
 
-def backoff_s(attempts: int) -> float:
+def backoff_s(attempts: int, base_s: float = BASE_DELAY_S, max_s: float = MAX_DELAY_S) -> float:
     """Wait before attempt n+1: base·2^(n-1), capped, half of it random."""
-    ceiling = min(MAX_DELAY_S, BASE_DELAY_S * 2 ** max(attempts - 1, 0))
+    ceiling = min(max_s, base_s * 2 ** max(attempts - 1, 0))
     return ceiling / 2 + random.uniform(0, ceiling / 2)
 
 
 class CallbackDrain:
-    """One consumer of the events stream: read, POST in per-message order, ack or back off."""
+    """One drain: take due lanes, POST each in order on a thread pool, finish or back off."""
 
-    def __init__(self, redis: Redis, keys: Keys, store: MessageStore, http: httpx.Client,
-                 settings: Settings, consumer: str) -> None:
-        self.redis, self.keys, self.store, self.http = redis, keys, store, http
+    def __init__(self, redis: Redis, keys: Keys, http: httpx.Client, settings: Settings,
+                 consumer: str) -> None:
+        self.http = http
         self.secret = settings.status_callback_secret.get_secret_value().encode()
         self.max_attempts = settings.status_callback_max_attempts
-        self.consumer = consumer
-        self.attempts_key = f"{keys.prefix}:callbacks:attempts"
-        self.stats_key = f"{keys.prefix}:callbacks:stats"
-
-    def ensure_group(self) -> None:
-        """Create the consumer group (from the stream's start) unless it exists."""
-        try:
-            self.redis.xgroup_create(self.keys.events, GROUP, id="0", mkstream=True)
-        except ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
+        self.base_s, self.max_s = (settings.status_callback_base_delay_s,
+                                   settings.status_callback_max_delay_s)
+        self.per_host = settings.status_callback_per_host
+        timeout = settings.status_callback_timeout_s
+        # A lease outlives the longest a drain can hold a lane: no second drain POSTs it.
+        self.lease_s = RUN_BUDGET_S + 2 * timeout + 10
+        self.lanes = LaneStore(redis, keys, GROUP, consumer)
+        self.breaker = Breaker(redis, keys, settings.status_callback_breaker_failures,
+                               settings.status_callback_breaker_cooldown_s, self.max_s,
+                               trial_lease_s=2 * timeout + 5)
 
     def run(self) -> int:
-        """One drain: returns how many callbacks were delivered."""
-        self.ensure_group()
-        self.redis.xautoclaim(self.keys.events, GROUP, self.consumer, CLAIM_IDLE_MS,
-                              start_id="0-0", count=BATCH)
-        entries = self._read("0") + self._read(">")
-        lanes = self._lanes(entries)
-        if not lanes:
-            return 0
+        """POST due callbacks until none is due or the budget is spent; how many delivered."""
+        self.lanes.ensure_group()
+        self._count_poisoned(self.lanes.sweep(CLAIM_IDLE_MS, BATCH))
         deadline = time.monotonic() + RUN_BUDGET_S
-        with ThreadPoolExecutor(max_workers=min(LANES, len(lanes))) as pool:
-            return sum(pool.map(lambda lane: self._lane(lane, deadline), lanes.values()))
-
-    def _read(self, start: str) -> list[Entry]:
-        reply: Any = self.redis.xreadgroup(GROUP, self.consumer, {self.keys.events: start},
-                                           count=BATCH)
-        out: list[Entry] = []
-        for _, items in reply or []:
-            for eid, fields in items:
-                out.append((_text(eid), {_text(k): _text(v) for k, v in (fields or {}).items()}))
-        return out
-
-    def _lanes(self, entries: Iterable[Entry]) -> dict[str, list[Entry]]:
-        lanes: dict[str, list[Entry]] = {}
-        seen: set[str] = set()
-        for eid, fields in sorted(entries, key=lambda e: _stream_order(e[0])):
-            if eid in seen:
-                continue
-            seen.add(eid)
-            if not fields.get("id"):
-                self._finish(eid, "trimmed")  # deleted from the stream while pending
-                continue
-            lanes.setdefault(fields["id"], []).append((eid, fields))
-        return lanes
-
-    def _lane(self, lane: list[Entry], deadline: float) -> int:
-        """POST one message's events in order; stop at the first not yet delivered."""
         delivered = 0
-        url: str | None = None
-        for eid, fields in lane:
-            attempts, next_at = self._attempts(eid)
-            if next_at > time.time() or time.monotonic() > deadline:
-                return delivered
-            if url is None:
-                record = self.store.get(fields["id"])
-                url = (record.get("callback_url") or "") if record else ""
-            if not url:
-                self._finish(eid, "no_url")
-                continue
-            if not self._deliver(eid, fields, url, attempts):
-                return delivered
-            delivered += 1
+        running: dict[Future[int], str] = {}
+        with ThreadPoolExecutor(max_workers=LANES, thread_name_prefix="callback") as pool:
+            while True:
+                if time.monotonic() < deadline:
+                    self._start(pool, running, deadline)
+                if not running:
+                    return delivered
+                done, _ = wait(running, timeout=POLL_S, return_when=FIRST_COMPLETED)
+                for future in done:
+                    running.pop(future)
+                    delivered += future.result()  # a redis error ends the drain here
+
+    def _start(self, pool: ThreadPoolExecutor, running: dict[Future[int], str],
+               deadline: float) -> None:
+        """Read new events, then start due lanes on the free threads."""
+        for _ in range(PAGES):
+            read, poisoned = self.lanes.intake(BATCH)
+            self._count_poisoned(poisoned)
+            if read < BATCH:
+                break
+        busy = Tally(running.values())
+        verdicts: dict[str, tuple[str, float]] = {}
+        for _ in range(PAGES):  # skipped lanes are pushed back, so the next page is new ones
+            room = LANES - len(running)
+            taken = self.lanes.take(room, self.lease_s) if room > 0 else []
+            for lane in taken:
+                if self._admit(lane, busy, verdicts):
+                    busy[lane.host] += 1
+                    running[pool.submit(self._lane, lane, deadline)] = lane.host
+            if len(taken) < room or not taken:
+                return
+
+    def _admit(self, lane: Lane, busy: Tally[str], verdicts: dict[str, tuple[str, float]]
+               ) -> bool:
+        """Whether to POST this lane now; if not, push it back to when it may go."""
+        now = time.time()
+        if not lane.host:
+            return True  # nothing to POST: its events are finished as no_url or poisoned
+        if busy[lane.host] >= self.per_host:
+            self.lanes.settle(lane, now + CAP_WAIT_S)
+            return False
+        if lane.host not in verdicts:
+            verdicts[lane.host] = self.breaker.check(lane.host, now)
+        state, until = verdicts[lane.host]
+        if state == "trial":
+            lane.trial = True
+            verdicts[lane.host] = ("busy", now)  # this lane holds the trial: the rest wait
+        if state in ("closed", "trial"):
+            return True
+        self.lanes.settle(lane, until if state == "open" else now + RECHECK_S)
+        return False
+
+    def _lane(self, lane: Lane, deadline: float) -> int:
+        """POST one message's events in order; stop at the first not yet delivered."""
+        found = self.lanes.events(lane.eids)
+        delivered, when = 0, 0.0
+        for eid in lane.eids:
+            if time.monotonic() > deadline:
+                break
+            result, hold = self._event(lane, eid, found.get(eid))
+            delivered += result == "delivered"
+            if hold is not None:
+                when = hold
+                break
+        self.lanes.settle(lane, when or time.time())
         return delivered
 
-    def _deliver(self, eid: str, fields: dict[str, str], url: str, attempts: int) -> bool:
+    def _event(self, lane: Lane, eid: str, found: Found | None) -> tuple[str, float | None]:
+        """Finish or fail one event: (result, when the lane may go on; None: at once)."""
+        if found is None:
+            return self._finish(lane, eid, "trimmed"), None  # MAXLEN trimmed it first
         try:
-            post_callback(self.http, url, callback_body(fields), self.secret, eid)
+            fields, attempts = event_fields(found[0]), attempt_count(found[1])
+            body = callback_body(fields)
+            if lane.url_error:
+                raise ValueError(lane.url_error)
+        except DATA_ERRORS as exc:
+            log.error("status_callback_poisoned", message_id=lane.mid, event_id=eid,
+                      error=f"{type(exc).__name__}: {exc}")
+            return self._finish(lane, eid, "poisoned"), None
+        if not lane.host:
+            return self._finish(lane, eid, "no_url"), None
+        try:
+            post_callback(self.http, lane.url, body, self.secret, eid)
         except CallbackFailed as exc:
-            attempts += 1
-            if attempts >= self.max_attempts:
-                log.error("status_callback_dropped", message_id=fields["id"], event=eid,
-                          state=fields.get("state"), attempts=attempts, error=str(exc))
-                self._finish(eid, "dropped")
-                return True  # the next event of this message may go now
-            delay = backoff_s(attempts)
-            log.warning("status_callback_retry", message_id=fields["id"], event=eid,
-                        attempts=attempts, retry_in_s=round(delay, 2), error=str(exc))
-            self.redis.hset(self.attempts_key, eid, f"{attempts}:{time.time() + delay}")
-            DELIVERIES.labels("retry").inc()
-            return False
-        self._finish(eid, "delivered")
-        return True
+            return self._failed(lane, eid, fields["state"], attempts + 1, exc)
+        if lane.trial:
+            lane.trial = False
+            log.info("status_callback_breaker_closed", host=lane.host)
+        return self._finish(lane, eid, "delivered", lane.host), None
 
-    def _attempts(self, eid: str) -> tuple[int, float]:
-        raw = self.redis.hget(self.attempts_key, eid)
-        if not raw:
-            return 0, 0.0
-        count, _, next_at = _text(raw).partition(":")
-        return int(count), float(next_at)
+    def _failed(self, lane: Lane, eid: str, state: str, attempts: int,
+                exc: CallbackFailed) -> tuple[str, float | None]:
+        """Count a failed POST: back off, or drop once the attempts are spent."""
+        now = time.time()
+        verdict, reopen = self.breaker.failed(lane.host, now)
+        if verdict == "opened":
+            log.warning("status_callback_breaker_open", host=lane.host,
+                        cooldown_s=round(reopen - now, 2), error=str(exc))
+        hold = None if verdict == "closed" else reopen  # an open host: no more POSTs to it
+        if attempts >= self.max_attempts:
+            log.error("status_callback_dropped", message_id=lane.mid, event_id=eid,
+                      state=state, attempts=attempts, error=str(exc))
+            return self._finish(lane, eid, "dropped"), hold
+        retry_at = now + backoff_s(attempts, self.base_s, self.max_s)
+        self.lanes.set_attempts(eid, attempts, retry_at)
+        log.warning("status_callback_retry", message_id=lane.mid, event_id=eid,
+                    attempts=attempts, retry_in_s=round(retry_at - now, 2), error=str(exc))
+        DELIVERIES.labels("retry").inc()
+        return "retry", max(retry_at, hold or 0.0)
 
-    def _finish(self, eid: str, result: str) -> None:
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.xack(self.keys.events, GROUP, eid)
-        pipe.xdel(self.keys.events, eid)  # the stream exists only for this group
-        pipe.hdel(self.attempts_key, eid)
-        pipe.hincrby(self.stats_key, result, 1)
-        pipe.execute()
+    def _finish(self, lane: Lane, eid: str, result: str, healthy_host: str = "") -> str:
+        self.lanes.finish(lane, eid, result, healthy_host)
         DELIVERIES.labels(result).inc()
+        return result
 
-
-def _stream_order(eid: str) -> tuple[int, int]:
-    ms, _, seq = eid.partition("-")
-    return int(ms), int(seq or 0)
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+    def _count_poisoned(self, eids: list[str]) -> None:
+        """Entries the intake finished as poisoned (no message id): log and count each."""
+        for eid in eids:
+            log.error("status_callback_poisoned", event_id=eid, error="no message id")
+            DELIVERIES.labels("poisoned").inc()
 
 
 _drain_lock = threading.Lock()
@@ -230,7 +287,7 @@ def register(app: Celery) -> None:
             return 0  # the previous drain of this process is still running
         try:
             svc = services_for(app)
-            return CallbackDrain(svc.redis, svc.keys, svc.store, hook_http(app), svc.settings,
+            return CallbackDrain(svc.redis, svc.keys, hook_http(app), svc.settings,
                                  consumer).run()
         finally:
             _drain_lock.release()

@@ -7,7 +7,10 @@ import contextlib
 import hashlib
 import hmac
 import json
+import select
+import socket
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -29,17 +32,23 @@ ALL_QUEUES = "otp,sms,wa,maintenance,reports"
 
 @dataclass
 class Receiver:
-    """A local HTTP endpoint that records every POST; answers 500 to the first `fail_first`."""
+    """A local HTTP endpoint that records every POST: answers 500 to the first `fail_first`,
+    `status` after; with `hang_s`, holds each request that long or until the client gives up."""
 
     fail_first: int = 0
+    status: int = 200
+    hang_s: float = 0.0
     hits: list[dict[str, Any]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     url: str = ""
+    in_flight: int = 0
+    most_in_flight: int = 0  # the most requests it held at one time
 
     def record(self, headers: dict[str, str], body: bytes) -> int:
         with self.lock:
-            status = 500 if len(self.hits) < self.fail_first else 200
-            self.hits.append({"headers": headers, "body": body, "status": status})
+            status = 500 if len(self.hits) < self.fail_first else self.status
+            self.hits.append({"headers": headers, "body": body, "status": status,
+                              "t": time.time()})
             return status
 
     def json_ok(self) -> list[dict[str, Any]]:
@@ -47,19 +56,55 @@ class Receiver:
         with self.lock:
             return [json.loads(h["body"]) for h in self.hits if h["status"] == 200]
 
+    def by_event(self) -> dict[str, list[dict[str, Any]]]:
+        """Hits grouped by X-Kirim-Event, each group in arrival order."""
+        with self.lock:
+            out: dict[str, list[dict[str, Any]]] = {}
+            for hit in self.hits:
+                out.setdefault(hit["headers"]["x-kirim-event"], []).append(hit)
+            return out
+
+    def handle(self, conn: socket.socket, headers: dict[str, str], body: bytes) -> int:
+        """Record one request and answer it (after holding it, if this receiver hangs)."""
+        with self.lock:
+            self.in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            status = self.record(headers, body)
+            if self.hang_s:
+                _hold(conn, self.hang_s)
+            return status
+        finally:
+            with self.lock:
+                self.in_flight -= 1
+
+
+def _hold(conn: socket.socket, seconds: float) -> None:
+    """Wait `seconds`, or less if the client closes the connection (it timed out)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        readable, _, _ = select.select([conn], [], [], 0.02)
+        try:
+            if readable and conn.recv(1, socket.MSG_PEEK) == b"":
+                return
+        except OSError:
+            return
+
 
 @contextlib.contextmanager
-def serving_receiver() -> Iterator[Receiver]:
-    """A Receiver served on 127.0.0.1, a free port, in a thread."""
-    rec = Receiver()
+def serving_receiver(**options: Any) -> Iterator[Receiver]:
+    """A Receiver (with `options`) served on 127.0.0.1, a free port, in a thread."""
+    rec = Receiver(**options)
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-            status = rec.record({k.lower(): v for k, v in self.headers.items()}, body)
-            self.send_response(status)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            status = rec.handle(self.connection, headers, body)
+            with contextlib.suppress(OSError):  # a client that gave up hears nothing
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
 
         def log_message(self, *args: Any) -> None:
             pass
@@ -89,17 +134,19 @@ def _stack(kirim_env: dict[str, str], tmp_path: Path) -> tuple[Workers, Settings
                              for k, v in env.items()})
 
 
-def _states_posted(receiver: Receiver, mid: str) -> list[str]:
+def states_posted(receiver: Receiver, mid: str) -> list[str]:
+    """States the receiver took (answered 200) for one message, in arrival order."""
     return [b["state"] for b in receiver.json_ok() if b["id"] == mid]
 
 
-def _life(kirim: KirimClient, mid: str) -> list[str]:
+def life(kirim: KirimClient, mid: str) -> list[str]:
     """The message's states after `accepted` (which is the creation, not a change)."""
     return [e["state"] for e in kirim.status(mid).timeline][1:]
 
 
-def _all_posted_in_order(kirim: KirimClient, receiver: Receiver, ids: list[str]) -> bool:
-    return all(_states_posted(receiver, mid) == _life(kirim, mid) for mid in ids)
+def all_posted_in_order(kirim: KirimClient, receiver: Receiver, ids: list[str]) -> bool:
+    """Whether the receiver took every state change of every message, in order."""
+    return all(states_posted(receiver, mid) == life(kirim, mid) for mid in ids)
 
 
 def test_every_state_change_is_posted_signed_and_in_order(kirim_env, tmp_path, sandbox,
@@ -113,14 +160,14 @@ def test_every_state_change_is_posted_signed_and_in_order(kirim_env, tmp_path, s
             quiet = kirim.send_sms("6281255599999", "no callback")
             wait_states(kirim, [*ids, quiet], {State.SENT, State.DELIVERED})
             wait_states(kirim, [dead], {State.DEAD})
-            wait_for(lambda: _all_posted_in_order(kirim, receiver, [*ids, dead]), 30,
+            wait_for(lambda: all_posted_in_order(kirim, receiver, [*ids, dead]), 30,
                      "every state change of every message posted in order")
     finally:
         pool.stop_all()
     bodies = receiver.json_ok()
     assert {b["id"] for b in bodies} == {*ids, dead}, "no callback without a callback_url"
-    assert _states_posted(receiver, ids[0])[:3] == ["queued", "sending", "sent"]
-    assert _states_posted(receiver, dead)[-1] == "dead"
+    assert states_posted(receiver, ids[0])[:3] == ["queued", "sending", "sent"]
+    assert states_posted(receiver, dead)[-1] == "dead"
     assert all(set(b) == {"id", "state", "from", "code", "provider_id", "at"} for b in bodies)
     for hit in receiver.hits:
         want = "sha256=" + hmac.new(SECRET.encode(), hit["body"], hashlib.sha256).hexdigest()
@@ -136,7 +183,7 @@ def test_a_refused_callback_is_retried_and_order_is_kept(kirim_env, tmp_path, sa
         with KirimClient(settings, source="shop") as kirim:
             mid = kirim.send_sms("6281255500001", "retry me", callback_url=receiver.url)
             wait_states(kirim, [mid], {State.SENT, State.DELIVERED})
-            wait_for(lambda: _all_posted_in_order(kirim, receiver, [mid]), 30,
+            wait_for(lambda: all_posted_in_order(kirim, receiver, [mid]), 30,
                      "the refused callback retried and every state posted in order")
     finally:
         pool.stop_all()
