@@ -53,7 +53,7 @@ def create_app(settings: Settings) -> Celery:
         # Beat: RedBeat keeps the schedule and a leader lock in Redis, so several beat
         # processes can run and exactly one schedules; a standby takes over when the lock
         # (renewed every loop) is not renewed for redbeat_lock_timeout seconds.
-        beat_scheduler="redbeat.RedBeatScheduler",
+        beat_scheduler="worker.beat:OutageTolerantScheduler",  # rides out Redis restarts
         redbeat_redis_url=settings.redis_url,
         redbeat_key_prefix=f"{settings.key_prefix}:redbeat:",
         redbeat_lock_timeout=15,
