@@ -1,18 +1,14 @@
 """Delivery reports: poll DR for sent messages (beat) and apply pushed reports, one way.
 
-`kirim.poll_dr` (beat, `reports` queue) takes due ids from `Keys.dr_pending` under a lease
-(`dr_lease.lua`: a second poll running at the same time cannot take the same ids), asks
-NusaSMS with `dr_concurrency` threads sharing the worker's httpx client, and hands every
-report to `DeliveryReports.apply`. Pushed reports (`kirim.apply_dr`, published by
+`kirim.poll_dr` (beat, `reports` queue) runs one poll round (worker/dr_poll.py: due ids under
+a lease, a rate budget, per-message backoff, an account-wide pause) and hands every report to
+`DeliveryReports.apply`. Pushed reports (`kirim.apply_dr`, published by
 producer/api/callbacks.py) go through the same `apply`.
 """
 
 from __future__ import annotations
 
-import math
 import time
-from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from enum import StrEnum
 from functools import cache
 from importlib import resources
@@ -30,9 +26,7 @@ from producer.settings import Settings
 from worker.nusasms import (
     DeliveryReport,
     DeliveryState,
-    NusaSMSClient,
     NusaSMSError,
-    Outcome,
     report_from_fields,
 )
 
@@ -63,12 +57,16 @@ class Applied(StrEnum):
     IGNORED = "ignored"  # late or duplicate: the message had moved on
     EXPIRED = "expired"  # no final report within dr_expiry_s
     LEFT_UNKNOWN = "left_unknown"  # an unknown message past the expiry: for an operator
-    FAILED = "failed"  # the poll failed: nothing changed, polled next round
+    FAILED = "failed"  # the pull failed: polled again after the message's backoff
     MISSING = "missing"  # no record (older than the message TTL)
+    DEFERRED = "deferred"  # not pulled: the round's budget ran out; still due
+    PAUSED = "paused"  # refused for the whole account: polling paused, the message not charged
+    UNREADABLE = "unreadable"  # its data could not be handled: out of the poll (expired if sent)
 
 
 @cache
-def _lua(name: str) -> str:
+def lua(name: str) -> str:
+    """The source of worker/lua/<name>.lua (read once per process)."""
     return (resources.files("worker") / "lua" / f"{name}.lua").read_text(encoding="utf-8")
 
 
@@ -80,54 +78,7 @@ class DeliveryReports:
         self.keys = store.keys
         self.redis = store.redis
         self.settings = settings
-        self._lease = self.redis.register_script(_lua("dr_lease"))
-        self._keep = self.redis.register_script(_lua("dr_keep"))
-
-    @property
-    def lease_s(self) -> float:
-        """How long a taken id is not due again: a whole batch's worst case, plus a margin."""
-        s = self.settings
-        rounds = math.ceil(s.dr_batch_size / s.dr_concurrency)
-        return rounds * (s.nusasms_connect_timeout_s + s.nusasms_read_timeout_s) + 30.0
-
-    def take_due(self, now: float) -> list[str]:
-        """Up to dr_batch_size due ids, oldest-due first, leased to this caller."""
-        raw = self._lease(keys=[self.keys.dr_pending],
-                          args=[now, now + self.lease_s, self.settings.dr_batch_size])
-        return [r.decode() if isinstance(r, bytes) else str(r) for r in raw]
-
-    def poll_due(self, client: NusaSMSClient) -> Counter[str]:
-        """Poll due messages in batches until none is due or one poll interval is spent."""
-        counts: Counter[str] = Counter()
-        started = time.monotonic()
-        with ThreadPoolExecutor(self.settings.dr_concurrency, "kirim-dr") as pool:
-            while True:
-                ids = self.take_due(time.time())
-                counts.update(pool.map(lambda mid: self.poll_one(client, mid), ids))
-                if (len(ids) < self.settings.dr_batch_size
-                        or time.monotonic() - started > self.settings.dr_poll_interval_s):
-                    return counts
-
-    def poll_one(self, client: NusaSMSClient, message_id: str) -> Applied:
-        """Pull one message's report and apply it; a failed pull changes nothing."""
-        record = self.store.get(message_id)
-        pid = record.get("provider_id") if record else None
-        if record is None or record.state not in (State.SENT, State.UNKNOWN) or not pid:
-            self.redis.zrem(self.keys.dr_pending, message_id)
-            return Applied.MISSING if record is None else Applied.IGNORED
-        try:
-            report = client.delivery_report(pid)
-        except NusaSMSError as exc:
-            log.warning("dr_poll_failed", message_id=message_id, error=str(exc))
-            if exc.outcome == Outcome.DEAD and self._too_old(record):
-                return self._expire(record)
-            self.redis.zadd(self.keys.dr_pending, {message_id: time.time()}, xx=True)
-            return Applied.FAILED
-        applied = self.apply(message_id, report, source="poll")
-        if applied == Applied.KEPT and self._too_old(record):
-            fresh = self.store.get(message_id)
-            return self._expire(fresh) if fresh else Applied.MISSING
-        return applied
+        self._keep = self.redis.register_script(lua("dr_keep"))
 
     def apply(self, message_id: str, report: DeliveryReport, source: str) -> Applied:
         """Apply one report, polled or pushed: forward-only, so late or duplicate ones no-op."""
@@ -175,11 +126,12 @@ class DeliveryReports:
                   report.letter, report.err_code or "", report.sent_date or ""])
         return Applied.KEPT if next_at else Applied.IGNORED
 
-    def _too_old(self, record: MessageRecord) -> bool:
+    def too_old(self, record: MessageRecord) -> bool:
+        """True once a message has waited dr_expiry_s for a final report."""
         since = float(record.get("sent_at") or record.get("updated_at") or time.time())
         return time.time() - since > self.settings.dr_expiry_s
 
-    def _expire(self, record: MessageRecord) -> Applied:
+    def expire(self, record: MessageRecord) -> Applied:
         """No final report in time: a sent message expires; an unknown one waits for a person."""
         if record.state != State.SENT:
             self.redis.zrem(self.keys.dr_pending, record.id)
@@ -238,12 +190,13 @@ def forward_inbound(svc: Any, task: Task, event: dict[str, Any]) -> int:
 def register(app: Celery) -> None:
     """Register the delivery-report tasks on `app`."""
     from worker.app import services_for
+    from worker.dr_poll import DRPoller  # it builds on this module
 
     @app.task(name=Tasks.POLL_DR, ignore_result=True)
     def poll_dr() -> dict[str, int]:
         """Poll DR for due sent messages (beat)."""
         svc = services_for(app)
-        counts = DeliveryReports(svc.store, svc.settings).poll_due(svc.client)
+        counts = DRPoller(DeliveryReports(svc.store, svc.settings)).poll_due(svc.client)
         if counts:
             log.info("dr_polled", **counts)
         return dict(counts)

@@ -7,6 +7,7 @@ import pytest
 from producer.contract import State
 from tests.kirim_stack import wait_for, wait_states
 from worker.delivery import Applied, DeliveryReports, unknown_letters_key
+from worker.dr_poll import DRPoller
 from worker.nusasms import report_from_fields
 
 pytestmark = pytest.mark.timeout(90)
@@ -18,6 +19,8 @@ DR_ENV = {
     "KIRIM_DR_BATCH_SIZE": "50",
     "KIRIM_DR_CONCURRENCY": "4",
     "KIRIM_DR_EXPIRY_S": "3600",
+    "KIRIM_DR_PAUSE_MIN_S": "0.5",
+    "KIRIM_DR_PAUSE_MAX_S": "1",
 }
 QUEUES = "otp,sms,wa,maintenance,reports"
 
@@ -111,6 +114,7 @@ def test_a_failed_poll_changes_nothing_and_is_retried(kirim, workers, sandbox):
     after = kirim.status(mid)
     assert after.state == State.SENT and after.timeline == before.timeline
     assert after.get("dr_letter") is None
+    assert after.get("dr_failures") is None  # refused for the account: the message not charged
     assert kirim.redis.zscore(kirim.keys.dr_pending, mid) is not None
     sandbox.configure(password="demo")
     wait_states(kirim, [mid], {State.DELIVERED})
@@ -169,7 +173,8 @@ def test_unknown_message_past_the_expiry_is_left_for_an_operator(kirim, workers,
 def test_two_polls_at_once_do_not_take_the_same_ids(kirim, settings):
     ids = [f"msg-lease-{i:03d}" for i in range(10)]
     kirim.redis.zadd(kirim.keys.dr_pending, {mid: i for i, mid in enumerate(ids)})
-    one, two = DeliveryReports(kirim.store, settings), DeliveryReports(kirim.store, settings)
+    one = DRPoller(DeliveryReports(kirim.store, settings))
+    two = DRPoller(DeliveryReports(kirim.store, settings))
     first, second = one.take_due(100.0), two.take_due(100.0)
     assert first == ids and second == []
 

@@ -10,6 +10,6 @@ local polls = redis.call("HINCRBY", KEYS[1], "dr_polls", 1)
 local delay = math.min(tonumber(ARGV[3]) * 2 ^ (polls - 1), tonumber(ARGV[4]))
 local next_at = tonumber(ARGV[2]) + delay
 redis.call("HSET", KEYS[1], "dr_letter", ARGV[5], "dr_err_code", ARGV[6],
-           "dr_sent_date", ARGV[7], "dr_at", ARGV[2])
+           "dr_sent_date", ARGV[7], "dr_at", ARGV[2], "dr_next_at", tostring(next_at))
 redis.call("ZADD", KEYS[2], next_at, ARGV[1])
 return tostring(next_at)
