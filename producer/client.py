@@ -16,7 +16,7 @@ from producer.broker import make_celery
 from producer.contract import Channel, SendRequest
 from producer.dispatch import Dispatcher
 from producer.enqueue import Accepted, Enqueuer
-from producer.errors import KirimError, MessageNotFound
+from producer.errors import InvalidMessage, KirimError, MessageNotFound
 from producer.guard import GuardLimits, RecipientGuard
 from producer.keys import Keys
 from producer.publisher import Publisher
@@ -49,33 +49,52 @@ class KirimClient:
 
     def send(self, channel: Channel | str, to: str, text: str, **options: Any) -> str:
         """Enqueue one message; returns its id. Raises InvalidMessage on bad input."""
-        return self.submit(SendRequest.model_validate(
-            {"channel": channel, "to": to, "text": text, **options})).id
+        return self.submit({**options, "channel": channel, "to": to, "text": text}).id
 
     def submit(self, request: SendRequest | dict[str, Any]) -> Accepted:
         """Enqueue one message; returns all that kirim knows of it at once."""
-        return self.enqueuer.submit(request, source=self.source)
+        return self.enqueuer.submit(_revalidated(request), source=self.source)
 
     def send_sms(self, to: str, text: str, **options: Any) -> str:
         """Enqueue an SMS."""
-        return self.send(Channel.SMS, to, text, **options)
+        return self._send_as("send_sms", {"channel": Channel.SMS, "to": to, "text": text},
+                             options)
 
     def send_wa(self, to: str, text: str, **options: Any) -> str:
         """Enqueue a WhatsApp message."""
-        return self.send(Channel.WA, to, text, **options)
+        return self._send_as("send_wa", {"channel": Channel.WA, "to": to, "text": text},
+                             options)
 
     def send_otp(self, to: str, text: str, validity_s: int | None = None, **options: Any) -> str:
         """Enqueue an OTP on its own lane; not sent at all after `validity_s`."""
-        return self.send(Channel.OTP, to, text, otp_validity_s=validity_s, **options)
+        fixed: dict[str, Any] = {"channel": Channel.OTP, "to": to, "text": text}
+        if validity_s is not None:
+            fixed["otp_validity_s"] = validity_s
+        return self._send_as("send_otp", fixed, options)
 
     def send_group(self, group: str, text: str, **options: Any) -> str:
         """Enqueue one SMS to a NusaSMS address-book group."""
-        return self.submit({"channel": "sms", "group": group, "text": text, **options}).id
+        return self._send_as("send_group", {"channel": Channel.SMS, "group": group,
+                                            "text": text}, options)
+
+    def _send_as(self, method: str, fixed: dict[str, Any], options: dict[str, Any]) -> str:
+        """Enqueue `fixed` plus `options`; a field given twice is an InvalidMessage."""
+        # Forwarded as keywords, a clash would be Python's TypeError, not kirim's error.
+        clash = next((name for name in options if name in fixed), None)
+        if clash is not None:
+            raise InvalidMessage(clash, f"{method}() already sets it from its own arguments;"
+                                 " give it once (send() and submit() take every field)")
+        return self.submit({**fixed, **options}).id
 
     def send_many(self, requests: Iterable[SendRequest | dict[str, Any]]
                   ) -> list[Accepted | KirimError]:
         """Enqueue many in one Redis pipeline; each item gets an Accepted or its error."""
-        return self.enqueuer.submit_many(list(requests), source=self.source)
+        try:
+            each = iter(requests)
+        except TypeError as exc:
+            raise InvalidMessage("requests", "must be an iterable of messages (dicts or"
+                                 f" SendRequest), not {type(requests).__name__}") from exc
+        return self.enqueuer.submit_many([_revalidated(r) for r in each], source=self.source)
 
     def status(self, message_id: str) -> MessageRecord:
         """The message's record and timeline."""
@@ -95,3 +114,10 @@ class KirimClient:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _revalidated(request: object) -> Any:
+    """A SendRequest's fields as a dict, so they are validated again on the way in."""
+    # A SendRequest can be changed after it was validated, or built without validation
+    # (model_construct): the enqueuer trusts an instance, so the client hands it a dict.
+    return dict(request) if isinstance(request, SendRequest) else request

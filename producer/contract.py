@@ -6,10 +6,26 @@ versioned, normalised payload of the `kirim.send` task (documented for other lan
 
 from __future__ import annotations
 
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, cast
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    FiniteFloat,
+    GetCoreSchemaHandler,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+)
+from pydantic_core import CoreSchema, InitErrorDetails, PydanticCustomError
+from pydantic_core.core_schema import UnionSchema
 
 SCHEMA_VERSION = 1
 WA_MAX_CHARS = 1000
@@ -63,7 +79,83 @@ TRANSITIONS: dict[State, frozenset[State]] = {
 }
 
 
-Metadata = dict[str, str | int | float | bool]
+MetadataScalar = str | int | float | bool
+
+
+def _utf8(value: str) -> str:
+    """`value` if UTF-8 can encode it; a lone surrogate (a JSON "\\ud800" escape) cannot."""
+    # Python holds such a str, but Redis, the task message and every reader need UTF-8:
+    # accepted, it would make a job nobody can write or read back.
+    if not value.isascii():
+        try:
+            value.encode()
+        except UnicodeEncodeError as exc:
+            bad = value[exc.start].encode("unicode_escape").decode("ascii")
+            raise PydanticCustomError(
+                "string_unicode", "contains a lone surrogate ({bad} at position {pos}), which"
+                " is not a character and cannot be encoded as UTF-8",
+                {"bad": bad, "pos": exc.start}) from None
+    return value
+
+
+def _finite(value: float) -> float:
+    """`value` unless it is NaN or ±Infinity."""
+    if not math.isfinite(value):
+        # JSON has no NaN or Infinity: pydantic would write null, which no reader accepts.
+        raise PydanticCustomError("finite_number", "must be a finite number, not {value}",
+                                  {"value": str(value)})
+    return value
+
+
+def _carried_exactly(metadata: dict[str, MetadataScalar]) -> dict[str, MetadataScalar]:
+    """`metadata` if the job's JSON carries every key and value exactly; else names one."""
+    # One call for the whole dict: a validator per key and per value costs ~0.15 µs each.
+    for key, value in metadata.items():
+        if not key.isascii():
+            _check_entry(_utf8, key, (key, "[key]"))
+        if isinstance(value, str):
+            if not value.isascii():
+                _check_entry(_utf8, value, (key,))
+        elif isinstance(value, float) and not math.isfinite(value):
+            _check_entry(_finite, value, (key,))
+    return metadata
+
+
+def _check_entry(check: Callable[[Any], object], value: object, loc: tuple[str, ...]) -> None:
+    """Run `check` on one metadata entry; a refusal is located at `metadata.<key>`."""
+    try:
+        check(value)
+    except PydanticCustomError as exc:  # pydantic prefixes this location with the field's
+        raise ValidationError.from_exception_data("metadata", [
+            InitErrorDetails(type=exc, loc=loc, input=value)]) from None
+
+
+@dataclass(frozen=True)
+class _OneError:
+    """A union's refusal as one error, where pydantic lists one per member (each naming it)."""
+
+    kind: str
+    message: str
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler
+                                     ) -> CoreSchema:
+        schema = handler(source)
+        if schema["type"] == "union":
+            union = cast(UnionSchema, schema)
+            union["custom_error_type"] = self.kind
+            union["custom_error_message"] = self.message
+        return schema
+
+
+# Length limits go before the check: after it, pydantic would apply them in Python.
+Text = Annotated[str, AfterValidator(_utf8)]
+NonEmptyText = Annotated[str, StringConstraints(min_length=1), AfterValidator(_utf8)]
+IdempotencyKey = Annotated[str, StringConstraints(min_length=1, max_length=128),
+                           AfterValidator(_utf8)]
+CallbackUrl = Annotated[str, StringConstraints(max_length=2048), AfterValidator(_utf8)]
+MetadataValue = Annotated[
+    MetadataScalar, _OneError("metadata_value", "must be a string, a number or a boolean")]
+Metadata = Annotated[dict[str, MetadataValue], AfterValidator(_carried_exactly)]
 
 
 class SendRequest(BaseModel):
@@ -72,12 +164,12 @@ class SendRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     channel: Channel
-    to: str | None = Field(None, description="recipient; any common format, normalised")
-    group: str | None = Field(None, description="NusaSMS address-book group (SMS only)")
-    text: str
-    idempotency_key: str | None = Field(None, min_length=1, max_length=128)
-    callback_url: str | None = Field(None, max_length=2048)
-    send_at: float | None = Field(None, description="epoch seconds; held until then")
+    to: Text | None = Field(None, description="recipient; any common format, normalised")
+    group: Text | None = Field(None, description="NusaSMS address-book group (SMS only)")
+    text: Text
+    idempotency_key: IdempotencyKey | None = None
+    callback_url: CallbackUrl | None = None
+    send_at: FiniteFloat | None = Field(None, description="epoch seconds; held until then")
     otp_validity_s: int | None = Field(None, ge=10, le=3600)
     metadata: Metadata = Field(default_factory=dict)
 
@@ -91,9 +183,11 @@ class SendRequest(BaseModel):
     @field_validator("metadata")
     @classmethod
     def _small_metadata(cls, value: Metadata) -> Metadata:
-        import json
-
-        if len(json.dumps(value)) > MAX_METADATA_BYTES:
+        try:
+            size = len(json.dumps(value))
+        except ValueError:  # an int of over 4300 digits, which Python will not even write
+            size = MAX_METADATA_BYTES + 1
+        if size > MAX_METADATA_BYTES:
             raise ValueError(f"must be at most {MAX_METADATA_BYTES} bytes as JSON")
         return value
 
@@ -107,18 +201,18 @@ class Job(BaseModel):
     id: str = Field(min_length=8, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
     channel: Channel
     to: str | None = Field(None, pattern=r"^[1-9][0-9]{6,14}$")
-    group: str | None = None
-    text: str = Field(min_length=1)
+    group: Text | None = None
+    text: NonEmptyText
     encoding: Literal["gsm7", "ucs2"]
     parts: int = Field(ge=1)
-    text_hash: str
-    created_at: float
-    valid_until: float | None = None
-    send_at: float | None = None
-    callback_url: str | None = None
+    text_hash: Text
+    created_at: FiniteFloat
+    valid_until: FiniteFloat | None = None
+    send_at: FiniteFloat | None = None
+    callback_url: Text | None = None
     metadata: Metadata = Field(default_factory=dict)
-    source: str = "python"
-    idempotency_key: str | None = None
+    source: Text = "python"
+    idempotency_key: Text | None = None
 
     def to_task(self) -> dict[str, Any]:
         """The JSON-ready dict that travels as the task argument."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 from pydantic import ValidationError
 
@@ -25,9 +26,24 @@ def parse_request(data: object) -> SendRequest:
     try:
         return SendRequest.model_validate(data)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"]) or "body"
-        raise InvalidMessage(where, err["msg"]) from None
+        raise invalid_message(exc) from None  # chained, it would carry the whole input
+
+
+def invalid_message(exc: ValidationError) -> InvalidMessage:
+    """The InvalidMessage naming the first field a ValidationError found at fault."""
+    err = exc.errors(include_url=False, include_input=False)[0]
+    return InvalidMessage(field_name(err["loc"]), printable(err["msg"]))
+
+
+def field_name(loc: Sequence[int | str]) -> str:
+    """A pydantic error location as a dotted field name, e.g. `metadata.order`."""
+    return printable(".".join(str(part) for part in loc)) or "body"
+
+
+def printable(text: str) -> str:
+    """`text` with what UTF-8 cannot encode (lone surrogates) written as escapes."""
+    # A refused metadata key is echoed in the field name; the error itself must encode.
+    return text if text.isascii() else text.encode("utf-8", "backslashreplace").decode()
 
 
 def build_job(req: SendRequest, settings: Settings, *, source: str = "python",
@@ -37,14 +53,17 @@ def build_job(req: SendRequest, settings: Settings, *, source: str = "python",
     text = _checked_text(req)
     to, group = _destination(req)
     encoding, parts = _size(req.channel, text, settings)
-    return Job(
-        id=message_id or new_message_id(now), channel=req.channel, to=to, group=group,
-        text=text, encoding=encoding, parts=parts, text_hash=text_hash(text), created_at=now,
-        valid_until=_valid_until(req, settings, now),
-        send_at=_send_at(req, now, settings.message_ttl_s),
-        callback_url=req.callback_url, metadata=req.metadata, source=source,
-        idempotency_key=req.idempotency_key,
-    )
+    try:
+        return Job(
+            id=message_id or new_message_id(now), channel=req.channel, to=to, group=group,
+            text=text, encoding=encoding, parts=parts, text_hash=text_hash(text),
+            created_at=now, valid_until=_valid_until(req, settings, now),
+            send_at=_send_at(req, now, settings.message_ttl_s),
+            callback_url=req.callback_url, metadata=req.metadata, source=source,
+            idempotency_key=req.idempotency_key,
+        )
+    except ValidationError as exc:  # a request the Job refuses (one built without validation)
+        raise invalid_message(exc) from None
 
 
 def _checked_text(req: SendRequest) -> str:

@@ -24,6 +24,7 @@ from producer.errors import (
     RecipientLimited,
     StoreUnavailable,
 )
+from producer.jobs import field_name, printable
 
 log = structlog.get_logger(__name__)
 
@@ -105,9 +106,11 @@ async def _on_validation(request: Request, exc: Exception) -> JSONResponse:
     if err.get("type") == "json_invalid":
         return error_response(request, 422, "invalid_json", "body is not valid JSON: "
                               f"{err.get('ctx', {}).get('error', 'parse error')}", "body")
-    loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "header", "path")]
-    field = ".".join(loc) or "body"
-    msg = err.get("msg", "invalid")
+    loc = list(err.get("loc", ()))
+    if loc and loc[0] in ("body", "query", "header", "path"):
+        loc = loc[1:]  # where FastAPI read it; the rest is the field (a key may be "body")
+    field = field_name(loc)
+    msg = printable(err.get("msg", "invalid"))
     if err.get("type") == "missing":
         msg = "is required"
     return error_response(request, 422, "invalid_request", f"{field}: {msg}", field)

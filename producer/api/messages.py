@@ -144,17 +144,28 @@ def get_message(message_id: str, rt: Rt, source: Source) -> MessageStatus:
 
 def _status(record: MessageRecord) -> MessageStatus:
     f = record.fields
-    job = record.job
+    created_at, metadata, unreadable = _job_facts(record)
     return MessageStatus(
         id=record.id, state=record.state, channel=f.get("channel"), to=f.get("to") or None,
         group=f.get("group") or None, encoding=f.get("encoding"),
         parts=int(f["parts"]) if f.get("parts") else None, source=f.get("source"),
-        attempts=record.attempts, created_at=job.created_at,
+        attempts=record.attempts, created_at=created_at,
         provider_id=f.get("provider_id") or None, last_code=f.get("last_code") or None,
         last_code_name=f.get("last_code_name") or None, reason=f.get("reason") or None,
-        metadata=dict(job.metadata),
+        metadata=metadata, unreadable=unreadable,
         timeline=[TimelineEntry(state=str(e.get("state")), at=float(e.get("at", 0)),
                                 note=e.get("note") or None) for e in record.timeline])
+
+
+def _job_facts(record: MessageRecord) -> tuple[float | None, dict[str, Any], list[str]]:
+    """(created_at, metadata, unreadable) from the stored job, which may be unreadable."""
+    try:
+        job = record.job
+    except (KeyError, ValueError):  # no job, or one stored before NaN was refused (null)
+        accepted = next((e for e in record.timeline if e.get("state") == "accepted"), {})
+        at = accepted.get("at")
+        return (float(at) if isinstance(at, int | float) else None), {}, ["job"]
+    return job.created_at, dict(job.metadata), []
 
 
 @v1.get("/credits", response_model=Credits, summary="Account balance",

@@ -102,6 +102,9 @@ class MessageStatus(BaseModel):
     reason: str | None = Field(None, description="why it is deferred, dead or unknown")
     metadata: dict[str, Any] = Field(default_factory=dict)
     timeline: list[TimelineEntry]
+    unreadable: list[str] = Field(
+        default_factory=list, description="stored fields that could not be read (e.g. `job`"
+        " of a record written before kirim refused NaN): what they give is left empty")
 
 
 class Credits(BaseModel):

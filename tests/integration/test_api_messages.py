@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import pytest
@@ -203,3 +204,76 @@ def test_body_that_is_not_utf8_is_a_422_naming_the_body(api):
                             headers={"Content-Type": "application/json"})
     assert reply.status_code == 422
     assert reply.json()["error"]["field"] == "body"
+
+
+def _raw(fragment: str) -> bytes:
+    """A message body with `fragment` (raw JSON text) last: a repeated key overrides."""
+    return ('{"channel":"sms","to":"6281234567890","text":"x",' + fragment + "}").encode()
+
+
+@pytest.mark.parametrize(("body", "field", "words"), [
+    (_raw('"metadata":{"a":NaN}'), "metadata.a", "finite number, not nan"),
+    (_raw('"metadata":{"ok":1,"a":Infinity}'), "metadata.a", "finite number, not inf"),
+    (_raw('"metadata":{"a":-Infinity}'), "metadata.a", "finite number, not -inf"),
+    (_raw('"metadata":{"a":1e400}'), "metadata.a", "finite"),  # json.loads: inf
+    (_raw('"send_at":NaN'), "send_at", "finite"),
+    (_raw('"send_at":-Infinity'), "send_at", "finite"),
+    (_raw('"text":"x\\ud800"'), "text", "lone surrogate (\\ud800 at position 1)"),
+    (_raw('"to":"\\udfff6281234567890"'), "to", "surrogate"),
+    (_raw('"to":null,"group":"VIP\\ud800"'), "group", "surrogate"),
+    (_raw('"idempotency_key":"k\\ud800"'), "idempotency_key", "unicode string"),
+    (_raw('"callback_url":"https://x.test/\\ud800"'), "callback_url", "unicode string"),
+    (_raw('"metadata":{"a":"\\udc00"}'), "metadata.a", "surrogate"),
+    (_raw('"metadata":{"k\\ud800":1}'), "metadata.k\ufffd\ufffd\ufffd.[key]", "surrogate"),
+    (_raw('"metadata":{"body":null}'), "metadata.body", "a string, a number or a boolean"),
+    # A surrogate as raw (CESU-8) bytes: json.loads decodes bytes with "surrogatepass".
+    (_raw('"text":"x"').replace(b'x"}', b'x\xed\xa0\x80"}'), "text", "surrogate"),
+])
+def test_poison_is_422_naming_the_field_and_nothing_is_stored(api, kirim, body, field, words):
+    reply = api.client.post("/v1/messages", content=body,
+                            headers={"Content-Type": "application/json"})
+    assert reply.status_code == 422, reply.text
+    error = reply.json()["error"]
+    assert error["code"] == "invalid_request" and error["field"] == field
+    assert error["message"].startswith(f"{field}: ") and words in error["message"], error
+    assert not list(kirim.redis.scan_iter(kirim.keys.message("*")))
+
+
+def test_batch_poison_item_fails_only_itself(api, kirim):
+    items = ['{"channel":"sms","to":"6281234567001","text":"one"}',
+             '{"channel":"sms","to":"6281234567002","text":"x","metadata":{"a":NaN}}',
+             '{"channel":"wa","to":"6281234567003","text":"y\\ud800"}',
+             '{"channel":"sms","to":"6281234567004","text":"x","send_at":Infinity}',
+             '{"channel":"otp","to":"6281234567005","text":"Kode 123456"}']
+    reply = api.client.post("/v1/messages/batch", content=f'{{"messages":[{",".join(items)}]}}',
+                            headers={"Content-Type": "application/json"})
+    assert reply.status_code == 207, reply.text
+    body = reply.json()
+    assert (body["accepted"], body["refused"]) == (2, 3)
+    results = body["results"]
+    assert [r["ok"] for r in results] == [True, False, False, False, True]
+    assert [(r["error"]["code"], r["error"]["field"]) for r in results if not r["ok"]] == [
+        ("invalid_message", "metadata.a"), ("invalid_message", "text"),
+        ("invalid_message", "send_at")]
+    for r in (results[0], results[4]):
+        status = api.client.get(f"/v1/messages/{r['id']}").json()
+        assert status["state"] == "queued" and status["unreadable"] == []
+
+
+def test_a_record_whose_job_cannot_be_read_answers_what_it_can(api, kirim):
+    # As a record written before NaN was refused: pydantic had stored the NaN as null.
+    admit = kirim.enqueuer.prepare({"channel": "sms", "to": "6281234567890", "text": "lama",
+                                    "metadata": {"order": 42}}, api.key_name)
+    assert '"metadata":{"order":42}' in admit.job_json
+    old = dataclasses.replace(admit, job_json=admit.job_json.replace('"order":42',
+                                                                     '"order":null'))
+    [accepted] = kirim.enqueuer.commit([old])
+    reply = api.client.get(f"/v1/messages/{accepted.id}")
+    assert reply.status_code == 200, reply.text
+    status = reply.json()
+    assert status["unreadable"] == ["job"] and status["metadata"] == {}
+    assert (status["id"], status["state"], status["to"], status["parts"]) == (
+        accepted.id, "queued", "6281234567890", 1)
+    assert status["source"] == api.key_name and status["attempts"] == 0
+    assert [e["state"] for e in status["timeline"]] == ["accepted", "queued"]
+    assert status["created_at"] == pytest.approx(admit.job.created_at)
