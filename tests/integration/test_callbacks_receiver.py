@@ -94,7 +94,7 @@ def test_report_before_the_send_is_recorded_is_applied_later(kirim, workers, rec
     assert pushed.status_code == 200
     wait_for(lambda: _reports_queued(kirim) == 0, 10, "the worker to take the report")
     record = kirim.status(mid)
-    assert kirim.store.claim(mid, 60, record.get("dispatch") or "")[0] == "claimed"
+    assert kirim.store.claim(mid, 60, record.get("dispatch") or "", "sms", "c1")[0] == "claimed"
     assert OutcomeRecorder(kirim.store, kirim.dispatcher, 600.0).sent(
         record.job, Attempt(0, "OK", "", provider_id=pid))
     wait_states(kirim, [mid], {State.DELIVERED}, timeout_s=20)
