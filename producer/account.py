@@ -100,6 +100,28 @@ def resume_account(circuits: AccountCircuits, dispatcher: Dispatcher,
     return sum(resume_circuit(circuits, dispatcher, name) for name in names)
 
 
+def release_orphans(circuits: AccountCircuits, dispatcher: Dispatcher) -> int:
+    """Requeue messages held by circuits that are closed; returns how many.
+
+    A resume closes its circuit before it requeues what it held: a resumer that died in
+    between (or a held set written by an older version, `Keys.legacy_held`) leaves messages
+    that nothing else would ever read. The outbox sweep calls this.
+    """
+    count = 0
+    for state in circuits.states():
+        if not state.paused and state.held:
+            held = circuits.redis.smembers(circuits.keys.held(state.name))
+            count += sum(dispatcher.requeue(_s(m), allowed_from=[State.DEFERRED],
+                                            note=f"circuit {state.name} is closed")
+                         for m in held)
+    legacy = circuits.redis.smembers(circuits.keys.legacy_held)
+    for member in legacy:
+        count += dispatcher.requeue(_s(member), allowed_from=[State.DEFERRED],
+                                    note="held before per-circuit holds")
+        circuits.redis.srem(circuits.keys.legacy_held, member)
+    return count
+
+
 def _state(name: str, raw: dict[bytes | str, bytes | str], held: int) -> CircuitState:
     fields = {_s(k): _s(v) for k, v in raw.items()}
     if fields.get("paused") != "1":

@@ -45,18 +45,22 @@ class Dispatcher:
     def requeue(self, message_id: str, *, allowed_from: Iterable[State], note: str,
                 countdown_s: float = 0.0, set_fields: dict[str, object] | None = None,
                 incr: dict[str, int] | None = None, lease_expired_by: float | None = None,
-                calling: bool | None = None) -> bool:
+                calling: bool | None = None, claim: str | None = None,
+                effects: Effects | None = None) -> bool:
         """Move one message to `queued` and publish it; False if its state did not allow it
-        (`lease_expired_by` and `calling` as in MessageStore.move)."""
+        (`lease_expired_by`, `calling` and `claim` as in MessageStore.move; `effects` are
+        applied in the same step)."""
         token = new_dispatch()
         due = time.time() + countdown_s
-        fx = Effects(zadd=[(self.keys.outbox, due, message_id)],
-                     zrem=[(self.keys.deferred, message_id), (self.keys.sending, message_id)],
-                     srem=[(self.keys.held(str(c)), message_id) for c in Circuit])
+        fx = effects or Effects()
+        fx.zadd.append((self.keys.outbox, due, message_id))
+        fx.zrem += [(self.keys.deferred, message_id), (self.keys.sending, message_id)]
+        fx.srem += [(self.keys.held(str(c)), message_id) for c in Circuit]
         moved = self.store.move(message_id, State.QUEUED, note=note, allowed_from=allowed_from,
                                 set_fields={"dispatch": token, "not_before": due,
                                             **(set_fields or {})}, incr=incr, effects=fx,
-                                lease_expired_by=lease_expired_by, calling=calling)
+                                lease_expired_by=lease_expired_by, calling=calling,
+                                claim=claim)
         if not moved.ok:
             return False
         if self.publish_stored(message_id, token, countdown_s):

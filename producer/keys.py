@@ -64,6 +64,11 @@ class Keys:
         return f"{self.prefix}:held:{circuit}"
 
     @property
+    def legacy_held(self) -> str:
+        """Set: ids held by the one account-wide pause of versions before the circuits."""
+        return f"{self.prefix}:held"
+
+    @property
     def dr_pending(self) -> str:
         """Sorted set: sent ids awaiting a final delivery report (score: next poll)."""
         return f"{self.prefix}:dr"

@@ -28,22 +28,32 @@ log = structlog.get_logger("kirim.quarantine")
 # json's JSONDecodeError are ValueErrors.
 DATA_ERRORS: tuple[type[Exception], ...] = (ValueError, KeyError, TypeError, UnicodeError)
 
-_BEFORE_SENT = [State.ACCEPTED, State.QUEUED, State.DEFERRED, State.SENDING, State.UNKNOWN]
+_BEFORE_CALL = [State.ACCEPTED, State.QUEUED, State.DEFERRED, State.SENDING]
 
 
 def quarantine(store: MessageStore, message_id: str, error: BaseException | str,
                payload: str | None = None) -> bool:
-    """Move an unprocessable message to `dead` with its reason; True if it moved."""
+    """Move an unprocessable message out of every sweep's way; True if it moved.
+
+    Before the provider call it becomes `dead` with the reason; a `sending` message whose
+    call had started becomes `unknown` (the provider may have it: never resent blindly).
+    A message further on is left as it is, and only the sweeps' entries are dropped.
+    """
     reason = f"poisoned: {_describe(error)}"
     if payload is None:
         stored = store.redis.hget(store.keys.message(message_id), "job") or ""
         payload = stored.decode(errors="replace") if isinstance(stored, bytes) else str(stored)
-    moved = store.move(message_id, State.DEAD, note=reason, allowed_from=_BEFORE_SENT,
-                       set_fields={"reason": reason, "last_code_name": "POISONED"},
+    moved = store.move(message_id, State.DEAD, note=reason, allowed_from=_BEFORE_CALL,
+                       calling=False, set_fields={"reason": reason, "last_code_name": "POISONED"},
                        effects=_effects(store, message_id, reason, payload))
+    if not moved.ok and moved.previous == State.SENDING:
+        moved = store.move(message_id, State.UNKNOWN, note=reason, allowed_from=[State.SENDING],
+                           calling=True, set_fields={"reason": reason},
+                           effects=Effects(zrem=[(store.keys.sending, message_id)],
+                                           zadd=[(store.keys.unknown, time.time(), message_id)]))
     log.error("message_quarantined", message_id=message_id, reason=reason[:300],
               moved=moved.ok, hint="see `kirim dlq show <id>`; fix the producer that wrote it")
-    if not moved.ok:  # gone or already past sending: at least stop the sweeps meeting it
+    if not moved.ok:  # gone or past the call: at least stop the sweeps meeting it
         _drop_entries(store, message_id)
     return moved.ok
 
@@ -58,8 +68,9 @@ def _effects(store: MessageStore, message_id: str, reason: str, payload: str) ->
 
 
 def _indexes(store: MessageStore) -> list[str]:
+    """The sets whose sweeps would meet the message again (the DR poll has its own way)."""
     keys = store.keys
-    return [keys.outbox, keys.deferred, keys.sending, keys.unknown, keys.dr_pending]
+    return [keys.outbox, keys.deferred, keys.sending]
 
 
 def _drop_entries(store: MessageStore, message_id: str) -> None:

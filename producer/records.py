@@ -237,11 +237,12 @@ class MessageStore:
              set_fields: dict[str, Any] | None = None, incr: dict[str, int] | None = None,
              effects: Effects | None = None, allowed_from: Iterable[State] | None = None,
              lease_expired_by: float | None = None, calling: bool | None = None,
-             client: Any = None) -> Moved:
+             claim: str | None = None, client: Any = None) -> Moved:
         """Move a record to `to` if the transition table allows it from its current state.
 
         `lease_expired_by`: only if the sender's lease ran out by then. `calling`: only if
         the provider call was (True) or was not (False) started under the current claim.
+        `claim`: a `sending` message moves only for the claim that holds it.
         """
         fx = effects or Effects()
         spec: dict[str, Any] = {
@@ -255,6 +256,8 @@ class MessageStore:
             spec["lease_expired_by"] = lease_expired_by
         if calling is not None:
             spec["calling"] = calling
+        if claim is not None:
+            spec["claim"] = claim
         keys = [self.keys.message(message_id), self.keys.timeline(message_id), self.keys.events]
         reply = self._transition(keys=keys, args=[to.value, time.time(), self.ttl_s,
                                                   json.dumps(spec)], client=client)

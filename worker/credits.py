@@ -122,11 +122,11 @@ class CreditsMonitor:
 
     def products(self) -> list[str]:
         """The wallets to read: the configured ones, and any whose circuit is credit-paused."""
-        wanted = [p for p in self.settings.credits_products.split(",") if p.strip()]
-        products = [p.strip() for p in wanted]
-        for state in self.circuits.states([Circuit.WA]):
-            if state.paused and state.code in CREDIT_CODES and "wa" not in products:
-                products.append("wa")
+        products = [p.strip() for p in self.settings.credits_products.split(",") if p.strip()]
+        for product, state in zip(PRODUCT_CIRCUIT, self.circuits.states(
+                PRODUCT_CIRCUIT.values()), strict=True):
+            if state.paused and state.code in CREDIT_CODES and product not in products:
+                products.append(product)
         return products
 
     def poll_product(self, product: str) -> str:
@@ -140,7 +140,8 @@ class CreditsMonitor:
         self._expiry_alert(product, credits, today)
         circuit = PRODUCT_CIRCUIT.get(product)
         state = self.circuits.state(circuit) if circuit else None
-        if state and state.paused and state.code in CREDIT_CODES and usable(credits, today):
+        if (state and state.paused and state.code in CREDIT_CODES and usable(credits, today)
+                and self._first_resume_at(product, credits)):
             # The note first: the account watch may see the closed circuit before we do.
             self.levels.leave_note(f"circuit:{state.name}",
                                    f"automatically (balance {credits.value})")
@@ -149,6 +150,16 @@ class CreditsMonitor:
                         requeued=count, balance=str(credits.value))
             return "resumed"
         return "ok"
+
+    def _first_resume_at(self, product: str, credits: Credits) -> bool:
+        """True unless this wallet was already resumed at this very balance: a balance above
+        zero but below one message's price would otherwise resume and pause every poll."""
+        key = self.svc.keys.credits_for(product)
+        if self.svc.redis.hget(key, "resumed_at_value") in (str(credits.value),
+                                                            str(credits.value).encode()):
+            return False
+        self.svc.redis.hset(key, "resumed_at_value", str(credits.value))
+        return True
 
     def watch_account(self) -> list[CircuitState]:
         """Alert once for each circuit that opened or closed, for a dead-letter spike and

@@ -18,7 +18,7 @@ import structlog
 from producer.contract import State
 from producer.guard import route_for
 from producer.quarantine import DATA_ERRORS, quarantine
-from producer.records import MessageRecord
+from producer.records import Effects, MessageRecord
 from worker.outcomes import Attempt
 
 if TYPE_CHECKING:
@@ -42,19 +42,29 @@ def settle_lost_sender(svc: Services, record: MessageRecord, now: float) -> str 
         return None
     if record.get("calling") == "1":
         attempt = Attempt(None, "WORKER_LOST", "")
-        moved = svc.recorder.unknown(record.job, attempt,
+        moved = svc.recorder.unknown(record.id, attempt,
                                      "sender lost during the provider call (lease expired)",
                                      lease_expired_by=now)
         return "unknown" if moved else None
-    job = record.job
     if not svc.dispatcher.requeue(record.id, allowed_from=[State.SENDING], lease_expired_by=now,
                                   calling=False, incr={"attempts": -1},
+                                  effects=_free_guard_slot(svc, record),
                                   note="sender lost before calling the provider: requeued"):
         return None
-    if svc.guard is not None and job.to is not None:
-        svc.guard.release(job.id, route_for(job.channel), job.to, job.text_hash)
     log.info("lost_sender_requeued", message_id=record.id)
     return "requeued"
+
+
+def _free_guard_slot(svc: Services, record: MessageRecord) -> Effects:
+    """Uncount the message in its recipient's windows, in the requeue's own step: the
+    provider never saw it, and a later claim must be able to count it again."""
+    to, text_hash = record.get("to"), record.get("text_hash")
+    if svc.guard is None or not to or not text_hash:
+        return Effects()
+    route = route_for(record.get("channel") or "sms")
+    keys = svc.keys
+    return Effects(zrem=[(keys.guard_text(route, to, text_hash), record.id),
+                         (keys.guard_recipient(route, to), record.id)])
 
 
 def sweep_expired_leases(svc: Services, limit: int = 500) -> int:

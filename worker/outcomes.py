@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from producer.contract import Job, State
 from producer.deadletters import dead_letter_fields
 from producer.dispatch import Dispatcher
-from producer.quarantine import quarantine
+from producer.quarantine import DATA_ERRORS, quarantine
 from producer.records import Effects, MessageStore
 from producer.routing import Circuit
 
@@ -48,8 +48,12 @@ class OutcomeRecorder:
         return {"last_code": "" if at.code is None else at.code, "last_code_name": at.code_name,
                 "last_reply": at.reply[:500], "reason": reason}
 
-    def sent(self, job: Job, at: Attempt, note: str = "") -> bool:
-        """Accepted by the provider: keep its id and start delivery-report tracking."""
+    def sent(self, job: Job, at: Attempt, note: str = "", claim: str | None = None) -> bool:
+        """Accepted by the provider: keep its id and start delivery-report tracking.
+
+        `claim` (every method here): only while that claim holds the message, so a sender
+        that outlived its lease cannot move a message another sender now holds.
+        """
         fx = Effects(zrem=[(self.keys.sending, job.id), (self.keys.unknown, job.id)])
         if at.provider_id and job.to:
             fx.zadd.append((self.keys.dr_pending, time.time() + self.dr_first_poll_s, job.id))
@@ -57,35 +61,38 @@ class OutcomeRecorder:
                              self.store.ttl_s))
         fields = {**self._fields(at), "provider_id": at.provider_id or "", "sent_at": time.time()}
         return self.store.move(job.id, State.SENT, note=note or f"provider id {at.provider_id}",
-                               set_fields=fields, effects=fx).ok
+                               set_fields=fields, effects=fx, claim=claim).ok
 
-    def retry(self, job: Job, at: Attempt, delay_s: float) -> bool:
+    def retry(self, job: Job, at: Attempt, delay_s: float, claim: str | None = None) -> bool:
         """Back to `queued`, published again after `delay_s`."""
         return self.dispatcher.requeue(
             job.id, allowed_from=[State.SENDING], countdown_s=delay_s,
-            note=f"retry in {delay_s:.1f}s after {at.code_name}", set_fields=self._fields(at))
+            note=f"retry in {delay_s:.1f}s after {at.code_name}", set_fields=self._fields(at),
+            claim=claim)
 
-    def defer(self, job: Job, at: Attempt, until: float, reason: str) -> bool:
+    def defer(self, job: Job, at: Attempt, until: float, reason: str,
+              claim: str | None = None) -> bool:
         """Hold until `until` in the deferred set (released by beat)."""
         fx = Effects(zrem=[(self.keys.sending, job.id)], zadd=[(self.keys.deferred, until, job.id)])
         return self.store.move(job.id, State.DEFERRED, note=f"{reason} until {until:.0f}",
                                set_fields={**self._fields(at, reason), "release_at": until},
-                               effects=fx).ok
+                               effects=fx, claim=claim).ok
 
-    def hold(self, job: Job, at: Attempt, circuit: Circuit) -> bool:
+    def hold(self, job: Job, at: Attempt, circuit: Circuit, claim: str | None = None) -> bool:
         """Park while `circuit` is paused; released when it resumes."""
         fx = Effects(zrem=[(self.keys.sending, job.id)],
                      sadd=[(self.keys.held(circuit.value), job.id)])
         return self.store.move(job.id, State.DEFERRED,
                                note=f"circuit {circuit.value} paused: {at.code_name}",
-                               set_fields=self._fields(at, "account_paused"), effects=fx).ok
+                               set_fields=self._fields(at, "account_paused"), effects=fx,
+                               claim=claim).ok
 
     def poisoned(self, raw: Any, exc: ValidationError) -> None:
         """A task payload that cannot be a job: its record (if any) is quarantined, and a
         dead letter keeps the payload either way. It is never retried."""
         mid = str(raw.get("id", "")) if isinstance(raw, dict) else ""
         payload = json.dumps(raw, default=str)[:20000]
-        if mid and self.store.redis.exists(self.keys.message(mid)):
+        if mid and self._stored_job_unreadable(mid):
             quarantine(self.store, mid, exc, payload)  # also stops the sweeps meeting it
             return
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
@@ -95,7 +102,20 @@ class OutcomeRecorder:
                               dict(zip(entry[::2], entry[1::2], strict=True)))
         log.error("poison_message", message_id=mid, errors=problems[:500])
 
-    def dead(self, job: Job, at: Attempt, reason: str) -> bool:
+    def _stored_job_unreadable(self, message_id: str) -> bool:
+        """True if a record exists and its own job does not read back: only then is the
+        record poisoned. A bad copy (a foreign client, a mixed-version deploy) of a good
+        record must not kill it."""
+        record = self.store.get(message_id)
+        if record is None:
+            return False
+        try:
+            record.job  # noqa: B018 - reading it is the check
+        except DATA_ERRORS:
+            return True
+        return False
+
+    def dead(self, job: Job, at: Attempt, reason: str, claim: str | None = None) -> bool:
         """Give up: dead letter with the whole job, the code and the last reply."""
         entry = dead_letter_fields(job.id, reason, at.code, at.code_name, at.attempts, at.reply,
                                    time.time(), job.model_dump_json())
@@ -103,24 +123,25 @@ class OutcomeRecorder:
                            (self.keys.unknown, job.id)],
                      xadd=[(self.keys.dead_letters, entry)])
         return self.store.move(job.id, State.DEAD, note=reason,
-                               set_fields=self._fields(at, reason), effects=fx).ok
+                               set_fields=self._fields(at, reason), effects=fx,
+                               claim=claim).ok
 
-    def unknown(self, job: Job, at: Attempt, reason: str,
-                lease_expired_by: float | None = None) -> bool:
+    def unknown(self, message_id: str, at: Attempt, reason: str,
+                lease_expired_by: float | None = None, claim: str | None = None) -> bool:
         """The provider may have the message: never resend blindly; an operator or DR settles.
 
         `lease_expired_by`: only if the sender's lease ran out by then (a live sender that
         claimed the message again has renewed it).
         """
-        fx = Effects(zrem=[(self.keys.sending, job.id)],
-                     zadd=[(self.keys.unknown, time.time(), job.id)])
-        return self.store.move(job.id, State.UNKNOWN, note=reason,
+        fx = Effects(zrem=[(self.keys.sending, message_id)],
+                     zadd=[(self.keys.unknown, time.time(), message_id)])
+        return self.store.move(message_id, State.UNKNOWN, note=reason,
                                set_fields=self._fields(at, reason), effects=fx,
-                               lease_expired_by=lease_expired_by).ok
+                               lease_expired_by=lease_expired_by, claim=claim).ok
 
-    def expired(self, job: Job, reason: str) -> bool:
+    def expired(self, job: Job, reason: str, claim: str | None = None) -> bool:
         """Not worth sending any more (an OTP past its validity)."""
         fx = Effects(zrem=[(self.keys.sending, job.id), (self.keys.deferred, job.id),
                            (self.keys.outbox, job.id)])
         return self.store.move(job.id, State.EXPIRED, note=reason, set_fields={"reason": reason},
-                               effects=fx).ok
+                               effects=fx, claim=claim).ok

@@ -61,6 +61,7 @@ class SendPipeline:
         self.svc = svc
         self.store = svc.store
         self.rec = svc.recorder
+        self.token: str | None = None  # this task's claim: every later move is for it only
 
     def process(self, raw: Any, dispatch: str | None) -> str:
         """Handle one task payload; returns a short outcome label (for logs and metrics)."""
@@ -75,6 +76,7 @@ class SendPipeline:
         status, detail = self.store.claim(job.id, lease_s, dispatch or "", job.channel, token)
         if status != "claimed":
             return self._unclaimed(job, status, detail)
+        self.token = token
         return self._claimed(Claim(job, int(detail), token, lease_until))
 
     def _claimed(self, claim: Claim) -> str:
@@ -99,7 +101,7 @@ class SendPipeline:
             if slept_s + wait_s > MAX_RATE_SLEEP_S:
                 self.svc.dispatcher.requeue(
                     claim.job.id, allowed_from=[State.SENDING], countdown_s=wait_s,
-                    note="rate limit", incr={"attempts": -1}, calling=False)
+                    note="rate limit", incr={"attempts": -1}, calling=False, claim=claim.token)
                 return "rate_limited"
             time.sleep(wait_s)
             slept_s += wait_s
@@ -111,7 +113,8 @@ class SendPipeline:
         if job.valid_until is None or time.time() <= job.valid_until:
             return False
         self._release(job)
-        self.rec.expired(job, "otp_expired: validity ran out before it could be sent")
+        self.rec.expired(job, "otp_expired: validity ran out before it could be sent",
+                         claim=self.token)
         return True
 
     def _decode(self, raw: Any) -> Job | None:
@@ -145,9 +148,11 @@ class SendPipeline:
         until = decision.retry_at or time.time() + self.svc.settings.guard_window_s
         attempt = Attempt(None, "GUARD", decision.reason or "", attempts=attempts)
         if job.valid_until is not None and until > job.valid_until:
-            self.rec.expired(job, f"otp_expired: recipient limit ({decision.reason})")
+            self.rec.expired(job, f"otp_expired: recipient limit ({decision.reason})",
+                             claim=self.token)
         else:
-            self.rec.defer(job, attempt, until, f"recipient limit: {decision.reason}")
+            self.rec.defer(job, attempt, until, f"recipient limit: {decision.reason}",
+                           claim=self.token)
         return False
 
     def _call(self, claim: Claim) -> str:
@@ -170,11 +175,17 @@ class SendPipeline:
         attempt = Attempt(info.code, info.name, result.raw, _provider_id(result), claim.attempt)
         label = self._while_leased(claim, lambda: self._apply(
             job, info.outcome, info.scope, attempt, 0.0))
-        # Counted per code so an operator sees -77/-78 from the provider (their limit is
-        # lower than ours, or another system shares the account) without reading logs.
-        self._while_leased(claim, lambda: self.svc.redis.hincrby(
-            self.svc.keys.provider_codes, str(info.code), 1))
+        self._count_code(info.code)
         return label
+
+    def _count_code(self, code: int) -> None:
+        """Count the reply per code, so an operator sees -77/-78 from the provider (their
+        limit is lower than ours, or another system shares the account) without reading logs.
+        Not retried: a count that landed but lost its reply must not count twice."""
+        try:
+            self.svc.redis.hincrby(self.svc.keys.provider_codes, str(code), 1)
+        except REDIS_DOWN as exc:
+            log.warning("provider_code_not_counted", code=code, error=str(exc))
 
     def _while_leased(self, claim: Claim, write: Callable[[], T]) -> T:
         """Run a write of what the provider said, retrying while Redis is away and the lease
@@ -205,8 +216,9 @@ class SendPipeline:
         if outcome == Outcome.DONE:
             return self._sent(job, attempt)
         if outcome == Outcome.UNKNOWN:
-            self.rec.unknown(job, attempt,
-                             f"ambiguous: {attempt.code_name}; not resent automatically")
+            self.rec.unknown(job.id, attempt,
+                             f"ambiguous: {attempt.code_name}; not resent automatically",
+                             claim=self.token)
             if attempt.code is not None:  # the provider answered, in a way kirim cannot read
                 log.error("provider_ambiguous", message_id=job.id, code=attempt.code,
                           name=attempt.code_name, hint="settle it: `kirim settle`")
@@ -218,11 +230,12 @@ class SendPipeline:
             return self._defer_recipient(job, attempt, scope)
         if outcome == Outcome.PAUSE:
             return self._pause(job, attempt, scope)
-        self.rec.dead(job, attempt, f"provider refused: {attempt.code_name} ({attempt.code})")
+        self.rec.dead(job, attempt, f"provider refused: {attempt.code_name} ({attempt.code})",
+                      claim=self.token)
         return "dead"
 
     def _sent(self, job: Job, attempt: Attempt) -> str:
-        if self.rec.sent(job, attempt):
+        if self.rec.sent(job, attempt, claim=self.token):
             return "sent"
         record = self.store.get(job.id)
         if record is not None and record.get("provider_id") == (attempt.provider_id or ""):
@@ -236,13 +249,15 @@ class SendPipeline:
     def _retry(self, job: Job, attempt: Attempt, min_delay_s: float) -> str:
         policy = self.svc.policy
         if policy.exhausted(attempt.attempts):
-            self.rec.dead(job, attempt, f"retries exhausted after {attempt.attempts} attempts")
+            self.rec.dead(job, attempt, f"retries exhausted after {attempt.attempts} attempts",
+                          claim=self.token)
             return "dead"
         delay = min(max(policy.delay_s(attempt.attempts), min_delay_s), policy.max_delay_s)
         if job.valid_until is not None and time.time() + delay > job.valid_until:
-            self.rec.expired(job, "otp_expired: would be retried after its validity")
+            self.rec.expired(job, "otp_expired: would be retried after its validity",
+                             claim=self.token)
             return "expired"
-        self.rec.retry(job, attempt, delay)
+        self.rec.retry(job, attempt, delay, claim=self.token)
         return "retry"
 
     def _defer_recipient(self, job: Job, attempt: Attempt, scope: Scope) -> str:
@@ -258,9 +273,10 @@ class SendPipeline:
                     hint="the provider's cap is lower than kirim's guard limits"
                          " (KIRIM_GUARD_*), or another system shares the account")
         if job.valid_until is not None:
-            self.rec.expired(job, f"otp_expired: {attempt.code_name} at the provider")
+            self.rec.expired(job, f"otp_expired: {attempt.code_name} at the provider",
+                             claim=self.token)
             return "expired"
-        self.rec.defer(job, attempt, until, f"provider {attempt.code_name}")
+        self.rec.defer(job, attempt, until, f"provider {attempt.code_name}", claim=self.token)
         return "deferred"
 
     def _pause(self, job: Job, attempt: Attempt, scope: Scope) -> str:
@@ -271,7 +287,7 @@ class SendPipeline:
             log.error("circuit_paused", circuit=circuit.value, code=attempt.code,
                       name=attempt.code_name,
                       hint=f"the {circuit.value} lanes stopped; see `kirim account status`")
-        self.rec.hold(job, attempt, circuit)
+        self.rec.hold(job, attempt, circuit, claim=self.token)
         if not circuits.state(circuit).paused:
             # Resumed between our pause and our hold: the resume did not see this message.
             self.svc.dispatcher.requeue(job.id, allowed_from=[State.DEFERRED],

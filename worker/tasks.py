@@ -17,6 +17,7 @@ log = structlog.get_logger("kirim.tasks")
 
 def register_tasks(app: Celery) -> None:
     """Register kirim's tasks on `app`."""
+    from producer.account import release_orphans
     from producer.logs import message_context
     from worker import callbacks, credits, delivery, metrics
     from worker.app import services_for
@@ -42,9 +43,11 @@ def register_tasks(app: Celery) -> None:
 
     @app.task(name=Tasks.SWEEP_OUTBOX, ignore_result=True)
     def sweep_outbox() -> int:
-        """Publish messages whose publish did not happen (crash between record and publish)."""
+        """Publish messages whose publish did not happen (crash between record and publish),
+        and requeue any held by a circuit that is closed."""
         svc = services_for(app)
-        return int(svc.dispatcher.sweep_outbox(svc.settings.outbox_grace_s))
+        published = svc.dispatcher.sweep_outbox(svc.settings.outbox_grace_s)
+        return int(published + release_orphans(svc.circuits, svc.dispatcher))
 
     @app.task(name=Tasks.SWEEP_LEASES, ignore_result=True)
     def sweep_leases() -> int:

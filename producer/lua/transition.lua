@@ -5,7 +5,8 @@
 --   {"from": [states], "set": {f: v}, "incr": {f: n}, "note": str,
 --    "zadd": [[key, score, member]], "zrem": [[key, member]],
 --    "sadd": [[key, member]], "srem": [[key, member]], "xadd": [[key, [f, v, ...]]],
---    "setex": [[key, value, ttl_s]], "lease_expired_by": now, "calling": bool}
+--    "setex": [[key, value, ttl_s]], "lease_expired_by": now, "calling": bool,
+--    "claim": token}
 -- Returns {1, previous} when moved, {0, previous} when refused, {-1, ""} when missing.
 local state = redis.call("HGET", KEYS[1], "state")
 if not state then return {-1, ""} end
@@ -20,8 +21,14 @@ if spec["lease_expired_by"] then
   local lease = tonumber(redis.call("HGET", KEYS[1], "lease_until") or "0") or 0
   if lease > tonumber(spec["lease_expired_by"]) then return {0, state} end
 end
+-- A `sending` message moves only for the claim that holds it: a sender that outlived its
+-- lease must not move a message that another sender has claimed since.
+if spec["claim"] and state == "sending" and redis.call("HGET", KEYS[1], "claim") ~= spec["claim"]
+then
+  return {0, state}
+end
 -- Whether the provider call of the current claim started (calling.lua marks it).
-if spec["calling"] ~= nil then
+if spec["calling"] ~= nil and state == "sending" then
   local calling = redis.call("HGET", KEYS[1], "calling") == "1"
   if calling ~= spec["calling"] then return {0, state} end
 end

@@ -93,7 +93,7 @@ def test_a_retry_leaves_no_lease_entry_behind(svc):
 
 def test_a_late_real_outcome_clears_the_unknown_entry(svc):
     job = _claimed(svc)
-    assert svc.recorder.unknown(job, Attempt(None, "WORKER_LOST", ""), "lease expired")
+    assert svc.recorder.unknown(job.id, Attempt(None, "WORKER_LOST", ""), "lease expired")
     assert svc.recorder.sent(job, Attempt(0, "ALL_RECIPIENTS_PROCESSED", "", "1" * 18))
     assert svc.redis.zscore(svc.keys.unknown, job.id) is None
 
@@ -124,3 +124,33 @@ def test_an_expired_otp_frees_its_guard_slot(svc):
     assert SendPipeline(svc)._otp_expired(job)
     assert svc.store.get(job.id).state == State.EXPIRED
     assert svc.redis.zcard(svc.keys.guard_recipient("sms", job.to)) == 0
+
+
+def test_a_sender_that_outlived_its_lease_cannot_move_a_message_claimed_since(svc):
+    job = _claimed(svc)
+    _lose_lease(svc, job)
+    assert sweep_expired_leases(svc) == 1  # requeued: the stale sender never called
+    record = svc.store.get(job.id)
+    assert svc.store.claim(job.id, 30, record.get("dispatch"), job.channel,
+                           "claim-2")[0] == "claimed"
+    stale = Attempt(None, "GUARD", "per_recipient", attempts=1)
+    assert not svc.recorder.defer(job, stale, time.time() + 60, "late", claim=CLAIM)
+    assert not svc.recorder.retry(job, stale, 1.0, claim=CLAIM)
+    assert svc.store.get(job.id).state == State.SENDING  # the new sender still holds it
+    assert svc.recorder.sent(job, Attempt(0, "OK", "", "2" * 18), claim="claim-2")
+
+
+def test_messages_held_by_a_closed_circuit_are_requeued_by_the_sweep(svc):
+    from producer.account import release_orphans
+
+    svc.circuits.pause("wa", "NOT_ENOUGH_CREDITS", -2)
+    job = build_job(SendRequest(channel="wa", to="6281234567890", text="held"), svc.settings)
+    svc.store.create(job, State.QUEUED, svc.keys.outbox, time.time(), "tok")
+    assert svc.store.claim(job.id, 30, "tok", job.channel, CLAIM)[0] == "paused"
+    svc.redis.delete(svc.keys.circuit("wa"))  # a resumer died after closing the circuit
+    old = build_job(SendRequest(channel="sms", to="6281234567891", text="old"), svc.settings)
+    svc.store.create(old, State.DEFERRED, svc.keys.outbox, time.time(), "tok")
+    svc.redis.sadd(svc.keys.legacy_held, old.id)  # held by a version before the circuits
+    assert release_orphans(svc.circuits, svc.dispatcher) == 2
+    assert svc.store.states([job.id, old.id]) == [State.QUEUED, State.QUEUED]
+    assert release_orphans(svc.circuits, svc.dispatcher) == 0

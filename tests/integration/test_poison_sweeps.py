@@ -98,16 +98,20 @@ def test_resume_quarantines_a_poisoned_held_message_and_requeues_the_rest(svc):
     assert svc.store.states([ids[0], ids[2]]) == [State.QUEUED] * 2
 
 
-def test_a_poisoned_task_for_a_stored_message_kills_its_record_not_the_sweeper(kirim, workers):
-    bad = build_job(SendRequest(channel="sms", to="6281234567890", text="bad"), kirim.settings)
-    kirim.store.create(bad, State.QUEUED, kirim.keys.outbox, time.time() - 3600, "tok")
-    payload = {**bad.to_task(), "metadata": {"a": None}}  # NaN after a JSON round trip
-    kirim.celery.send_task("kirim.send", args=[payload, "tok"], queue="sms")
+def test_a_poisoned_task_quarantines_a_poisoned_record_but_never_a_good_one(kirim, workers):
+    bad, good = (build_job(SendRequest(channel="sms", to="6281234567890", text=t),
+                           kirim.settings) for t in ("bad", "good"))
+    for job in (bad, good):
+        kirim.store.create(job, State.QUEUED, kirim.keys.outbox, time.time() - 3600, "tok")
+        payload = {**job.to_task(), "metadata": {"a": None}}  # NaN after a JSON round trip
+        kirim.celery.send_task("kirim.send", args=[payload, "tok"], queue="sms")
+    kirim.redis.hset(kirim.keys.message(bad.id), "job", POISON_JOB % bad.id)
     workers.start()
+    workers.beat()  # the outbox sweep publishes the good record's own, readable job
     wait_states(kirim, [bad.id], {State.DEAD})
     assert (kirim.status(bad.id).get("reason") or "").startswith("poisoned")
     assert kirim.redis.zscore(kirim.keys.outbox, bad.id) is None
-    good = kirim.send_sms("6281234567890", "after the poison")
-    wait_states(kirim, [good], {State.SENT})
+    wait_states(kirim, [good.id], {State.SENT}, timeout_s=40)  # a bad copy did not kill it
     letters = DeadLetters(kirim.redis, kirim.keys, kirim.dispatcher)
-    wait_for(lambda: letters.get(bad.id) is not None, 5, "the dead letter")
+    wait_for(lambda: letters.get(good.id) is not None, 5, "the bad copy's dead letter")
+    assert letters.get(good.id).reason == "invalid_payload"
