@@ -1,19 +1,8 @@
 """Magic recipient numbers: valid Indonesian numbers that make the sandbox misbehave on purpose.
 
-Like GOV.UK Notify's research-mode numbers. Each is a real-looking Telkomsel number
-(`62811…`, valid for `phonenumbers`); apart from what its row says it goes through every rule.
-
-| number          | effect                                                                  |
-|-----------------|-------------------------------------------------------------------------|
-| `6281190SSS000` | reply status `-SSS` (e.g. `6281190077000` → -77); `SSS=000` is ordinary   |
-| `6281191L00000` | accepted; final DR letter by L: 1 D, 2 U, 3 F, 4 R, 5 E, 6 P forever, 7 X |
-| `6281192DDDD00` | accepted, the reply comes after DDDD ms                                 |
-| `6281193000000` | accepted, then the connection is dropped without a reply                |
-| `6281194000000` | accepted, then the reply hangs for `hang_s` (the client's read timeout) |
-| `6281195K00000` | the first K requests for this (GSM, text) answer -26, then accepted     |
-
-Every code of the spec's §1.5 is reachable through `6281190SSS000`, among them the ones no
-other rule produces, such as -33 DUPLICATE_MESSAGEID (`6281190033000`).
+`6281190SSS000` answers status -SSS; `6281191L…` to `6281195K…` choose a DR letter, a slow,
+dropped or hanging reply, or K transient -26 answers. For the table, see sandbox/README.md
+("Magic recipient numbers").
 """
 
 from __future__ import annotations
