@@ -25,10 +25,10 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 
-from producer.api.messages import read_credits
+from producer.api.messages import stored_credits
 from producer.api.runtime import Runtime
-from producer.contract import Channel
-from producer.errors import InvalidMessage, RecipientLimited, StoreUnavailable
+from producer.core.contract import Channel
+from producer.core.errors import InvalidMessage, RecipientLimited, StoreUnavailable
 
 log = structlog.get_logger(__name__)
 router = APIRouter(tags=["NusaSMS drop-in"])
@@ -71,7 +71,7 @@ async def command(request: Request) -> Response:
     if params.get("cmd", "").upper() != "CREDITS":
         return _reply(request, params, "-22", "", "", force_json=True)
     try:
-        reading = await run_in_threadpool(read_credits, rt)
+        reading = await run_in_threadpool(stored_credits, rt)
     except redis_lib.RedisError as exc:
         return _store_down(request, params, exc)
     if reading is None:

@@ -1,6 +1,6 @@
 """NusaSMS status codes and delivery letters, and what kirim does about each (pure data).
 
-The outcome column is DESIGN.md's "Status codes → outcome" table; names and meanings are the
+The action column is DESIGN.md's "Status codes → action" table; names and meanings are the
 provider's (nusasms-api.md §1.5). Change a decision here and nowhere else.
 """
 
@@ -15,7 +15,7 @@ from types import MappingProxyType
 class Scope(StrEnum):
     """How far a PAUSE or DEFER reaches (the status table's third column)."""
 
-    NONE = ""  # the outcome concerns this message only
+    NONE = ""  # the action concerns this message only
     ACCOUNT = "account"  # PAUSE: nothing can be sent (credentials, IP, a request kirim built badly)
     PRODUCT = "product"  # PAUSE: the product that reported it (SMS with OTP, or WA) has no credit
     OTP_ROUTE = "otp_route"  # PAUSE: the account has no OTP route: the OTP lane stops
@@ -24,7 +24,7 @@ class Scope(StrEnum):
     TEXT = "text"  # DEFER: this text to this number is at its daily cap (-77)
 
 
-class Outcome(StrEnum):
+class Action(StrEnum):
     """What the caller does with a message after a provider call."""
 
     DONE = "done"  # accepted (or already accepted): record the id, track its report
@@ -37,20 +37,20 @@ class Outcome(StrEnum):
 
 @dataclass(frozen=True)
 class StatusInfo:
-    """One row of the status table: a provider code, its name, meaning and kirim's outcome."""
+    """One row of the status table: a provider code, its name, meaning and kirim's action."""
 
     code: int
     name: str
     meaning: str
-    outcome: Outcome
+    action: Action
     scope: Scope = Scope.NONE
 
 
-_D, _R, _P, _F, _X, _U = (Outcome.DONE, Outcome.RETRY, Outcome.PAUSE, Outcome.DEFER,
-                          Outcome.DEAD, Outcome.UNKNOWN)
+_D, _R, _P, _F, _X, _U = (Action.DONE, Action.RETRY, Action.PAUSE, Action.DEFER,
+                          Action.DEAD, Action.UNKNOWN)
 _NONE, _ACC, _PROD, _SEND = Scope.NONE, Scope.ACCOUNT, Scope.PRODUCT, Scope.SENDER
 
-_ROWS: tuple[tuple[int, str, str, Outcome, Scope], ...] = (
+_ROWS: tuple[tuple[int, str, str, Action, Scope], ...] = (
     (0, "ALL_RECIPIENTS_PROCESSED", "accepted", _D, _NONE),
     (-1, "SEND_ERROR", "error in processing the request", _R, _NONE),
     (-2, "NOT_ENOUGH_CREDITS", "account out of credit", _P, _PROD),
@@ -89,8 +89,8 @@ _ROWS: tuple[tuple[int, str, str, Outcome, Scope], ...] = (
 )
 
 STATUS_TABLE: Mapping[int, StatusInfo] = MappingProxyType(
-    {code: StatusInfo(code, name, meaning, outcome, scope)
-     for code, name, meaning, outcome, scope in _ROWS}
+    {code: StatusInfo(code, name, meaning, action, scope)
+     for code, name, meaning, action, scope in _ROWS}
 )
 
 # Where an otp=Y send changes what a code means: -10 on the OTP route = no OTP route.

@@ -14,7 +14,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from producer.errors import ConfigError
+from producer.core.errors import ConfigError
 
 ENV_PREFIX = "KIRIM_"
 _API_KEY_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
