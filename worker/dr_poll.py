@@ -50,7 +50,7 @@ if TYPE_CHECKING:
 log = structlog.get_logger("kirim.delivery")
 
 # The DR command answers -22 for a ref_no NusaSMS does not know (the sandbox's reading of
-# nusasms-api.md §1.6; e.g. a WhatsApp id): that message's trouble, not the account's, so it
+# docs/nusasms-api.md §1.6; e.g. a WhatsApp id): that message's trouble, not the account's, so it
 # backs off per message although the send table pauses the account on -22.
 PER_MESSAGE_CODES = frozenset({-22})
 _ERROR_CHARS = 200

@@ -1,6 +1,6 @@
 """Receivers for what NusaSMS pushes to us: delivery reports and inbound SMS (issue 5).
 
-NusaSMS signs nothing (nusasms-api.md §1.8): the secret is the `{token}` in the URL
+NusaSMS signs nothing (docs/nusasms-api.md §1.8): the secret is the `{token}` in the URL
 registered with NusaSMS, compared in constant time with KIRIM_CALLBACK_TOKEN; with no token
 configured every push is refused. A wrong token is a plain 404, so the route's existence
 is not confirmed. The receiver never imports `worker`: a DR is validated and published by

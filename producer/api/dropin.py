@@ -1,6 +1,6 @@
 """NusaSMS-compatible drop-in: existing NusaSMS client code only changes its base URL.
 
-Same paths, parameters and reply shapes as the provider (nusasms-api.md §1.1–1.6), always
+Same paths, parameters and reply shapes as the provider (docs/nusasms-api.md §1.1–1.6), always
 HTTP 200 with the outcome in `status`. `user` (or `username`) is the kirim API key's name and
 `password` is the API key itself. `messageid` is kirim's message id (22 hex characters, not
 NusaSMS's 18 digits): read it as an opaque string.

@@ -21,7 +21,7 @@ REACHED = frozenset({State.SENT, *FINAL_REPORT_STATES})
 
 @dataclass
 class RunResult:
-    """How a run ended: states, reasons of the dead, figures for the README."""
+    """How a run ended: states, reasons of the dead, figures for docs/reliability.md."""
 
     states: Counter[str]
     dead_reasons: Counter[str] = field(default_factory=Counter)

@@ -25,7 +25,7 @@ from worker.nusasms.status import Action, DeliveryState
 
 PASSWORD = "Sup3r-S3cret"
 
-# The doc's own examples (nusasms-api.md §1.4).
+# The doc's own examples (docs/nusasms-api.md §1.4).
 DOC_XML = (
     '<?xml version="1.0" encoding="UTF-8"?><results><result><status>0</status>'
     "<messageid>175041319203754627</messageid><destination>6285100803380</destination>"

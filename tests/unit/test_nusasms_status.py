@@ -1,4 +1,4 @@
-"""The status table, row by row against DESIGN.md, and the delivery letters of §1.7."""
+"""The status table, row by row against docs/design.md, and the delivery letters of §1.7."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from worker.nusasms.status import (
 D, R, P, F, X, U = (Action.DONE, Action.RETRY, Action.PAUSE, Action.DEFER, Action.DEAD,
                     Action.UNKNOWN)
 
-# Written out again from nusasms-api.md §1.5 and DESIGN.md, not derived from the code.
+# Written out again from docs/nusasms-api.md §1.5 and docs/design.md, not derived from the code.
 EXPECTED: dict[int, tuple[str, Action]] = {
     0: ("ALL_RECIPIENTS_PROCESSED", D),
     -1: ("SEND_ERROR", R),

@@ -27,7 +27,7 @@ from worker.nusasms.transport import check_response, httpx_errors
 
 SEND_SMS_PATH = "/api/v3/sendsms/plain"
 SEND_WA_PATH = "/api/v3/sendwa/plain"
-SEND_GROUP_PATH = "/api/v3/sendsms/group"  # not documented: nusasms-api.md §1.3 decision
+SEND_GROUP_PATH = "/api/v3/sendsms/group"  # not documented: docs/nusasms-api.md §1.3 decision
 COMMAND_PATH = "/api/command"
 
 USER_AGENT = "kirim-nusasms/0.1"

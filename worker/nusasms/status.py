@@ -1,7 +1,8 @@
 """NusaSMS status codes and delivery letters, and what kirim does about each (pure data).
 
-The action column is DESIGN.md's "Status codes → action" table; names and meanings are the
-provider's (nusasms-api.md §1.5). Change a decision here and nowhere else.
+The action column is the "Status codes → outcome" table of docs/design.md, as issue 12
+changed it for -22, -33, -34 and -77 (see that page's last section); names and meanings are
+the provider's (docs/nusasms-api.md §1.5). Change a decision here and nowhere else.
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ _ROWS: tuple[tuple[int, str, str, Action, Scope], ...] = (
     (-28, "INVALID_DELIVERY_REPORT_PUSH_URL", "bad push URL", _X, _NONE),
     (-30, "INVALID_CLIENT_APPID", "bad APPID", _X, _NONE),
     # kirim never sends a message id, so this cannot mean "you sent this one already":
-    # ambiguous, for an operator (nusasms-api.md §1.6b).
+    # ambiguous, for an operator (docs/nusasms-api.md §1.6b).
     (-33, "DUPLICATE_MESSAGEID", "duplicated message id", _U, _NONE),
     (-34, "SENDER_NOT_ALLOWED", "sender name not allowed", _P, _SEND),
     (-40, "IP_ADDRESS_FORBIDDEN", "client IP not whitelisted", _P, _ACC),
@@ -123,7 +124,7 @@ class DeliveryState(StrEnum):
     UNKNOWN_LETTER = "unknown_letter"
 
 
-# nusasms-api.md §1.7: only D is evidenced; the rest is our decision.
+# docs/nusasms-api.md §1.7: only D is evidenced; the rest is our decision.
 DR_LETTERS: Mapping[str, DeliveryState] = MappingProxyType(
     {
         "D": DeliveryState.DELIVERED,
