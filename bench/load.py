@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 
 from producer.client import KirimClient
-from producer.settings import load_settings
+from producer.core.settings import load_settings
 from sandbox.control import SandboxControl
 
 SEND_PATH = "/api/v3/sendsms/plain"

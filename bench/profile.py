@@ -29,8 +29,8 @@ AREAS = {
     "redis-py round trips": ("redis/",),
     "structlog / logging": ("structlog/", "logging/"),
     "pydantic validation": ("pydantic/", "pydantic_core"),
-    "kirim records / Lua scripts": ("producer/records.py", "producer/lua"),
-    "kirim guard": ("producer/guard.py",),
+    "kirim records / Lua scripts": ("producer/core/records.py", "producer/core/lua"),
+    "kirim guard": ("producer/core/guard.py",),
     "kirim rate limiter": ("worker/ratelimit.py",),
 }
 

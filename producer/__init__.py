@@ -1,8 +1,8 @@
 """kirim's producer side: the job contract, validation, and the client services use."""
 
 from producer.client import KirimClient
-from producer.contract import Channel, SendRequest, State
-from producer.errors import (
+from producer.core.contract import Channel, SendRequest, State
+from producer.core.errors import (
     IdempotencyConflict,
     InvalidMessage,
     KirimError,

@@ -10,18 +10,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from redis import Redis
-
-from producer.broker import make_celery
-from producer.contract import Channel, SendRequest
-from producer.dispatch import Dispatcher
-from producer.enqueue import Accepted, Enqueuer
-from producer.errors import InvalidMessage, KirimError, MessageNotFound
-from producer.guard import GuardLimits, RecipientGuard
-from producer.keys import Keys
-from producer.publisher import Publisher
-from producer.records import MessageRecord, MessageStore
-from producer.settings import Settings, load_settings
+from producer.core.broker import make_celery
+from producer.core.contract import Channel, SendRequest
+from producer.core.enqueue import Accepted
+from producer.core.errors import InvalidMessage, KirimError, MessageNotFound
+from producer.core.factory import build_core
+from producer.core.records import MessageRecord
+from producer.core.settings import Settings, load_settings
 
 
 class KirimClient:
@@ -30,17 +25,14 @@ class KirimClient:
     def __init__(self, settings: Settings, source: str = "python") -> None:
         self.settings = settings
         self.source = source
-        self.redis = Redis.from_url(settings.redis_url, socket_timeout=10,
-                                    socket_connect_timeout=5, health_check_interval=10)
-        self.keys = Keys(settings.key_prefix)
         self.celery = make_celery(settings)
-        self.store = MessageStore(self.redis, self.keys, settings.message_ttl_s)
-        self.publisher = Publisher(self.celery)
-        self.dispatcher = Dispatcher(self.store, self.publisher, settings.visibility_timeout_s)
-        guard = RecipientGuard(self.redis, self.keys, GuardLimits(
-            settings.guard_window_s, settings.guard_same_text_limit,
-            settings.guard_per_recipient_limit)) if settings.guard_enabled else None
-        self.enqueuer = Enqueuer(settings, self.redis, self.store, self.dispatcher, guard)
+        self.core = build_core(settings, self.celery)
+        self.redis = self.core.redis
+        self.keys = self.core.keys
+        self.store = self.core.store
+        self.publisher = self.core.requeuer.publisher
+        self.requeuer = self.core.requeuer
+        self.enqueuer = self.core.enqueuer
 
     @classmethod
     def from_env(cls, **overrides: Any) -> KirimClient:

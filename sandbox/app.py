@@ -25,7 +25,7 @@ from sandbox.http import Reply, Request
 from sandbox.push import Pusher
 from sandbox.state import Account, MessageIds, State
 
-Endpoint = Callable[["Sandbox", endpoints.Params], endpoints.Outcome]
+Endpoint = Callable[["Sandbox", endpoints.Params], endpoints.Answer]
 ENDPOINTS: dict[str, Endpoint] = {
     "/api/v3/sendsms/plain": endpoints.send_sms,
     "/api/v3/sendwa/plain": endpoints.send_wa,
@@ -131,7 +131,7 @@ class Sandbox:
                        params.get("cmd"), status, fault)
 
 
-def magic_fault(outcome: endpoints.Outcome) -> str | None:
+def magic_fault(outcome: endpoints.Answer) -> str | None:
     """The log's name for what a magic number did to an accepted reply."""
     if outcome.abort:
         return "magic_drop"

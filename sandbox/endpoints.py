@@ -1,4 +1,4 @@
-"""The provider's endpoints (spec §1.1-1.6): params in, an `Outcome` out.
+"""The provider's endpoints (spec §1.1-1.6): params in, an `Answer` out.
 
 Parameter names are case-sensitive, as the spec spells them: SMS and group sends and
 commands take `user`; WhatsApp takes `username` or `user`. Group sends go to
@@ -26,7 +26,7 @@ WA_SEGMENTS_ENCODING = "whatsapp"
 
 
 @dataclass(slots=True)
-class Outcome:
+class Answer:
     """An endpoint's answer before faults: body, status for the log, magic effects."""
 
     body: bytes
@@ -49,12 +49,12 @@ def sms_send(gsm: str, params: Params) -> rules.Send:
                       sender=params.get("sender"))
 
 
-def send_error(status: int, destination: str, as_json: bool) -> Outcome:
+def send_error(status: int, destination: str, as_json: bool) -> Answer:
     """A send refused with status: empty messageid, destination echoed."""
-    return Outcome(replies.send_result(status, "", destination, as_json), str(status), as_json)
+    return Answer(replies.send_result(status, "", destination, as_json), str(status), as_json)
 
 
-def send_sms(sb: Sandbox, params: Params) -> Outcome:
+def send_sms(sb: Sandbox, params: Params) -> Answer:
     """/api/v3/sendsms/plain."""
     as_json = replies.wants_json(params.get("output"))
     gsm = params.get("GSM", "")
@@ -63,7 +63,7 @@ def send_sms(sb: Sandbox, params: Params) -> Outcome:
     return send_one(sb, sms_send(gsm, params), as_json)
 
 
-def send_wa(sb: Sandbox, params: Params) -> Outcome:
+def send_wa(sb: Sandbox, params: Params) -> Answer:
     """/api/v3/sendwa/plain (accepts `username` or `user`)."""
     as_json = replies.wants_json(params.get("output"))
     gsm = params.get("GSM", "")
@@ -73,7 +73,7 @@ def send_wa(sb: Sandbox, params: Params) -> Outcome:
     return send_one(sb, rules.Send("wa", gsm, params.get("text", "")), as_json)
 
 
-def send_one(sb: Sandbox, send: rules.Send, as_json: bool) -> Outcome:
+def send_one(sb: Sandbox, send: rules.Send, as_json: bool) -> Answer:
     """Check one send against the rules; accept it or answer its status."""
     found = magic.parse(send.gsm)
     check = rules.Check(sb.state, sb.config, send, found, text_segments(sb, send),
@@ -84,7 +84,7 @@ def send_one(sb: Sandbox, send: rules.Send, as_json: bool) -> Outcome:
     message = rules.accept(check, sb.ids.new())
     body = replies.send_result(0, message.messageid, send.gsm, as_json)
     delay_s = found.latency_s + (sb.config.hang_s if found.hang else 0.0)
-    return Outcome(body, "0", as_json, delay_s=delay_s, abort=found.drop)
+    return Answer(body, "0", as_json, delay_s=delay_s, abort=found.drop)
 
 
 def text_segments(sb: Sandbox, send: rules.Send) -> segments.Segments:
@@ -94,7 +94,7 @@ def text_segments(sb: Sandbox, send: rules.Send) -> segments.Segments:
     return segments.count(send.text, send.unicode, sb.config.newline_counts_double)
 
 
-def send_group(sb: Sandbox, params: Params) -> Outcome:
+def send_group(sb: Sandbox, params: Params) -> Answer:
     """/api/v3/sendsms/group: one message per member of a configured group."""
     as_json = replies.wants_json(params.get("output"))
     name = params.get("group", "")
@@ -115,15 +115,15 @@ def send_group(sb: Sandbox, params: Params) -> Outcome:
         rules.accept(dataclasses.replace(check, send=member, magic=letter_only), sb.ids.new(),
                      group=name)
     campaign = f"Group-Api-Campaign-{int(check.now_s)}"
-    return Outcome(replies.group_result(0, campaign, name, as_json), "0", as_json)
+    return Answer(replies.group_result(0, campaign, name, as_json), "0", as_json)
 
 
-def group_error(status: int, name: str, as_json: bool) -> Outcome:
+def group_error(status: int, name: str, as_json: bool) -> Answer:
     """A group send refused with status."""
-    return Outcome(replies.group_result(status, "", name, as_json), str(status), as_json)
+    return Answer(replies.group_result(status, "", name, as_json), str(status), as_json)
 
 
-def command(sb: Sandbox, params: Params) -> Outcome:
+def command(sb: Sandbox, params: Params) -> Answer:
     """/api/command: cmd=CREDITS or cmd=DR; anything else is -22."""
     as_json = replies.wants_json(params.get("output"))
     if not rules.credentials_ok(sb.config, params.get("user"), params.get("password")):
@@ -137,20 +137,20 @@ def command(sb: Sandbox, params: Params) -> Outcome:
     return send_error(rules.SYNTAX_ERROR, "", as_json)
 
 
-def credits(sb: Sandbox, product: str, as_json: bool) -> Outcome:
+def credits(sb: Sandbox, product: str, as_json: bool) -> Answer:
     """The balance of one product's pool and its expiry date, flat; -22 for another type."""
     if product.lower() not in PRODUCTS:
         return send_error(rules.SYNTAX_ERROR, "", as_json)
     pool = sb.state.account.pool(product.lower())
     value: int | str = str(pool.credits) if sb.config.credits_as_string else pool.credits
     fields = {"value": value, "expiredDate": pool.expired_date.isoformat()}
-    return Outcome(replies.flat(fields, as_json), "0", as_json)
+    return Answer(replies.flat(fields, as_json), "0", as_json)
 
 
-def delivery_report(sb: Sandbox, ref_no: str, as_json: bool) -> Outcome:
+def delivery_report(sb: Sandbox, ref_no: str, as_json: bool) -> Answer:
     """The report of one message, flat; -22 for an unknown ref_no."""
     message = sb.state.messages.get(ref_no)
     if message is None:
         return send_error(rules.SYNTAX_ERROR, "", as_json)
     fields = report_fields(message, sb.state.clock.now())
-    return Outcome(replies.flat(fields, as_json), "0", as_json)
+    return Answer(replies.flat(fields, as_json), "0", as_json)

@@ -15,10 +15,9 @@ carries alerts during a pause; the "resumed" alert goes by SMS too and says what
 from __future__ import annotations
 
 import secrets
-import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import structlog
@@ -26,10 +25,15 @@ from celery import Celery, Task
 from redis import Redis
 from redis.exceptions import WatchError
 
-from producer.contract import Channel
-from producer.errors import InvalidMessage, KirimError
-from producer.routing import Queues, Tasks
+from producer.core.contract import Channel
+from producer.core.enqueue import Enqueuer
+from producer.core.errors import InvalidMessage, KirimError
+from producer.core.keys import Keys
+from producer.core.routing import Queues, Tasks
 from worker.retry import RetryPolicy
+
+if TYPE_CHECKING:
+    from worker.services import Services
 
 log = structlog.get_logger("kirim.alerts")
 
@@ -64,9 +68,9 @@ class AlertNotDelivered(KirimError):
 class AlertLevels:
     """The current level of each alert kind, shared by every worker (Redis hash)."""
 
-    def __init__(self, redis: Redis, prefix: str) -> None:
+    def __init__(self, redis: Redis, keys: Keys) -> None:
         self.redis = redis
-        self.key = f"{prefix}:alerts"
+        self.key = keys.alerts
 
     def advance(self, kind: str, level: str) -> str | None:
         """Set `kind` to `level`; the previous level ("" if none) if it changed, else None."""
@@ -139,7 +143,7 @@ def post_webhook(http: httpx.Client, url: str, payload: dict[str, Any]) -> None:
             " check KIRIM_ALERT_WEBHOOK_URL")
 
 
-def enqueue_sms(enqueuer: Any, numbers: list[str], payload: dict[str, Any]) -> int:
+def enqueue_sms(enqueuer: Enqueuer, numbers: list[str], payload: dict[str, Any]) -> int:
     """Enqueue the alert as an SMS to each number (idempotent per alert and number)."""
     text = payload["text"][:ALERT_SMS_MAX_CHARS]
     sent = 0
@@ -155,49 +159,23 @@ def enqueue_sms(enqueuer: Any, numbers: list[str], payload: dict[str, Any]) -> i
     return sent
 
 
-def register(app: Celery) -> None:
-    """Register `kirim.deliver_alert` on `app`."""
-    from producer.enqueue import Enqueuer
-    from worker.app import services_for
-
-    @app.task(name=Tasks.DELIVER_ALERT, bind=True, ignore_result=True,
-              max_retries=ALERT_MAX_RETRIES, acks_late=True)
-    def deliver_alert(self: Task, payload: dict[str, Any], channel: str) -> str:
-        """Deliver one alert over one channel (webhook or sms), retrying with backoff."""
-        svc = services_for(app)
-        try:
-            if channel == "sms":
-                enqueuer = Enqueuer(svc.settings, svc.redis, svc.store, svc.dispatcher, svc.guard)
-                enqueue_sms(enqueuer, sms_numbers(svc.settings.alert_sms_numbers), payload)
-            elif svc.settings.alert_webhook_url:
-                post_webhook(hook_http(app), svc.settings.alert_webhook_url, payload)
-        except (AlertNotDelivered, KirimError) as exc:
-            if self.request.retries >= ALERT_MAX_RETRIES:
-                log.error("alert_dropped", alert_id=payload["id"], channel=channel,
-                          error=str(exc), attempts=self.request.retries + 1)
-                return "dropped"
-            log.warning("alert_retry", alert_id=payload["id"], channel=channel, error=str(exc))
-            raise self.retry(countdown=ALERT_RETRY.delay_s(self.request.retries + 1),
-                             exc=exc) from exc
-        return "delivered"
-
-
-_http_lock = threading.Lock()
-
-
-def hook_http(app: Celery) -> httpx.Client:
-    """The process's HTTP client for alert webhooks and status callbacks (no redirects)."""
-    client = getattr(app, "kirim_hook_http", None)
-    if client is None:
-        with _http_lock:
-            client = getattr(app, "kirim_hook_http", None)
-            if client is None:
-                timeout = app.kirim_settings.status_callback_timeout_s
-                client = httpx.Client(timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
-                                      follow_redirects=False,
-                                      limits=httpx.Limits(max_connections=32))
-                app.kirim_hook_http = client
-    return client
+def deliver(svc: Services, task: Task, payload: dict[str, Any], channel: str) -> str:
+    """Deliver one alert over one channel (webhook or sms); a failure retries the task with
+    backoff, and the alert is dropped (logged) after ALERT_MAX_RETRIES."""
+    try:
+        if channel == "sms":
+            enqueue_sms(svc.enqueuer, sms_numbers(svc.settings.alert_sms_numbers), payload)
+        elif svc.settings.alert_webhook_url:
+            post_webhook(svc.hook_http, svc.settings.alert_webhook_url, payload)
+    except (AlertNotDelivered, KirimError) as exc:
+        retries = task.request.retries
+        if retries >= ALERT_MAX_RETRIES:
+            log.error("alert_dropped", alert_id=payload["id"], channel=channel,
+                      error=str(exc), attempts=retries + 1)
+            return "dropped"
+        log.warning("alert_retry", alert_id=payload["id"], channel=channel, error=str(exc))
+        raise task.retry(countdown=ALERT_RETRY.delay_s(retries + 1), exc=exc) from exc
+    return "delivered"
 
 
 def _text(value: bytes | str) -> str:

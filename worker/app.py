@@ -6,16 +6,18 @@ task needs are built lazily, once per worker process, on first use.
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 from celery import Celery
 from kombu import Queue
 
-from producer.broker import make_celery
-from producer.routing import Queues, Tasks
-from producer.settings import Settings, load_settings
+from producer.core.broker import make_celery
+from producer.core.keys import Keys
+from producer.core.routing import Queues, Tasks
+from producer.core.settings import Settings, load_settings
+from worker import callbacks, credits, delivery
 from worker.signals import connect as connect_signals
+from worker.tasks import register_tasks
 
 
 def create_app(settings: Settings) -> Celery:
@@ -55,22 +57,18 @@ def create_app(settings: Settings) -> Celery:
         # (renewed every loop) is not renewed for redbeat_lock_timeout seconds.
         beat_scheduler="worker.beat:OutageTolerantScheduler",  # rides out Redis restarts
         redbeat_redis_url=settings.redis_url,
-        redbeat_key_prefix=f"{settings.key_prefix}:redbeat:",
+        redbeat_key_prefix=Keys(settings.key_prefix).redbeat,
         redbeat_lock_timeout=15,
         beat_max_loop_interval=5,
         beat_schedule=beat_schedule(settings),
     )
     app.kirim_settings = settings
-    from worker.tasks import register_tasks
-
     register_tasks(app)
     return app
 
 
 def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
     """Periodic work, on the reports and maintenance queues (never a sending lane)."""
-    from worker import callbacks, credits, delivery
-
     return {
         **delivery.beat_entries(settings),
         **credits.beat_entries(settings),
@@ -83,23 +81,6 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
         "sweep-leases": {"task": Tasks.SWEEP_LEASES, "schedule": 15.0,
                          "options": {"queue": Queues.MAINTENANCE, "expires": 60}},
     }
-
-
-_lock = threading.Lock()
-
-
-def services_for(app: Celery) -> Any:
-    """The process-wide Services of an app, built on first use (thread-safe)."""
-    svc = getattr(app, "kirim_services", None)
-    if svc is None:
-        with _lock:
-            svc = getattr(app, "kirim_services", None)
-            if svc is None:
-                from worker.services import build_services
-
-                svc = build_services(app.kirim_settings, app)
-                app.kirim_services = svc
-    return svc
 
 
 app = create_app(load_settings())

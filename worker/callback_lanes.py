@@ -14,22 +14,17 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from importlib import resources
 from typing import Any
 
 import httpx
 from redis import Redis
 from redis.exceptions import ResponseError
 
-from producer.keys import Keys
+from producer.core import lua
+from producer.core.keys import Keys
 
 # An event's stream fields and its stored attempts ("n:epoch"), as Redis returned them.
 Found = tuple[dict[bytes, bytes], bytes | None]
-
-
-def _lua(*names: str) -> str:
-    folder = resources.files("worker") / "lua"
-    return "\n".join((folder / f"{name}.lua").read_text(encoding="utf-8") for name in names)
 
 
 def _text(value: bytes | str) -> str:
@@ -77,11 +72,11 @@ class LaneStore:
 
     def __init__(self, redis: Redis, keys: Keys, group: str, consumer: str) -> None:
         self.redis, self.keys, self.group, self.consumer = redis, keys, group, consumer
-        self._intake = redis.register_script(_lua("callback_lanes", "callback_intake"))
-        self._sweep = redis.register_script(_lua("callback_lanes", "callback_sweep"))
-        self._finish = redis.register_script(_lua("callback_lanes", "callback_finish"))
-        self._take = redis.register_script(_lua("callback_take"))
-        self._settle = redis.register_script(_lua("callback_settle"))
+        self._intake = lua.register(redis, "callback_lanes", "callback_intake", package=lua.WORKER)
+        self._sweep = lua.register(redis, "callback_lanes", "callback_sweep", package=lua.WORKER)
+        self._finish = lua.register(redis, "callback_lanes", "callback_finish", package=lua.WORKER)
+        self._take = lua.register(redis, "callback_take", package=lua.WORKER)
+        self._settle = lua.register(redis, "callback_settle", package=lua.WORKER)
 
     def ensure_group(self) -> None:
         """Create the consumer group (from the stream's start) unless it exists."""
@@ -163,7 +158,7 @@ class Breaker:
         self.failures, self.cooldown_s, self.max_cooldown_s = failures, cooldown_s, max_cooldown_s
         self.trial_lease_s = trial_lease_s
         self.ttl_s = int(max_cooldown_s) + 3600  # a host that never comes back is forgotten
-        self._script = redis.register_script(_lua("callback_breaker"))
+        self._script = lua.register(redis, "callback_breaker", package=lua.WORKER)
 
     def check(self, host: str, now: float) -> tuple[str, float]:
         """closed, open (until), busy (another drain's trial) or trial (ours: one POST)."""

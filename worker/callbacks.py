@@ -34,20 +34,22 @@ import threading
 import time
 from collections import Counter as Tally
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import structlog
-from celery import Celery
 from prometheus_client import Counter
 from redis import Redis
 
-from producer.contract import State
-from producer.errors import KirimError
-from producer.keys import Keys
-from producer.routing import Queues, Tasks
-from producer.settings import Settings
+from producer.core.contract import State
+from producer.core.errors import KirimError
+from producer.core.keys import Keys
+from producer.core.routing import Queues, Tasks
+from producer.core.settings import Settings
 from worker.callback_lanes import Breaker, Found, Lane, LaneStore
+
+if TYPE_CHECKING:
+    from worker.services import Services
 
 log = structlog.get_logger("kirim.callbacks")
 
@@ -271,26 +273,17 @@ class CallbackDrain:
 
 
 _drain_lock = threading.Lock()
+CONSUMER = f"{socket.gethostname()}-{os.getpid()}"
 
 
-def register(app: Celery) -> None:
-    """Register the status-callback tasks on `app`."""
-    from worker.alerts import hook_http
-    from worker.app import services_for
-
-    consumer = f"{socket.gethostname()}-{os.getpid()}"
-
-    @app.task(name=Tasks.DRAIN_CALLBACKS, ignore_result=True)
-    def drain_callbacks() -> int:
-        """POST pending status callbacks (one drain per process at a time)."""
-        if not _drain_lock.acquire(blocking=False):
-            return 0  # the previous drain of this process is still running
-        try:
-            svc = services_for(app)
-            return CallbackDrain(svc.redis, svc.keys, hook_http(app), svc.settings,
-                                 consumer).run()
-        finally:
-            _drain_lock.release()
+def drain(svc: Services) -> int:
+    """POST pending status callbacks; one drain per process at a time (a second returns 0)."""
+    if not _drain_lock.acquire(blocking=False):
+        return 0  # the previous drain of this process is still running
+    try:
+        return CallbackDrain(svc.redis, svc.keys, svc.hook_http, svc.settings, CONSUMER).run()
+    finally:
+        _drain_lock.release()
 
 
 def beat_entries(settings: Settings) -> dict[str, dict[str, Any]]:

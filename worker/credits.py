@@ -21,18 +21,21 @@ from __future__ import annotations
 import time
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from celery import Celery
 from prometheus_client import Gauge
 
-from producer.account import AccountCircuits, CircuitState, resume_circuit
-from producer.routing import Circuit, Queues, Tasks
-from producer.settings import Settings
+from producer.core.account import AccountCircuits, CircuitState, resume_circuit
+from producer.core.routing import Circuit, Queues, Tasks
+from producer.core.settings import Settings
 from worker import alerts
 from worker.alerts import Alert, AlertLevels
 from worker.nusasms import Credits, NusaSMSError
+
+if TYPE_CHECKING:
+    from worker.services import Services
 
 log = structlog.get_logger("kirim.credits")
 
@@ -72,7 +75,7 @@ def usable(credits: Credits, today: date) -> bool:
     return credits.value > 0 and expiry_level(credits.expires, today, 0) != "expired"
 
 
-def store_reading(svc: Any, product: str, credits: Credits, now: float) -> None:
+def store_reading(svc: Services, product: str, credits: Credits, now: float) -> None:
     """Write one wallet's reading where the API and CLI read it, and set its gauges."""
     expires = credits.expires.isoformat() if credits.expires else ""
     svc.redis.hset(svc.keys.credits_for(product), mapping={
@@ -86,13 +89,13 @@ def store_reading(svc: Any, product: str, credits: Credits, now: float) -> None:
         EXPIRES.labels(product).set(0)
 
 
-def read_credits(svc: Any, product: str = "sms") -> Credits | None:
+def read_credits(svc: Services, product: str = "sms") -> Credits | None:
     """One CREDITS call for `product`; None (logged) when it failed: the last reading stays."""
     try:
         return svc.client.credits(product)
     except NusaSMSError as exc:
         log.warning("credits_poll_failed", product=product, error=str(exc),
-                    outcome=str(exc.outcome),
+                    action=str(exc.action),
                     hint="the last reading is kept; GET /v1/credits shows its age")
         return None
 
@@ -105,12 +108,12 @@ def _kind(kind: str, product: str) -> str:
 class CreditsMonitor:
     """Turns readings and the circuits into alerts and automatic resumes."""
 
-    def __init__(self, app: Celery, svc: Any) -> None:
+    def __init__(self, app: Celery, svc: Services) -> None:
         self.app = app
         self.svc = svc
         self.settings: Settings = svc.settings
         self.circuits: AccountCircuits = svc.circuits
-        self.levels = AlertLevels(svc.redis, svc.keys.prefix)
+        self.levels = AlertLevels(svc.redis, svc.keys)
 
     def poll(self) -> str:
         """Read each wallet, store it, alert, resume what it can; a short outcome."""
@@ -145,7 +148,7 @@ class CreditsMonitor:
             # The note first: the account watch may see the closed circuit before we do.
             self.levels.leave_note(f"circuit:{state.name}",
                                    f"automatically (balance {credits.value})")
-            count = resume_circuit(self.circuits, self.svc.dispatcher, state.name)
+            count = resume_circuit(self.circuits, self.svc.requeuer, state.name)
             log.warning("circuit_auto_resumed", circuit=state.name, code=state.code,
                         requeued=count, balance=str(credits.value))
             return "resumed"
@@ -190,7 +193,7 @@ class CreditsMonitor:
             return
         since_ms = int((time.time() - 60) * 1000)
         recent = len(self.svc.redis.xrange(self.svc.keys.dead_letters, min=f"{since_ms}-0",
-                                           count=limit + 1))
+                                           count=limit + 1) or [])
         level = "high" if recent > limit else "ok"
         previous = self.levels.advance("dead_letters", level)
         if previous is None or (previous == "" and level == "ok"):
@@ -249,25 +252,6 @@ def _paused_text(state: CircuitState) -> str:
             "run `kirim account resume " + state.name + "` once it is fixed")
     return (f"{state.name} circuit paused: {state.reason} (code {state.code}); its lanes send"
             f" nothing; it {then}")
-
-
-def register(app: Celery) -> None:
-    """Register the credits and alert tasks on `app`."""
-    from worker.app import services_for
-
-    alerts.register(app)
-
-    @app.task(name=Tasks.POLL_CREDITS, ignore_result=True)
-    def poll_credits() -> str:
-        """Read CREDITS, store it, alert on changes, resume a credit pause when it can."""
-        return CreditsMonitor(app, services_for(app)).poll()
-
-    @app.task(name=Tasks.WATCH_ACCOUNT, ignore_result=True)
-    def watch_account() -> list[str]:
-        """Alert once for each circuit that opened or closed (and dead letters, unknown);
-        returns the paused circuits."""
-        return [s.name for s in CreditsMonitor(app, services_for(app)).watch_account()
-                if s.paused]
 
 
 def beat_entries(settings: Settings) -> dict[str, dict[str, Any]]:

@@ -10,19 +10,20 @@ from __future__ import annotations
 
 import time
 from enum import StrEnum
-from functools import cache
-from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import structlog
-from celery import Celery, Task
+from celery import Task
 
-from producer.contract import State
-from producer.keys import Keys
-from producer.records import Effects, MessageRecord, MessageStore
-from producer.routing import Queues, Tasks
-from producer.settings import Settings
+from producer.core import lua
+from producer.core.contract import State
+from producer.core.records import Effects, MessageRecord, MessageStore
+from producer.core.routing import Queues, Tasks
+from producer.core.settings import Settings
+
+if TYPE_CHECKING:
+    from worker.services import Services
 from worker.nusasms import (
     DeliveryReport,
     DeliveryState,
@@ -44,11 +45,6 @@ _FINAL_STATE = {
 }
 
 
-def unknown_letters_key(keys: Keys) -> str:
-    """Hash: how many reports came with each letter outside nusasms-api.md §1.7."""
-    return f"{keys.prefix}:dr:letters"
-
-
 class Applied(StrEnum):
     """What a report (or a poll) did to a message."""
 
@@ -64,12 +60,6 @@ class Applied(StrEnum):
     UNREADABLE = "unreadable"  # its data could not be handled: out of the poll (expired if sent)
 
 
-@cache
-def lua(name: str) -> str:
-    """The source of worker/lua/<name>.lua (read once per process)."""
-    return (resources.files("worker") / "lua" / f"{name}.lua").read_text(encoding="utf-8")
-
-
 class DeliveryReports:
     """Takes due messages, polls their reports and applies reports (polled or pushed)."""
 
@@ -78,7 +68,7 @@ class DeliveryReports:
         self.keys = store.keys
         self.redis = store.redis
         self.settings = settings
-        self._keep = self.redis.register_script(lua("dr_keep"))
+        self._keep = lua.register(self.redis, "dr_keep", package=lua.WORKER)
 
     def apply(self, message_id: str, report: DeliveryReport, source: str) -> Applied:
         """Apply one report, polled or pushed: forward-only, so late or duplicate ones no-op."""
@@ -95,7 +85,7 @@ class DeliveryReports:
         if report.final:
             return self._finish(message_id, report, source)
         if report.state == DeliveryState.UNKNOWN_LETTER:
-            self.redis.hincrby(unknown_letters_key(self.keys), report.letter, 1)
+            self.redis.hincrby(self.keys.dr_letters, report.letter, 1)
             log.warning("dr_unknown_letter", message_id=message_id, letter=report.letter)
         return self._keep_pending(message_id, report)
 
@@ -149,7 +139,7 @@ def retry_countdown_s(retries: int, settings: Settings) -> float:
     return float(min(2.0 ** retries, RETRY_CAP_S, settings.visibility_timeout_s / 2))
 
 
-def apply_pushed(svc: Any, task: Task, fields: dict[str, Any]) -> str:
+def apply_pushed(svc: Services, task: Task, fields: dict[str, Any]) -> str:
     """A pushed report: map its ref_no to a message, or retry until the send is recorded."""
     try:
         report = report_from_fields(fields, operation="delivery_report_push")
@@ -167,7 +157,7 @@ def apply_pushed(svc: Any, task: Task, fields: dict[str, Any]) -> str:
     return DeliveryReports(svc.store, svc.settings).apply(message_id, report, "push").value
 
 
-def forward_inbound(svc: Any, task: Task, event: dict[str, Any]) -> int:
+def forward_inbound(svc: Services, task: Task, event: dict[str, Any]) -> int:
     """POST an inbound SMS as JSON to inbound_webhook_url; 5xx, 429 and network errors retry."""
     url = svc.settings.inbound_webhook_url
     if not url:
@@ -185,33 +175,6 @@ def forward_inbound(svc: Any, task: Task, event: dict[str, Any]) -> int:
     if response.status_code >= 300:
         log.warning("inbound_forward_refused", status=response.status_code, id=event.get("id"))
     return response.status_code
-
-
-def register(app: Celery) -> None:
-    """Register the delivery-report tasks on `app`."""
-    from worker.app import services_for
-    from worker.dr_poll import DRPoller  # it builds on this module
-
-    @app.task(name=Tasks.POLL_DR, ignore_result=True)
-    def poll_dr() -> dict[str, int]:
-        """Poll DR for due sent messages (beat)."""
-        svc = services_for(app)
-        counts = DRPoller(DeliveryReports(svc.store, svc.settings)).poll_due(svc.client)
-        if counts:
-            log.info("dr_polled", **counts)
-        return dict(counts)
-
-    @app.task(name=Tasks.APPLY_DR, bind=True, ignore_result=True, acks_late=True,
-              max_retries=EARLY_REPORT_RETRIES)
-    def apply_dr(self: Task, fields: dict[str, Any]) -> str:
-        """Apply a pushed delivery report (fields as NusaSMS sent them)."""
-        return apply_pushed(services_for(app), self, fields)
-
-    @app.task(name=Tasks.FORWARD_INBOUND, bind=True, ignore_result=True, acks_late=True,
-              max_retries=INBOUND_FORWARD_RETRIES)
-    def forward_inbound_task(self: Task, event: dict[str, Any]) -> int:
-        """Forward an inbound SMS to inbound_webhook_url."""
-        return forward_inbound(services_for(app), self, event)
 
 
 def beat_entries(settings: Settings) -> dict[str, dict[str, Any]]:

@@ -9,7 +9,7 @@ running at the same time cannot take the same ids) and pulls their reports with
   when none comes the round stops and gives its untouched ids back at their due time;
 - a failed pull backs off per message (`dr_fail.lua`: dr_poll_interval_s doubling up to
   dr_backoff_max_s, counted in `dr_failures`); past dr_expiry_s the message expires;
-- a pull refused for the whole account (-5 credentials, -40 IP: `Outcome.PAUSE`) stops the
+- a pull refused for the whole account (-5 credentials, -40 IP: `Action.PAUSE`) stops the
   round and pauses polling everywhere (`dr_pause.lua`, `Keys.dr_pause`: dr_pause_min_s
   doubling up to dr_pause_max_s), uncharged; after a pause one id is pulled at a time until
   one succeeds, which clears the pause.
@@ -25,27 +25,32 @@ import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
 import structlog
 from redis.exceptions import ResponseError
 
-from producer.contract import State
-from producer.quarantine import DATA_ERRORS
-from producer.records import Effects, MessageRecord
-from worker.delivery import Applied, DeliveryReports, lua
+from producer.core import lua
+from producer.core.contract import State
+from producer.core.quarantine import DATA_ERRORS
+from producer.core.records import Effects, MessageRecord
+from worker.delivery import Applied, DeliveryReports
 from worker.nusasms import (
+    Action,
     NusaSMSClient,
     NusaSMSError,
-    Outcome,
     ProviderRejected,
     ProviderThrottled,
 )
 from worker.ratelimit import RateLimiter
 
+if TYPE_CHECKING:
+    from worker.services import Services
+
 log = structlog.get_logger("kirim.delivery")
 
 # The DR command answers -22 for a ref_no NusaSMS does not know (the sandbox's reading of
-# nusasms-api.md §1.6; e.g. a WhatsApp id): that message's trouble, not the account's, so it
+# docs/nusasms-api.md §1.6; e.g. a WhatsApp id): that message's trouble, not the account's, so it
 # backs off per message although the send table pauses the account on -22.
 PER_MESSAGE_CODES = frozenset({-22})
 _ERROR_CHARS = 200
@@ -65,7 +70,7 @@ def _error_text(exc: BaseException) -> str:
 
 def account_refused(exc: NusaSMSError) -> bool:
     """A pull refused for the whole account (credentials, IP, configuration)."""
-    if exc.outcome != Outcome.PAUSE:
+    if exc.action != Action.PAUSE:
         return False
     return not (isinstance(exc, ProviderRejected) and exc.status.code in PER_MESSAGE_CODES)
 
@@ -98,9 +103,9 @@ class DRPoller:
         self.settings = s = reports.settings
         self.keys = reports.keys
         self.redis = reports.redis
-        self._lease = self.redis.register_script(lua("dr_lease"))
-        self._fail = self.redis.register_script(lua("dr_fail"))
-        self._pause = self.redis.register_script(lua("dr_pause"))
+        self._lease = lua.register(self.redis, "dr_lease", package=lua.WORKER)
+        self._fail = lua.register(self.redis, "dr_fail", package=lua.WORKER)
+        self._pause = lua.register(self.redis, "dr_pause", package=lua.WORKER)
         self.budget = RateLimiter(self.redis, self.keys.dr_rate_limit, s.dr_rate_limit_per_s,
                                   s.dr_rate_limit_burst)
 
@@ -267,3 +272,11 @@ class DRPoller:
         if not moved:  # not sent (an unknown one waits for an operator): only leave the poll
             self.redis.zrem(self.keys.dr_pending, message_id)
         return Applied.UNREADABLE
+
+
+def poll_reports(svc: Services) -> dict[str, int]:
+    """One beat round of DR polling; its counts by result (logged when there are any)."""
+    counts = DRPoller(DeliveryReports(svc.store, svc.settings)).poll_due(svc.client)
+    if counts:
+        log.info("dr_polled", **counts)
+    return dict(counts)

@@ -15,25 +15,17 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from producer.contract import State
-from producer.guard import route_for
-from producer.quarantine import DATA_ERRORS, quarantine
-from producer.records import Effects, MessageRecord
-from worker.outcomes import Attempt
+from producer.core import lua
+from producer.core.contract import State
+from producer.core.guard import route_for
+from producer.core.quarantine import DATA_ERRORS, quarantine
+from producer.core.records import Effects, MessageRecord
+from worker.state_writer import Attempt
 
 if TYPE_CHECKING:
     from worker.services import Services
 
 log = structlog.get_logger("kirim.leases")
-
-# Remove a sorted-set member only if its score is still the one we read.
-ZREM_IF_SCORE = """
-if tonumber(redis.call('ZSCORE', KEYS[1], ARGV[1]) or 'nan') == tonumber(ARGV[2]) then
-  return redis.call('ZREM', KEYS[1], ARGV[1])
-end
-return 0
-"""
-
 
 def settle_lost_sender(svc: Services, record: MessageRecord, now: float) -> str | None:
     """Requeue or mark unknown a `sending` message whose lease ran out by `now`;
@@ -42,11 +34,11 @@ def settle_lost_sender(svc: Services, record: MessageRecord, now: float) -> str 
         return None
     if record.get("calling") == "1":
         attempt = Attempt(None, "WORKER_LOST", "")
-        moved = svc.recorder.unknown(record.id, attempt,
+        moved = svc.writer.unknown(record.id, attempt,
                                      "sender lost during the provider call (lease expired)",
                                      lease_expired_by=now)
         return "unknown" if moved else None
-    if not svc.dispatcher.requeue(record.id, allowed_from=[State.SENDING], lease_expired_by=now,
+    if not svc.requeuer.requeue(record.id, allowed_from=[State.SENDING], lease_expired_by=now,
                                   calling=False, incr={"attempts": -1},
                                   effects=_free_guard_slot(svc, record),
                                   note="sender lost before calling the provider: requeued"):
@@ -87,5 +79,6 @@ def _settle_one(svc: Services, mid: str, score: float, now: float) -> int:
     if record is not None and settle_lost_sender(svc, record, now):
         return 1
     if record is None or record.state != State.SENDING:  # stale, unless a new claim re-scored it
-        svc.redis.eval(ZREM_IF_SCORE, 1, svc.keys.sending, mid, repr(score))
+        lua.register(svc.redis, "zrem_if_score", package=lua.WORKER)(
+            keys=[svc.keys.sending], args=[mid, repr(score)])
     return 0

@@ -1,7 +1,7 @@
 """Prometheus metrics of a worker process, served on KIRIM_METRICS_PORT (0: off).
 
 Counters are per process; Prometheus sums them over pods. The backlog gauges (queue depth,
-oldest age, waiting sets) are read from Redis at scrape time by producer.backlog, so any
+oldest age, waiting sets) are read from Redis at scrape time by producer.core.backlog, so any
 worker (or the ingest API) gives the same numbers.
 """
 
@@ -12,10 +12,10 @@ from typing import Any
 import structlog
 from prometheus_client import REGISTRY, Counter, Histogram, start_http_server
 
-from producer.backlog import BacklogCollector
-from producer.keys import Keys
-from producer.routing import Queues
-from producer.settings import Settings
+from producer.core.backlog import BacklogCollector
+from producer.core.keys import Keys
+from producer.core.routing import Queues
+from producer.core.settings import Settings
 
 log = structlog.get_logger("kirim.metrics")
 
@@ -39,7 +39,7 @@ RATE_LIMIT_WAITS = Counter("kirim_rate_limit_waits",
                            "Sends requeued because the account's rate limit was spent",
                            ["channel"])
 
-# Outcome labels of SendPipeline.process that also have their own counter.
+# Action labels of SendPipeline.process that also have their own counter.
 _BY_OUTCOME = {"retry": RETRIES, "dead": DEAD_LETTERS, "poison": DEAD_LETTERS,
                "deferred": DEFERRALS, "rate_limited": RATE_LIMIT_WAITS}
 

@@ -24,15 +24,16 @@ from pydantic import ValidationError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from producer.contract import Channel, Job, State
-from producer.guard import route_for
-from producer.recipient import mask_recipient
-from producer.routing import circuit_for
+from producer.core.contract import Channel, Job, State
+from producer.core.guard import route_for
+from producer.core.recipient import mask_recipient
+from producer.core.routing import Circuit
 from worker import metrics
+from worker.decision import Next, Reply, Step, decide, otp_expired
 from worker.leases import settle_lost_sender
-from worker.nusasms import NusaSMSError, Outcome, Scope
-from worker.outcomes import Attempt
+from worker.nusasms import Action, NusaSMSError, Scope
 from worker.services import Services
+from worker.state_writer import Attempt
 
 log = structlog.get_logger("kirim.pipeline")
 
@@ -60,7 +61,7 @@ class SendPipeline:
     def __init__(self, svc: Services) -> None:
         self.svc = svc
         self.store = svc.store
-        self.rec = svc.recorder
+        self.writer = svc.writer
         self.token: str | None = None  # this task's claim: every later move is for it only
 
     def process(self, raw: Any, dispatch: str | None) -> str:
@@ -99,7 +100,7 @@ class SendPipeline:
                     log.warning("claim_lost_before_call", message_id=claim.job.id)
                 return "calling" if status == "calling" else "lease_lost"
             if slept_s + wait_s > MAX_RATE_SLEEP_S:
-                self.svc.dispatcher.requeue(
+                self.svc.requeuer.requeue(
                     claim.job.id, allowed_from=[State.SENDING], countdown_s=wait_s,
                     note="rate limit", incr={"attempts": -1}, calling=False, claim=claim.token)
                 return "rate_limited"
@@ -110,10 +111,10 @@ class SendPipeline:
 
     def _otp_expired(self, job: Job) -> bool:
         """Expire an OTP past its validity (freeing its guard slot); True if it did."""
-        if job.valid_until is None or time.time() <= job.valid_until:
+        if not otp_expired(job, time.time()):
             return False
         self._release(job)
-        self.rec.expired(job, "otp_expired: validity ran out before it could be sent",
+        self.writer.expired(job, "otp_expired: validity ran out before it could be sent",
                          claim=self.token)
         return True
 
@@ -121,7 +122,7 @@ class SendPipeline:
         try:
             return Job.model_validate(raw)
         except ValidationError as exc:
-            self.rec.poisoned(raw, exc)
+            self.writer.poisoned(raw, exc)
             return None
 
     def _adopt(self, job: Job) -> None:
@@ -148,10 +149,10 @@ class SendPipeline:
         until = decision.retry_at or time.time() + self.svc.settings.guard_window_s
         attempt = Attempt(None, "GUARD", decision.reason or "", attempts=attempts)
         if job.valid_until is not None and until > job.valid_until:
-            self.rec.expired(job, f"otp_expired: recipient limit ({decision.reason})",
+            self.writer.expired(job, f"otp_expired: recipient limit ({decision.reason})",
                              claim=self.token)
         else:
-            self.rec.defer(job, attempt, until, f"recipient limit: {decision.reason}",
+            self.writer.defer(job, attempt, until, f"recipient limit: {decision.reason}",
                            claim=self.token)
         return False
 
@@ -162,19 +163,19 @@ class SendPipeline:
         try:
             result = self._send(job)
         except NusaSMSError as exc:
-            bound.warning("provider_error", error=type(exc).__name__, outcome=exc.outcome.value)
+            bound.warning("provider_error", error=type(exc).__name__, action=exc.action.value)
             metrics.provider_error(job, exc)
             attempt = Attempt(None, type(exc).__name__, str(exc), attempts=claim.attempt)
             delay_s = getattr(exc, "retry_after_s", None) or 0.0
-            outcome = exc.outcome
+            action = exc.action
             return self._while_leased(claim, lambda: self._apply(
-                job, outcome, Scope.ACCOUNT, attempt, delay_s))
+                job, action, Scope.ACCOUNT, attempt, delay_s))
         info = result.status
         metrics.provider_reply(job, info.code, info.name, getattr(result, "elapsed_s", 0.0))
-        bound.info("provider_reply", code=info.code, name=info.name, outcome=info.outcome.value)
+        bound.info("provider_reply", code=info.code, name=info.name, action=info.action.value)
         attempt = Attempt(info.code, info.name, result.raw, _provider_id(result), claim.attempt)
         label = self._while_leased(claim, lambda: self._apply(
-            job, info.outcome, info.scope, attempt, 0.0))
+            job, info.action, info.scope, attempt, 0.0))
         self._count_code(info.code)
         return label
 
@@ -211,31 +212,44 @@ class SendPipeline:
             return client.send_wa(job.to or "", job.text)
         return client.send_sms(job.to or "", job.text, otp=job.channel == Channel.OTP)
 
-    def _apply(self, job: Job, outcome: Outcome, scope: Scope, attempt: Attempt,
+    def _apply(self, job: Job, action: Action, scope: Scope, attempt: Attempt,
                min_delay_s: float) -> str:
-        if outcome == Outcome.DONE:
+        reply = Reply(action, scope, attempt.code, attempt.code_name, attempt.attempts,
+                      min_delay_s)
+        step = decide(reply, job, time.time(), self.svc.policy,
+                      self.svc.settings.guard_window_s)
+        return self.carry_out(job, step, attempt)
+
+    def carry_out(self, job: Job, step: Step, attempt: Attempt) -> str:
+        """Write `step` for a message this task has claimed; returns the result label."""
+        if step.next == Next.SENT:
             return self._sent(job, attempt)
-        if outcome == Outcome.UNKNOWN:
-            self.rec.unknown(job.id, attempt,
-                             f"ambiguous: {attempt.code_name}; not resent automatically",
-                             claim=self.token)
-            if attempt.code is not None:  # the provider answered, in a way kirim cannot read
-                log.error("provider_ambiguous", message_id=job.id, code=attempt.code,
-                          name=attempt.code_name, hint="settle it: `kirim settle`")
-            return "unknown"
+        if step.next == Next.UNKNOWN:
+            return self._unknown(job, step, attempt)
         self._release(job)  # the provider did not take it: free the guard slot
-        if outcome == Outcome.RETRY:
-            return self._retry(job, attempt, min_delay_s)
-        if outcome == Outcome.DEFER:
-            return self._defer_recipient(job, attempt, scope)
-        if outcome == Outcome.PAUSE:
-            return self._pause(job, attempt, scope)
-        self.rec.dead(job, attempt, f"provider refused: {attempt.code_name} ({attempt.code})",
-                      claim=self.token)
-        return "dead"
+        if step.next in (Next.DEFER, Next.EXPIRED) and step.block != Scope.NONE:
+            self._block(job, step)
+        if step.next == Next.PAUSE and step.circuit is not None:
+            return self._pause(job, attempt, step.circuit)
+        write = {Next.RETRY: lambda: self.writer.retry(job, attempt, step.delay_s,
+                                                       claim=self.token),
+                 Next.DEFER: lambda: self.writer.defer(job, attempt, step.until or 0.0,
+                                                       step.reason, claim=self.token),
+                 Next.EXPIRED: lambda: self.writer.expired(job, step.reason, claim=self.token),
+                 Next.DEAD: lambda: self.writer.dead(job, attempt, step.reason,
+                                                    claim=self.token)}
+        write[step.next]()
+        return {Next.DEFER: "deferred"}.get(step.next, step.next.value)
+
+    def _unknown(self, job: Job, step: Step, attempt: Attempt) -> str:
+        self.writer.unknown(job.id, attempt, step.reason, claim=self.token)
+        if attempt.code is not None:  # the provider answered, in a way kirim cannot read
+            log.error("provider_ambiguous", message_id=job.id, code=attempt.code,
+                      name=attempt.code_name, hint="settle it: `kirim settle`")
+        return "unknown"
 
     def _sent(self, job: Job, attempt: Attempt) -> str:
-        if self.rec.sent(job, attempt, claim=self.token):
+        if self.writer.sent(job, attempt, claim=self.token):
             return "sent"
         record = self.store.get(job.id)
         if record is not None and record.get("provider_id") == (attempt.provider_id or ""):
@@ -246,52 +260,32 @@ class SendPipeline:
                   hint="the provider accepted it after it was settled by hand")
         return "sent"
 
-    def _retry(self, job: Job, attempt: Attempt, min_delay_s: float) -> str:
-        policy = self.svc.policy
-        if policy.exhausted(attempt.attempts):
-            self.rec.dead(job, attempt, f"retries exhausted after {attempt.attempts} attempts",
-                          claim=self.token)
-            return "dead"
-        delay = min(max(policy.delay_s(attempt.attempts), min_delay_s), policy.max_delay_s)
-        if job.valid_until is not None and time.time() + delay > job.valid_until:
-            self.rec.expired(job, "otp_expired: would be retried after its validity",
-                             claim=self.token)
-            return "expired"
-        self.rec.retry(job, attempt, delay, claim=self.token)
-        return "retry"
-
-    def _defer_recipient(self, job: Job, attempt: Attempt, scope: Scope) -> str:
-        """-77 / -78: the provider's own count is full; stop it for a window and defer."""
-        until = time.time() + self.svc.settings.guard_window_s
+    def _block(self, job: Job, step: Step) -> None:
+        """-77 / -78: the provider's own count is full; stop the pair or the number."""
         guard = self.svc.guard
-        if guard is not None and job.to:
-            if scope == Scope.TEXT:  # this text to this number: its queued copies wait too
-                guard.fill_text(route_for(job.channel), job.to, job.text_hash)
-            else:
-                guard.block(route_for(job.channel), job.to, until)
-        log.warning("provider_recipient_limit", message_id=job.id, code=attempt.code,
+        if guard is None or not job.to:
+            return
+        if step.block == Scope.TEXT:  # this text to this number: its queued copies wait too
+            guard.fill_text(route_for(job.channel), job.to, job.text_hash)
+        else:
+            guard.block(route_for(job.channel), job.to,
+                        time.time() + self.svc.settings.guard_window_s)
+        log.warning("provider_recipient_limit", message_id=job.id, block=step.block.value,
                     hint="the provider's cap is lower than kirim's guard limits"
                          " (KIRIM_GUARD_*), or another system shares the account")
-        if job.valid_until is not None:
-            self.rec.expired(job, f"otp_expired: {attempt.code_name} at the provider",
-                             claim=self.token)
-            return "expired"
-        self.rec.defer(job, attempt, until, f"provider {attempt.code_name}", claim=self.token)
-        return "deferred"
 
-    def _pause(self, job: Job, attempt: Attempt, scope: Scope) -> str:
-        circuit = circuit_for(scope.value, job.channel)
+    def _pause(self, job: Job, attempt: Attempt, circuit: Circuit) -> str:
         circuits = self.svc.circuits
         if circuits.pause(circuit, attempt.code_name, "" if attempt.code is None
                           else attempt.code):
             log.error("circuit_paused", circuit=circuit.value, code=attempt.code,
                       name=attempt.code_name,
                       hint=f"the {circuit.value} lanes stopped; see `kirim account status`")
-        self.rec.hold(job, attempt, circuit, claim=self.token)
+        self.writer.hold(job, attempt, circuit, claim=self.token)
         if not circuits.state(circuit).paused:
             # Resumed between our pause and our hold: the resume did not see this message.
-            self.svc.dispatcher.requeue(job.id, allowed_from=[State.DEFERRED],
-                                        note="circuit resumed while holding")
+            self.svc.requeuer.requeue(job.id, allowed_from=[State.DEFERRED],
+                                      note="circuit resumed while holding")
         return "paused"
 
     def _release(self, job: Job) -> None:

@@ -10,20 +10,12 @@ from __future__ import annotations
 
 import math
 import time
-from functools import cache
-from importlib import resources
 
 from redis import Redis
 
+from producer.core import lua
+
 _US_PER_S = 1_000_000
-
-
-@cache
-def _lua(entry: str) -> str:
-    """gcra.lua joined with an entry script that calls it (read once per process)."""
-    folder = resources.files("worker") / "lua"
-    return "\n".join((folder / f"{name}.lua").read_text(encoding="utf-8")
-                     for name in ("gcra", entry))
 
 
 class RateLimiter:
@@ -43,8 +35,8 @@ class RateLimiter:
         self._interval_us = max(1, math.ceil(_US_PER_S / rate_per_s - 1e-9))
         # burst - 1 intervals of tolerance let `burst` sends through at the same instant.
         self._tolerance_us = (burst - 1) * self._interval_us
-        self._script = redis.register_script(_lua("rate"))
-        self._calling = redis.register_script(_lua("calling"))
+        self._script = lua.register(redis, "gcra", "rate", package=lua.WORKER)
+        self._calling = lua.register(redis, "gcra", "calling", package=lua.WORKER)
 
     def acquire(self, now: float | None = None) -> float:
         """Take one send slot: 0.0 if granted, else the seconds to wait (nothing taken)."""

@@ -1,80 +1,79 @@
-"""Everything a worker process talks to, built once from Settings and passed down."""
+"""Everything a worker process talks to, built once from Settings and shared by its threads.
+
+`services_for(app)` builds them on first use (no I/O at import time) and keeps them on the
+app; every task reaches them through it, so nothing imports `worker.app` to find them.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, fields
 
 import httpx
 from celery import Celery
-from redis import Redis
 
-from producer.account import AccountCircuits
-from producer.dispatch import Dispatcher
-from producer.guard import GuardLimits, RecipientGuard
-from producer.keys import Keys
-from producer.publisher import Publisher
-from producer.records import MessageStore
-from producer.settings import Settings
+from producer.core.factory import Core, build_core, connect_redis
+from producer.core.settings import Settings
 from worker.nusasms import NusaSMSClient, NusaSMSConfig, build_http_client
-from worker.outcomes import OutcomeRecorder
 from worker.ratelimit import RateLimiter
 from worker.retry import RetryPolicy
+from worker.state_writer import StateWriter
 
 
 @dataclass
-class Services:
-    """The worker's collaborators; one instance per process, shared by its threads."""
+class Services(Core):
+    """The worker's collaborators: the core's, plus the provider client and the send path's."""
 
-    settings: Settings
-    redis: Redis
-    keys: Keys
-    store: MessageStore
-    dispatcher: Dispatcher
-    recorder: OutcomeRecorder
+    writer: StateWriter
     client: NusaSMSClient
-    http: httpx.Client
-    guard: RecipientGuard | None
+    http: httpx.Client  # to NusaSMS
+    hook_http: httpx.Client  # to producers' callback URLs and alert webhooks: no redirects
     limiter: RateLimiter
-    circuits: AccountCircuits
     policy: RetryPolicy
 
     def close(self) -> None:
         """Release connections."""
         self.http.close()
+        self.hook_http.close()
         self.redis.close()
 
 
 def build_services(settings: Settings, app: Celery) -> Services:
     """Wire the worker's parts from settings (no I/O until first use)."""
     settings.require_provider()
-    redis = Redis.from_url(settings.redis_url, max_connections=settings.worker_concurrency * 4,
-                           health_check_interval=10, socket_timeout=10, socket_connect_timeout=5,
-                           retry_on_timeout=True)
-    keys = Keys(settings.key_prefix)
-    store = MessageStore(redis, keys, settings.message_ttl_s)
-    dispatcher = Dispatcher(store, Publisher(app), settings.visibility_timeout_s)
+    core = build_core(settings, app, connect_redis(settings, settings.worker_concurrency * 4))
     http = build_http_client(settings.nusasms_connect_timeout_s, settings.nusasms_read_timeout_s,
                              settings.nusasms_pool_size)
     password = settings.nusasms_password.get_secret_value() if settings.nusasms_password else ""
     config = NusaSMSConfig(settings.nusasms_url, settings.nusasms_user or "", password,
                            settings.nusasms_sender)
     return Services(
-        settings=settings, redis=redis, keys=keys, store=store, dispatcher=dispatcher,
-        recorder=OutcomeRecorder(store, dispatcher, settings.dr_first_poll_s),
-        client=NusaSMSClient(config, http), http=http,
-        guard=_guard(settings, redis, keys),
-        limiter=RateLimiter(redis, keys.rate_limit, settings.rate_limit_per_s,
+        **{f.name: getattr(core, f.name) for f in fields(Core)},
+        writer=StateWriter(core.store, core.requeuer, settings.dr_first_poll_s),
+        client=NusaSMSClient(config, http), http=http, hook_http=_hook_http(settings),
+        limiter=RateLimiter(core.redis, core.keys.rate_limit, settings.rate_limit_per_s,
                             settings.rate_limit_burst),
-        circuits=AccountCircuits(redis, keys),
         policy=RetryPolicy(settings.retry_max_attempts, settings.retry_base_delay_s,
                            settings.retry_max_delay_s),
     )
 
 
-def _guard(settings: Settings, redis: Redis, keys: Keys) -> RecipientGuard | None:
-    if not settings.guard_enabled:
-        return None
-    limits = GuardLimits(settings.guard_window_s, settings.guard_same_text_limit,
-                         settings.guard_per_recipient_limit)
-    return RecipientGuard(redis, keys, limits)
+def _hook_http(settings: Settings) -> httpx.Client:
+    timeout_s = settings.status_callback_timeout_s
+    return httpx.Client(timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 5.0)),
+                        follow_redirects=False, limits=httpx.Limits(max_connections=32))
 
+
+_lock = threading.Lock()
+
+
+def services_for(app: Celery) -> Services:
+    """The process-wide Services of an app, built on first use (thread-safe)."""
+    svc: Services | None = getattr(app, "kirim_services", None)
+    if svc is None:
+        with _lock:
+            svc = getattr(app, "kirim_services", None)
+            if svc is None:
+                svc = build_services(app.kirim_settings, app)
+                app.kirim_services = svc
+    return svc

@@ -17,7 +17,7 @@ def connect(app: Celery) -> None:
 
     def setup_logging(loglevel: Any = None, **_: Any) -> None:
         # Connecting this signal stops Celery from configuring logging itself.
-        from producer.logs import configure_logging
+        from producer.core.logs import configure_logging
 
         configure_logging(app.kirim_settings, level=loglevel or "INFO")
 

@@ -1,55 +1,110 @@
-"""Thin tasks: decode, call the pipeline or the dispatcher, log the outcome.
+"""Every kirim task, registered in one place; each is thin: find the process's Services,
+call the module that does the work, return a short label.
 
-Task names are the documented contract (producer.routing.Tasks); payloads are JSON.
+Task names are the documented contract (producer.core.routing.Tasks); payloads are JSON.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import structlog
-from celery import Celery
+from celery import Celery, Task
 
-from producer.routing import Tasks
-
-log = structlog.get_logger("kirim.tasks")
+from producer.core.account import release_orphans
+from producer.core.logs import message_context
+from producer.core.routing import Tasks
+from worker import alerts, callbacks, metrics
+from worker.credits import CreditsMonitor
+from worker.delivery import (
+    EARLY_REPORT_RETRIES,
+    INBOUND_FORWARD_RETRIES,
+    apply_pushed,
+    forward_inbound,
+)
+from worker.dr_poll import poll_reports
+from worker.leases import sweep_expired_leases
+from worker.pipeline import SendPipeline
+from worker.services import services_for
 
 
 def register_tasks(app: Celery) -> None:
     """Register kirim's tasks on `app`."""
-    from producer.account import release_orphans
-    from producer.logs import message_context
-    from worker import callbacks, credits, delivery, metrics
-    from worker.app import services_for
-    from worker.leases import sweep_expired_leases
-    from worker.pipeline import SendPipeline
+    _sending(app)
+    _sweeps(app)
+    _reports(app)
+    _account(app)
 
-    delivery.register(app)
-    credits.register(app)
-    callbacks.register(app)
 
+def _sending(app: Celery) -> None:
     @app.task(name=Tasks.SEND, ignore_result=True, acks_late=True)
     def send(job: Any, dispatch: str | None = None) -> str:
         """Send one message (see worker.pipeline)."""
         with message_context(job):  # every log line of this task names the message
-            outcome = SendPipeline(services_for(app)).process(job, dispatch)
-        metrics.count_outcome(job, outcome)
-        return outcome
+            result = SendPipeline(services_for(app)).process(job, dispatch)
+        metrics.count_outcome(job, result)
+        return result
 
+
+def _sweeps(app: Celery) -> None:
     @app.task(name=Tasks.RELEASE_DUE, ignore_result=True)
     def release_due() -> int:
         """Requeue deferred and scheduled messages that are due."""
-        return int(services_for(app).dispatcher.release_due())
+        return int(services_for(app).requeuer.release_due())
 
     @app.task(name=Tasks.SWEEP_OUTBOX, ignore_result=True)
     def sweep_outbox() -> int:
         """Publish messages whose publish did not happen (crash between record and publish),
         and requeue any held by a circuit that is closed."""
         svc = services_for(app)
-        published = svc.dispatcher.sweep_outbox(svc.settings.outbox_grace_s)
-        return int(published + release_orphans(svc.circuits, svc.dispatcher))
+        published = svc.requeuer.sweep_outbox(svc.settings.outbox_grace_s)
+        return int(published + release_orphans(svc.circuits, svc.requeuer))
 
     @app.task(name=Tasks.SWEEP_LEASES, ignore_result=True)
     def sweep_leases() -> int:
         """Lost senders: requeued before the provider call, `unknown` after it."""
         return sweep_expired_leases(services_for(app))
+
+
+def _reports(app: Celery) -> None:
+    @app.task(name=Tasks.POLL_DR, ignore_result=True)
+    def poll_dr() -> dict[str, int]:
+        """Poll DR for due sent messages (beat)."""
+        return poll_reports(services_for(app))
+
+    @app.task(name=Tasks.APPLY_DR, bind=True, ignore_result=True, acks_late=True,
+              max_retries=EARLY_REPORT_RETRIES)
+    def apply_dr(self: Task, fields: dict[str, Any]) -> str:
+        """Apply a pushed delivery report (fields as NusaSMS sent them)."""
+        return apply_pushed(services_for(app), self, fields)
+
+    @app.task(name=Tasks.FORWARD_INBOUND, bind=True, ignore_result=True, acks_late=True,
+              max_retries=INBOUND_FORWARD_RETRIES)
+    def forward_inbound_task(self: Task, event: dict[str, Any]) -> int:
+        """Forward an inbound SMS to inbound_webhook_url."""
+        return forward_inbound(services_for(app), self, event)
+
+    @app.task(name=Tasks.DRAIN_CALLBACKS, ignore_result=True)
+    def drain_callbacks() -> int:
+        """POST pending status callbacks (one drain per process at a time)."""
+        return callbacks.drain(services_for(app))
+
+
+def _account(app: Celery) -> None:
+    @app.task(name=Tasks.POLL_CREDITS, ignore_result=True)
+    def poll_credits() -> str:
+        """Read CREDITS, store it, alert on changes, resume a credit pause when it can."""
+        return CreditsMonitor(app, services_for(app)).poll()
+
+    @app.task(name=Tasks.WATCH_ACCOUNT, ignore_result=True)
+    def watch_account() -> list[str]:
+        """Alert once for each circuit that opened or closed (and dead letters, unknown);
+        returns the paused circuits."""
+        return [s.name for s in CreditsMonitor(app, services_for(app)).watch_account()
+                if s.paused]
+
+    @app.task(name=Tasks.DELIVER_ALERT, bind=True, ignore_result=True,
+              max_retries=alerts.ALERT_MAX_RETRIES, acks_late=True)
+    def deliver_alert(self: Task, payload: dict[str, Any], channel: str) -> str:
+        """Deliver one alert over one channel (webhook or sms), retrying with backoff."""
+        return alerts.deliver(services_for(app), self, payload, channel)
+

@@ -11,8 +11,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from producer.api import callbacks, dropin, errors, messages, metrics
 from producer.api.limits import BodyLimit
 from producer.api.runtime import Runtime
-from producer.logs import configure_logging
-from producer.settings import Settings, load_settings
+from producer.core.logs import configure_logging
+from producer.core.settings import Settings, load_settings
 
 DESCRIPTION = """Hand SMS, WhatsApp and OTP messages to kirim's send queue from any language.
 

@@ -1,6 +1,6 @@
 """Receivers for what NusaSMS pushes to us: delivery reports and inbound SMS (issue 5).
 
-NusaSMS signs nothing (nusasms-api.md §1.8): the secret is the `{token}` in the URL
+NusaSMS signs nothing (docs/nusasms-api.md §1.8): the secret is the `{token}` in the URL
 registered with NusaSMS, compared in constant time with KIRIM_CALLBACK_TOKEN; with no token
 configured every push is refused. A wrong token is a plain 404, so the route's existence
 is not confirmed. The receiver never imports `worker`: a DR is validated and published by
@@ -22,8 +22,7 @@ from starlette.concurrency import run_in_threadpool
 
 from producer.api.errors import ApiError
 from producer.api.runtime import Runtime, runtime
-from producer.keys import Keys
-from producer.routing import Queues, Tasks
+from producer.core.routing import Queues, Tasks
 
 log = structlog.get_logger("kirim.callbacks")
 router = APIRouter(prefix="/callbacks", tags=["provider callbacks"])
@@ -37,16 +36,6 @@ _REF_NO = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _LETTER = re.compile(r"[A-Za-z]{1,4}")
 _LIMITS = {"sent_date": 40, "err_code": 16, "id": 64, "gateway_number": 20,
            "originator": 32, "msg": 4096, "receive_date": 40}
-
-
-def inbound_stream_key(keys: Keys) -> str:
-    """Stream: inbound SMS as NusaSMS pushed them."""
-    return f"{keys.prefix}:inbound"
-
-
-def inbound_seen_key(keys: Keys, inbound_id: str) -> str:
-    """String with TTL: an inbound SMS id already taken (NusaSMS may push twice)."""
-    return f"{keys.prefix}:inbound:seen:{inbound_id}"
 
 
 def _check_token(rt: Runtime, token: str) -> None:
@@ -108,15 +97,15 @@ async def inbound(token: str, request: Request, rt: Rt) -> dict[str, Any]:
 def record_inbound(rt: Runtime, event: dict[str, str]) -> bool:
     """XADD the event (once per provider id), then publish the configured forwards."""
     keys, redis = rt.kirim.keys, rt.kirim.redis
-    if event["id"] and not redis.set(inbound_seen_key(keys, event["id"]), "1", nx=True,
+    if event["id"] and not redis.set(keys.inbound_seen(event["id"]), "1", nx=True,
                                      ex=INBOUND_DEDUP_S):
         return False
     try:
         fields: dict[Any, Any] = dict(event)
-        redis.xadd(inbound_stream_key(keys), fields, maxlen=INBOUND_MAXLEN, approximate=True)
+        redis.xadd(keys.inbound, fields, maxlen=INBOUND_MAXLEN, approximate=True)
     except RedisError:
         if event["id"]:  # let NusaSMS's next push of the same id through
-            redis.delete(inbound_seen_key(keys, event["id"]))
+            redis.delete(keys.inbound_seen(event["id"]))
         raise
     settings = rt.settings
     if settings.inbound_task:

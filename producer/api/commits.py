@@ -20,14 +20,14 @@ from collections.abc import Sequence
 
 import structlog
 
-from producer.enqueue import Accepted, Enqueuer, write_failed
-from producer.errors import KirimError, StoreUnavailable
-from producer.records import Admit
+from producer.core.enqueue import Accepted, Enqueuer, write_failed
+from producer.core.errors import KirimError, StoreUnavailable
+from producer.core.records import Admit
 
 log = structlog.get_logger(__name__)
 
-Outcome = Accepted | KirimError
-_Waiting = tuple[list[Admit], asyncio.Future[list[Outcome]], asyncio.AbstractEventLoop]
+CommitResult = Accepted | KirimError
+_Waiting = tuple[list[Admit], asyncio.Future[list[CommitResult]], asyncio.AbstractEventLoop]
 
 
 class GroupCommit:
@@ -43,16 +43,16 @@ class GroupCommit:
         self._thread = threading.Thread(target=self._run, name="kirim-commit", daemon=True)
         self._thread.start()
 
-    async def commit(self, item: Admit) -> Outcome:
+    async def commit(self, item: Admit) -> CommitResult:
         """Write one prepared message: its result, or StoreUnavailable raised."""
         return (await self.commit_many([item]))[0]
 
-    async def commit_many(self, items: list[Admit]) -> list[Outcome]:
+    async def commit_many(self, items: list[Admit]) -> list[CommitResult]:
         """Write prepared messages (in one round): their results, or StoreUnavailable raised."""
         if not items:
             return []
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[list[Outcome]] = loop.create_future()
+        future: asyncio.Future[list[CommitResult]] = loop.create_future()
         with self._lock:
             if self._closed:
                 raise RuntimeError("the API is shutting down")
@@ -88,7 +88,7 @@ class GroupCommit:
 
     def _write(self, round_: list[_Waiting]) -> None:
         try:
-            outcomes: Sequence[Outcome] | None = self.enqueuer.commit(
+            outcomes: Sequence[CommitResult] | None = self.enqueuer.commit(
                 [item for items, _, _ in round_ for item in items])
             error: BaseException | None = None
         except BaseException as exc:  # StoreUnavailable, or a bug: every waiter gets it
@@ -98,7 +98,7 @@ class GroupCommit:
         by_loop: dict[asyncio.AbstractEventLoop, list[_Settle]] = {}
         start = 0
         for items, future, loop in round_:
-            result: list[Outcome] | BaseException
+            result: list[CommitResult] | BaseException
             if outcomes is None:  # each request its own error, naming its own messages
                 result = (write_failed(error.__cause__ or error, [i.job.id for i in items])
                           if isinstance(error, StoreUnavailable)
@@ -112,7 +112,7 @@ class GroupCommit:
                 loop.call_soon_threadsafe(_settle, settles)
 
 
-_Settle = tuple[asyncio.Future[list[Outcome]], list[Outcome] | BaseException]
+_Settle = tuple[asyncio.Future[list[CommitResult]], list[CommitResult] | BaseException]
 
 
 def _settle(settles: list[_Settle]) -> None:

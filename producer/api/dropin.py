@@ -1,6 +1,6 @@
 """NusaSMS-compatible drop-in: existing NusaSMS client code only changes its base URL.
 
-Same paths, parameters and reply shapes as the provider (nusasms-api.md §1.1–1.6), always
+Same paths, parameters and reply shapes as the provider (docs/nusasms-api.md §1.1–1.6), always
 HTTP 200 with the outcome in `status`. `user` (or `username`) is the kirim API key's name and
 `password` is the API key itself. `messageid` is kirim's message id (22 hex characters, not
 NusaSMS's 18 digits): read it as an opaque string.
@@ -25,10 +25,10 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 
-from producer.api.messages import read_credits
+from producer.api.messages import stored_credits
 from producer.api.runtime import Runtime
-from producer.contract import Channel
-from producer.errors import InvalidMessage, RecipientLimited, StoreUnavailable
+from producer.core.contract import Channel
+from producer.core.errors import InvalidMessage, RecipientLimited, StoreUnavailable
 
 log = structlog.get_logger(__name__)
 router = APIRouter(tags=["NusaSMS drop-in"])
@@ -71,7 +71,7 @@ async def command(request: Request) -> Response:
     if params.get("cmd", "").upper() != "CREDITS":
         return _reply(request, params, "-22", "", "", force_json=True)
     try:
-        reading = await run_in_threadpool(read_credits, rt)
+        reading = await run_in_threadpool(stored_credits, rt)
     except redis_lib.RedisError as exc:
         return _store_down(request, params, exc)
     if reading is None:

@@ -16,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from producer.errors import (
+from producer.core.errors import (
     IdempotencyConflict,
     InvalidMessage,
     KirimError,
@@ -24,7 +24,7 @@ from producer.errors import (
     RecipientLimited,
     StoreUnavailable,
 )
-from producer.jobs import field_name, printable
+from producer.core.jobs import field_name, printable
 
 log = structlog.get_logger(__name__)
 

@@ -25,11 +25,11 @@ from producer.api.schemas import (
     Replayed,
     TimelineEntry,
 )
-from producer.contract import SendRequest
-from producer.deadletters import DeadLetter
-from producer.enqueue import Accepted
-from producer.errors import KirimError, MessageNotFound
-from producer.records import Admit, MessageRecord
+from producer.core.contract import SendRequest
+from producer.core.deadletters import DeadLetter
+from producer.core.enqueue import Accepted
+from producer.core.errors import KirimError, MessageNotFound
+from producer.core.records import Admit, MessageRecord
 
 Rt = Annotated[Runtime, Depends(runtime)]
 Source = Annotated[str, Depends(require_key)]
@@ -173,14 +173,14 @@ def _job_facts(record: MessageRecord) -> tuple[float | None, dict[str, Any], lis
         " NusaSMS (this does not call the provider); 503 until a first reading exists.")
 def credits(rt: Rt, source: Source) -> Credits:
     """The last CREDITS reading."""
-    reading = read_credits(rt)
+    reading = stored_credits(rt)
     if reading is None:
         raise ApiError(503, "no_credits_reading", "no CREDITS reading yet: the credits poller"
                        " (celery beat with a worker) has not stored a balance; retry later")
     return reading
 
 
-def read_credits(rt: Rt) -> Credits | None:
+def stored_credits(rt: Rt) -> Credits | None:
     """The credits hash as a Credits, or None when the poller has not written it."""
     raw = rt.kirim.redis.hgetall(rt.kirim.keys.credits)
     f = {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)

@@ -10,9 +10,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, generate_l
 from redis import Redis
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from producer.backlog import BacklogCollector
-from producer.keys import Keys
-from producer.routing import Queues
+from producer.core.backlog import BacklogCollector
+from producer.core.keys import Keys
+from producer.core.routing import Queues
 
 # Module level on purpose: the default registry refuses a second metric of the same name.
 REQUESTS = Counter("kirim_api_requests", "Ingest API requests by route, status and outcome",

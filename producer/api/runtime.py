@@ -9,8 +9,8 @@ from fastapi import Request
 from producer.api.auth import KeyRing
 from producer.api.commits import GroupCommit
 from producer.client import KirimClient
-from producer.deadletters import DeadLetters
-from producer.settings import Settings
+from producer.core.deadletters import DeadLetters
+from producer.core.settings import Settings
 
 
 @dataclass
@@ -28,7 +28,7 @@ class Runtime:
         """Wire everything from settings (the Redis connection opens on first use)."""
         kirim = KirimClient(settings, source="api")
         return cls(settings, kirim, KeyRing.parse(settings.api_keys.get_secret_value()),
-                   DeadLetters(kirim.redis, kirim.keys, kirim.dispatcher),
+                   DeadLetters(kirim.redis, kirim.keys, kirim.requeuer),
                    GroupCommit(kirim.enqueuer))
 
     def close(self) -> None:

@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from producer.enqueue import Accepted
+from producer.core.enqueue import Accepted
 
 
 class ErrorDetail(BaseModel):

@@ -1,13 +1,13 @@
-"""`kirim account status | resume`: the account's circuits (producer.account)."""
+"""`kirim account status | resume`: the account's circuits (producer.core.account)."""
 
 from __future__ import annotations
 
 import typer
 from rich.table import Table
 
-from producer.account import AccountCircuits, resume_account
 from producer.cli.common import client, console, when
-from producer.routing import LANE_CIRCUITS, Circuit
+from producer.core.account import AccountCircuits, resume_account
+from producer.core.routing import LANE_CIRCUITS, Circuit
 
 app = typer.Typer(no_args_is_help=True,
                   help="The NusaSMS account's circuits: which lanes are paused, and why.")
@@ -44,5 +44,5 @@ def resume(circuit: str = typer.Argument(
                                  f" {', '.join(c.value for c in Circuit)}")
     with client() as kirim:
         circuits = AccountCircuits(kirim.redis, kirim.keys)
-        count = resume_account(circuits, kirim.dispatcher, circuit)
+        count = resume_account(circuits, kirim.requeuer, circuit)
     console.print(f"{circuit or 'account'} resumed; {count} held message(s) requeued")

@@ -11,8 +11,8 @@ import typer
 from rich.console import Console
 
 from producer.client import KirimClient
-from producer.errors import KirimError
-from producer.settings import load_settings
+from producer.core.errors import KirimError
+from producer.core.settings import load_settings
 
 console = Console()
 err_console = Console(stderr=True)

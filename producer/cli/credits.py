@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import time
 
-from producer.account import AccountCircuits, CircuitState
 from producer.cli.common import client, console, when
-from producer.settings import Settings
+from producer.core.account import AccountCircuits, CircuitState
+from producer.core.settings import Settings
 
 
 def credits() -> None:

@@ -13,9 +13,9 @@ from rich.table import Table
 
 from producer.cli.common import console
 from producer.client import KirimClient
-from producer.contract import State
-from producer.enqueue import Accepted
-from producer.settings import load_settings
+from producer.core.contract import State
+from producer.core.enqueue import Accepted
+from producer.core.settings import load_settings
 
 SETTLED = {State.SENT, State.DELIVERED, State.UNDELIVERED, State.FAILED, State.REJECTED,
            State.EXPIRED, State.DEAD, State.UNKNOWN, State.DEFERRED}

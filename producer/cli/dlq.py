@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from producer.cli.common import client, console, err_console, when
-from producer.deadletters import DeadLetters
+from producer.core.deadletters import DeadLetters
 
 app = typer.Typer(no_args_is_help=True, help="Dead letters: messages kirim gave up on.")
 
@@ -19,7 +19,7 @@ def list_(limit: int = typer.Option(50, help="how many, newest first"),
           code: str = typer.Option(None, help="only this provider code, e.g. -13")) -> None:
     """List dead letters, newest first."""
     with client() as kirim:
-        letters = DeadLetters(kirim.redis, kirim.keys, kirim.dispatcher).list(limit, code)
+        letters = DeadLetters(kirim.redis, kirim.keys, kirim.requeuer).list(limit, code)
     table = Table("entry", "message", "when", "code", "name", "attempts", "reason")
     for d in letters:
         table.add_row(d.entry_id, d.message_id, when(d.at), d.code, d.code_name,
@@ -32,7 +32,7 @@ def list_(limit: int = typer.Option(50, help="how many, newest first"),
 def show(entry: str = typer.Argument(..., help="stream entry id or message id")) -> None:
     """Show one dead letter with its whole job and the provider's last reply."""
     with client() as kirim:
-        letter = DeadLetters(kirim.redis, kirim.keys, kirim.dispatcher).get(entry)
+        letter = DeadLetters(kirim.redis, kirim.keys, kirim.requeuer).get(entry)
     if letter is None:
         err_console.print(f"no dead letter {entry!r}")
         raise typer.Exit(1)
@@ -48,7 +48,7 @@ def replay(entry: str = typer.Argument(None, help="stream entry id or message id
         err_console.print("give exactly one of ENTRY, --code CODE or --all")
         raise typer.Exit(2)
     with client() as kirim:
-        letters = DeadLetters(kirim.redis, kirim.keys, kirim.dispatcher)
+        letters = DeadLetters(kirim.redis, kirim.keys, kirim.requeuer)
         if entry is not None:
             letter = letters.get(entry)
             if letter is None:
@@ -66,5 +66,5 @@ def purge(yes: bool = typer.Option(False, "--yes", help="do not ask")) -> None:
     if not yes and not typer.confirm("delete every dead letter?"):
         raise typer.Exit(1)
     with client() as kirim:
-        count = DeadLetters(kirim.redis, kirim.keys, kirim.dispatcher).purge()
+        count = DeadLetters(kirim.redis, kirim.keys, kirim.requeuer).purge()
     console.print(f"purged {count}")

@@ -9,7 +9,7 @@ import typer
 from rich.progress import Progress
 
 from producer.cli.common import client, console, err_console
-from producer.enqueue import Accepted
+from producer.core.enqueue import Accepted
 
 BATCH = 500
 

@@ -10,9 +10,9 @@ import typer
 
 from producer.cli.common import client, console, err_console
 from producer.client import KirimClient
-from producer.contract import State
-from producer.deadletters import dead_letter_fields
-from producer.records import Effects
+from producer.core.contract import State
+from producer.core.deadletters import dead_letter_fields
+from producer.core.records import Effects
 
 
 class Verdict(StrEnum):
@@ -48,7 +48,7 @@ def apply_verdict(kirim: KirimClient, message_id: str, verdict: Verdict,
     """One atomic move out of `unknown` (resend: back to queued and published)."""
     keys, note = kirim.keys, f"settled by an operator as {verdict.value}"
     if verdict == Verdict.RESEND:
-        ok = kirim.dispatcher.requeue(message_id, allowed_from=[State.UNKNOWN], note=note)
+        ok = kirim.requeuer.requeue(message_id, allowed_from=[State.UNKNOWN], note=note)
         if ok:
             kirim.redis.zrem(keys.unknown, message_id)
         return ok

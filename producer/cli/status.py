@@ -8,7 +8,7 @@ from rich.table import Table
 
 from producer.cli.common import client, console, err_console, when
 from producer.client import KirimClient
-from producer.recipient import mask_recipient
+from producer.core.recipient import mask_recipient
 
 
 def status(message_id: str = typer.Argument(None, help="message id"),

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from producer.client import KirimClient
-from producer.settings import Settings
+from producer.core.settings import Settings
 from tests.kirim_stack import TEST_ENV, Workers
 
 

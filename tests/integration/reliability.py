@@ -1,6 +1,6 @@
 """Shared checks of the reliability tests: what "nothing lost, nothing sent twice" means.
 
-A message ended well when it reached one of these states; `check_outcome` asserts the
+A message ended well when it reached one of these states; `check_run` asserts the
 promises against the message store and the sandbox's own record of what it accepted, and
 returns the distribution for the test's printed figures.
 """
@@ -12,7 +12,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from producer.client import KirimClient
-from producer.contract import FINAL_REPORT_STATES, State
+from producer.core.contract import FINAL_REPORT_STATES, State
 from sandbox.control import SandboxControl
 
 # `sent`, or moved on by a delivery report (beat polls DR in some of these tests).
@@ -20,8 +20,8 @@ REACHED = frozenset({State.SENT, *FINAL_REPORT_STATES})
 
 
 @dataclass
-class Outcome:
-    """How a run ended: states, reasons of the dead, figures for the README."""
+class RunResult:
+    """How a run ended: states, reasons of the dead, figures for docs/reliability.md."""
 
     states: Counter[str]
     dead_reasons: Counter[str] = field(default_factory=Counter)
@@ -38,9 +38,9 @@ class Outcome:
                 f" duplicated={self.duplicates} runtime_s={self.runtime_s:.1f}")
 
 
-def check_outcome(kirim: KirimClient, sandbox: SandboxControl,
+def check_run(kirim: KirimClient, sandbox: SandboxControl,
                   texts: dict[str, tuple[str, str]], allowed: frozenset[str],
-                  started: float) -> Outcome:
+                  started: float) -> RunResult:
     """Assert the promises for messages `texts` ({id: (to, text)}); return the figures.
 
     - every id has a record, in an allowed state (none lost);
@@ -59,7 +59,7 @@ def check_outcome(kirim: KirimClient, sandbox: SandboxControl,
     ours = {texts[mid] for mid in ids}
     twice = {k: n for k, n in counts.items() if n > 1 and k in ours}
     assert not twice, f"the provider accepted these more than once: {list(twice.items())[:5]}"
-    out = Outcome(Counter(s for s in states if s is not None))
+    out = RunResult(Counter(s for s in states if s is not None))
     for mid, state in zip(ids, states, strict=True):
         accepted = counts.get(texts[mid], 0)
         out.accepted_at_provider += accepted

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from producer.contract import State
+from producer.core.contract import State
 from tests.kirim_stack import wait_states
 
 pytest_plugins = ("tests.api_server",)

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from producer.contract import State
+from producer.core.contract import State
 from tests.kirim_stack import wait_states
 
 pytest_plugins = ("tests.api_server",)

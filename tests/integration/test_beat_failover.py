@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from producer.contract import State
+from producer.core.contract import State
 from tests.kirim_stack import wait_for, wait_states
 
 pytestmark = pytest.mark.timeout(90)

@@ -17,8 +17,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from redis import Redis
 
 from producer.client import KirimClient
-from producer.contract import State
-from producer.keys import Keys
+from producer.core.contract import State
+from producer.core.keys import Keys
 from tests.integration.test_status_callbacks import (
     ALL_QUEUES,
     Receiver,

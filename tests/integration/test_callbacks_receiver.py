@@ -12,9 +12,9 @@ from typing import ClassVar
 import httpx
 import pytest
 
-from producer.contract import State
+from producer.core.contract import State
 from tests.kirim_stack import wait_for, wait_states
-from worker.outcomes import Attempt, OutcomeRecorder
+from worker.state_writer import Attempt, StateWriter
 
 pytest_plugins = ("tests.api_server",)
 pytestmark = pytest.mark.timeout(90)
@@ -95,7 +95,7 @@ def test_report_before_the_send_is_recorded_is_applied_later(kirim, workers, rec
     wait_for(lambda: _reports_queued(kirim) == 0, 10, "the worker to take the report")
     record = kirim.status(mid)
     assert kirim.store.claim(mid, 60, record.get("dispatch") or "", "sms", "c1")[0] == "claimed"
-    assert OutcomeRecorder(kirim.store, kirim.dispatcher, 600.0).sent(
+    assert StateWriter(kirim.store, kirim.requeuer, 600.0).sent(
         record.job, Attempt(0, "OK", "", provider_id=pid))
     wait_states(kirim, [mid], {State.DELIVERED}, timeout_s=20)
     assert kirim.status(mid).timeline[-1]["note"] == "delivery report D (push)"

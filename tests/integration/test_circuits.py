@@ -9,10 +9,10 @@ from collections import Counter
 
 import pytest
 
-from producer.account import AccountCircuits, resume_account
 from producer.client import KirimClient
-from producer.contract import State
-from producer.deadletters import DeadLetters
+from producer.core.account import AccountCircuits, resume_account
+from producer.core.contract import State
+from producer.core.deadletters import DeadLetters
 from tests.integration.test_credits_alerts import FAST_POLL, _alerts, _settings, receiver
 from tests.kirim_stack import Workers, wait_for, wait_states
 
@@ -69,7 +69,7 @@ def test_refused_sender_pauses_the_lanes_that_send_it(kirim, workers, sandbox):
     assert _paused(kirim) == ["sender"]
     state = AccountCircuits(kirim.redis, kirim.keys).state("sender")
     assert state.code == "-34" and state.held == 2
-    assert DeadLetters(kirim.redis, kirim.keys, kirim.dispatcher).count() == 0
+    assert DeadLetters(kirim.redis, kirim.keys, kirim.requeuer).count() == 0
     assert Counter(sandbox.stats()["by_status"])["-34"] <= 2  # no longer one per message
 
 
@@ -82,7 +82,7 @@ def test_missing_otp_route_pauses_the_otp_lane_only(kirim, workers, sandbox):
     wait_states(kirim, otps, {State.DEFERRED, State.EXPIRED})
     assert _paused(kirim) == ["otp"]
     sandbox.configure(otp_route=True)  # the operator gets the OTP route enabled
-    assert resume_account(AccountCircuits(kirim.redis, kirim.keys), kirim.dispatcher,
+    assert resume_account(AccountCircuits(kirim.redis, kirim.keys), kirim.requeuer,
                           "otp") >= 1
     wait_states(kirim, otps, {State.SENT, State.EXPIRED})
     assert _paused(kirim) == []
@@ -103,7 +103,7 @@ def test_malformed_request_pauses_everything_and_alerts(kirim_env, tmp_path, san
             wait_states(kirim, [bug, *later], {State.DEFERRED})
             wait_for(lambda: _alerts(receiver, "circuit:account") == ["paused"], 10,
                      "an account alert")
-            assert DeadLetters(kirim.redis, kirim.keys, kirim.dispatcher).count() == 0
+            assert DeadLetters(kirim.redis, kirim.keys, kirim.requeuer).count() == 0
     finally:
         pool.stop_all()
     paused = [b for b in receiver.json_ok() if b.get("kind") == "circuit:account"]
@@ -120,7 +120,7 @@ def test_provider_spam_answer_blocks_the_text_and_holds_its_queued_copies(kirim,
     time.sleep(1.0)  # time for a wrong send to show up
     assert sandbox.stats()["by_status"].get("-77") == 1  # only the first reached the provider
     assert float(kirim.status(first).get("release_at") or 0) > time.time() + 3600
-    assert DeadLetters(kirim.redis, kirim.keys, kirim.dispatcher).count() == 0
+    assert DeadLetters(kirim.redis, kirim.keys, kirim.requeuer).count() == 0
 
 
 def test_dead_letter_spike_and_unknown_messages_raise_alerts(kirim_env, tmp_path, sandbox,

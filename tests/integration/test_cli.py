@@ -6,7 +6,7 @@ import pytest
 from typer.testing import CliRunner
 
 from producer.cli import app
-from producer.contract import State
+from producer.core.contract import State
 from tests.kirim_stack import wait_states
 
 pytestmark = pytest.mark.timeout(120)

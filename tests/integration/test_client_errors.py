@@ -16,10 +16,10 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from producer.client import KirimClient
-from producer.contract import SendRequest
-from producer.enqueue import Accepted
-from producer.errors import IdempotencyConflict, InvalidMessage, KirimError, RecipientLimited
-from producer.settings import Settings
+from producer.core.contract import SendRequest
+from producer.core.enqueue import Accepted
+from producer.core.errors import IdempotencyConflict, InvalidMessage, KirimError, RecipientLimited
+from producer.core.settings import Settings
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -11,10 +11,10 @@ import pytest
 
 from sandbox.control import SandboxControl
 from worker.nusasms import (
+    Action,
     DeliveryState,
     NusaSMSClient,
     NusaSMSConfig,
-    Outcome,
     OutcomeUnknown,
     ProtocolError,
     ProviderHTTPError,
@@ -53,7 +53,7 @@ def impatient(sandbox: SandboxControl) -> Iterator[NusaSMSClient]:
 
 def test_send_sms_is_accepted_and_posted(nusasms: NusaSMSClient, sandbox: SandboxControl) -> None:
     result = nusasms.send_sms(GSM, "Halo dari kirim")
-    assert result.status.outcome is Outcome.DONE
+    assert result.status.action is Action.DONE
     assert result.message_id and result.message_id.isdigit()
     assert result.destination == GSM
     assert result.elapsed_s > 0
@@ -73,9 +73,9 @@ def test_unicode_reaches_the_provider(nusasms: NusaSMSClient, sandbox: SandboxCo
 
 def test_otp_route(nusasms: NusaSMSClient, sandbox: SandboxControl) -> None:
     refused = nusasms.send_sms(GSM, "Kode OTP Anda 482913")
-    assert (refused.status.code, refused.status.outcome) == (-10, Outcome.DEAD)
+    assert (refused.status.code, refused.status.action) == (-10, Action.DEAD)
     accepted = nusasms.send_sms(GSM, "Kode OTP Anda 482913", otp=True)
-    assert accepted.status.outcome is Outcome.DONE
+    assert accepted.status.action is Action.DONE
     assert sandbox.messages(gsm=GSM)[0]["otp"] is True
 
 
@@ -91,23 +91,23 @@ def test_bad_password(sandbox: SandboxControl) -> None:
         result = client.send_sms(GSM, "Halo")
         with pytest.raises(ProviderRejected) as caught:
             client.credits()
-    assert (result.status.name, result.status.outcome) == ("INVALID_USER_OR_PASS", Outcome.PAUSE)
-    assert caught.value.outcome is Outcome.PAUSE
+    assert (result.status.name, result.status.action) == ("INVALID_USER_OR_PASS", Action.PAUSE)
+    assert caught.value.action is Action.PAUSE
     assert "wrong" not in str(caught.value)
 
 
 def test_send_wa(nusasms: NusaSMSClient, sandbox: SandboxControl) -> None:
     result = nusasms.send_wa(GSM, "Halo 🙏 dari WhatsApp")
-    assert result.status.outcome is Outcome.DONE
+    assert result.status.action is Action.DONE
     assert sandbox.messages(gsm=GSM, channel="wa")[0]["messageid"] == result.message_id
 
 
 def test_send_group(nusasms: NusaSMSClient) -> None:
     result = nusasms.send_group("Example", "Promo hari ini")
-    assert (result.status.outcome, result.group) == (Outcome.DONE, "Example")
+    assert (result.status.action, result.group) == (Action.DONE, "Example")
     assert result.campaign_name and result.campaign_name.startswith("Group-Api-Campaign-")
     missing = nusasms.send_group("Nobody", "Promo hari ini")
-    assert (missing.status.name, missing.status.outcome) == ("GROUP_NOT_FOUND", Outcome.DEAD)
+    assert (missing.status.name, missing.status.action) == ("GROUP_NOT_FOUND", Action.DEAD)
 
 
 @pytest.mark.parametrize("as_string", [False, True])
@@ -159,7 +159,7 @@ def test_delivery_report_of_an_unknown_message(nusasms: NusaSMSClient) -> None:
 def test_dropped_after_accept_is_unknown(nusasms: NusaSMSClient, sandbox: SandboxControl) -> None:
     with pytest.raises(OutcomeUnknown):
         nusasms.send_sms("6281193000000", "Halo")
-    # This is why an unknown outcome is never resent: the provider did take it.
+    # This is why an unknown action is never resent: the provider did take it.
     assert len(sandbox.messages(gsm="6281193000000")) == 1
 
 
@@ -175,7 +175,7 @@ def test_read_timeout_on_a_query_is_retryable(
     sandbox.configure(rate_timeout=1.0)
     with pytest.raises(ReplyLost) as caught:
         impatient.credits()
-    assert caught.value.outcome is Outcome.RETRY
+    assert caught.value.action is Action.RETRY
 
 
 def test_server_errors_are_retryable(nusasms: NusaSMSClient, sandbox: SandboxControl) -> None:
@@ -184,14 +184,14 @@ def test_server_errors_are_retryable(nusasms: NusaSMSClient, sandbox: SandboxCon
         with pytest.raises(ProviderHTTPError) as caught:
             nusasms.send_sms(GSM, "Halo")
         assert caught.value.status_code in (500, 502, 503)
-        assert caught.value.outcome is Outcome.RETRY
+        assert caught.value.action is Action.RETRY
 
 
 def test_throttled(nusasms: NusaSMSClient, sandbox: SandboxControl) -> None:
     sandbox.configure(rate_429=1.0)
     with pytest.raises(ProviderThrottled) as caught:
         nusasms.send_sms(GSM, "Halo")
-    assert (caught.value.outcome, caught.value.retry_after_s) == (Outcome.RETRY, 1.0)
+    assert (caught.value.action, caught.value.retry_after_s) == (Action.RETRY, 1.0)
 
 
 def test_malformed_replies_leave_a_send_unknown(
@@ -201,7 +201,7 @@ def test_malformed_replies_leave_a_send_unknown(
     for _ in range(6):  # both variants: the reply cut in half and an HTML page
         with pytest.raises(ProtocolError) as caught:
             nusasms.send_sms(GSM, "Halo")
-        assert caught.value.outcome is Outcome.UNKNOWN
+        assert caught.value.action is Action.UNKNOWN
 
 
 def test_provider_down_is_unknown_for_a_send(

@@ -12,11 +12,12 @@ from typing import Any
 
 import pytest
 
-from producer.account import AccountCircuits
 from producer.client import KirimClient
-from producer.contract import State
-from producer.deadletters import DeadLetters
-from producer.settings import Settings
+from producer.core.account import AccountCircuits
+from producer.core.contract import State
+from producer.core.deadletters import DeadLetters
+from producer.core.keys import Keys
+from producer.core.settings import Settings
 from tests.integration.test_status_callbacks import Receiver, serving_receiver
 from tests.kirim_stack import Workers, wait_for, wait_states
 
@@ -70,7 +71,7 @@ def test_poll_stores_the_reading_and_a_failed_poll_keeps_it(kirim_env, redis, sa
 def test_alert_levels_change_once_under_concurrent_workers(redis):
     from worker.alerts import AlertLevels
 
-    levels = AlertLevels(redis, "kirim")
+    levels = AlertLevels(redis, Keys())
     results: list[str | None] = []
     barrier = threading.Barrier(8)
 
@@ -129,7 +130,7 @@ def test_out_of_credit_mid_campaign_resumes_by_itself_after_top_up(kirim_env, tm
             wait_for(lambda: circuits.state("sms").paused, 30, "the SMS lanes to pause on -2")
             states = wait_states(kirim, ids, {State.SENT, State.DEFERRED})
             assert Counter(states)[State.SENT] == 12, Counter(states)
-            assert DeadLetters(kirim.redis, kirim.keys, kirim.dispatcher).count() == 0
+            assert DeadLetters(kirim.redis, kirim.keys, kirim.requeuer).count() == 0
             wait_for(lambda: "paused" in _alerts(receiver, "circuit:sms"), 10, "a paused alert")
             sandbox.set_credits(1000)
             wait_states(kirim, ids, {State.SENT}, timeout_s=60)

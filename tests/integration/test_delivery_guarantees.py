@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from producer.contract import State
-from producer.routing import Queues
+from producer.core.contract import State
+from producer.core.routing import Queues
 from tests.integration.reliability import REACHED
 from tests.kirim_stack import wait_for, wait_states
 
@@ -82,13 +82,13 @@ def test_group_send_is_one_tracked_job(kirim, workers, sandbox):
 
 
 def test_outbox_publishes_what_a_crash_left_unpublished(kirim, workers, sandbox):
-    from producer.contract import SendRequest
-    from producer.jobs import build_job
+    from producer.core.contract import SendRequest
+    from producer.core.jobs import build_job
 
     job = build_job(SendRequest(channel="sms", to="6281234567890", text="orphan"), kirim.settings)
     kirim.store.create(job, State.QUEUED, kirim.keys.outbox, time.time() - 60, "tok1")
     workers.start()
-    assert kirim.dispatcher.sweep_outbox(grace_s=2) == 1
+    assert kirim.requeuer.sweep_outbox(grace_s=2) == 1
     wait_states(kirim, [job.id], {State.SENT})
     assert sandbox.counts()[("6281234567890", "orphan")] == 1
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from producer.contract import State
+from producer.core.contract import State
 from tests.kirim_stack import wait_for, wait_states
-from worker.delivery import Applied, DeliveryReports, unknown_letters_key
+from worker.delivery import Applied, DeliveryReports
 from worker.dr_poll import DRPoller
 from worker.nusasms import report_from_fields
 
@@ -83,8 +83,8 @@ def test_pending_and_unknown_letters_are_kept_and_counted(kirim, workers, sandbo
              and int(field(kirim, pending, "dr_polls") or 0) >= 2, 20, "two polls of each")
     assert kirim.store.states([pending, odd]) == [State.SENT, State.SENT]
     assert field(kirim, odd, "dr_letter") == "X" and field(kirim, pending, "dr_letter") == "P"
-    assert int(kirim.redis.hget(unknown_letters_key(kirim.keys), "X")) >= 2
-    assert kirim.redis.hget(unknown_letters_key(kirim.keys), "P") is None
+    assert int(kirim.redis.hget(kirim.keys.dr_letters, "X")) >= 2
+    assert kirim.redis.hget(kirim.keys.dr_letters, "P") is None
     # Backoff: the next poll is scheduled later than the first poll's delay.
     assert kirim.redis.zscore(kirim.keys.dr_pending, odd) is not None
 
@@ -193,7 +193,7 @@ def cli(kirim_env, monkeypatch):
 
 
 def test_operator_lists_and_settles_unknown_messages(cli, kirim, workers, sandbox):
-    from producer.deadletters import DeadLetters
+    from producer.core.deadletters import DeadLetters
 
     sandbox.configure(dr_delay_s=0.1)
     start(workers)
@@ -212,7 +212,7 @@ def test_operator_lists_and_settles_unknown_messages(cli, kirim, workers, sandbo
     assert cli("settle", ids[0], "--as", "failed").exit_code == 1  # no longer unknown
 
     assert kirim.store.states(ids[:2]) == [State.DELIVERED, State.DEAD]
-    assert DeadLetters(kirim.redis, kirim.keys, kirim.dispatcher).get(ids[1]) is not None
+    assert DeadLetters(kirim.redis, kirim.keys, kirim.requeuer).get(ids[1]) is not None
     wait_states(kirim, [ids[2]], {State.DELIVERED})  # followed by DR once settled as sent
     wait_for(lambda: "queued" in [e["state"] for e in kirim.status(ids[3]).timeline[3:]], 10,
              "the resend to be queued")

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from producer.contract import State
+from producer.core.contract import State
 from tests.kirim_stack import wait_for, wait_states
 from worker.delivery import Applied, DeliveryReports
 from worker.dr_poll import DRPoller, account_refused

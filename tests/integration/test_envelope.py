@@ -13,10 +13,10 @@ from typing import Any
 from kombu import Connection, Consumer, Queue
 
 from producer.client import KirimClient
-from producer.contract import SendRequest
-from producer.envelope import send_message
-from producer.jobs import build_job
-from producer.records import Created
+from producer.core.contract import SendRequest
+from producer.core.envelope import build_send_task
+from producer.core.jobs import build_job
+from producer.core.records import Stored
 
 # Differ per message by design: fresh UUIDs and the publish time.
 PER_MESSAGE_HEADERS = {"id", "root_id", "enqueued_at"}
@@ -35,7 +35,7 @@ def test_hand_built_message_matches_the_one_kombu_publishes(kirim: KirimClient) 
     job = build_job(req, kirim.settings)
     kirim.publisher.publish(job, "tok-1")
     by_kombu = decoded(kirim.redis.rpop("sms"))
-    ours = decoded(send_message(job, job.model_dump_json(), "tok-1").encode())
+    ours = decoded(build_send_task(job, job.model_dump_json(), "tok-1").encode())
     assert kirim.redis.llen("sms") == 0
     assert set(ours) == set(by_kombu)
     assert ours["body"] == by_kombu["body"]
@@ -91,8 +91,8 @@ def test_a_resent_accept_answers_what_it_did_not_duplicate(kirim: KirimClient) -
     'duplicate' (nor a second message)."""
     item = kirim.enqueuer.prepare({"channel": "sms", "to": "081234567890", "text": "x"}, "t")
     first, again = kirim.store.accept_many([item]), kirim.store.accept_many([item])
-    assert isinstance(first[0], Created) and isinstance(again[0], Created)
-    assert (again[0].id, again[0].created, again[0].state) == (first[0].id, True, "queued")
+    assert isinstance(first[0], Stored) and isinstance(again[0], Stored)
+    assert (again[0].id, again[0].duplicate, again[0].state) == (first[0].id, False, "queued")
     assert kirim.redis.llen("sms") == 1
 
 

@@ -56,7 +56,7 @@ def test_flower_shows_workers_and_masked_tasks(flower: Flower, workers: Workers,
 
     assert httpx.get(f"{flower.url}/api/workers", timeout=5).status_code == 401
     assert httpx.get(f"{flower.url}/", timeout=5).status_code == 401
-    # Flower 2.x serves /metrics without auth: keep its port private (see README).
+    # Flower 2.x serves /metrics without auth: keep its port private (see docs/operations.md).
     assert httpx.get(f"{flower.url}/metrics", timeout=5).status_code == 200
 
 

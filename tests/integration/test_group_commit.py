@@ -9,9 +9,9 @@ import pytest
 
 from producer.api.commits import GroupCommit
 from producer.client import KirimClient
-from producer.enqueue import Accepted, Enqueuer
-from producer.errors import KirimError, StoreUnavailable
-from producer.records import Admit
+from producer.core.enqueue import Accepted, Enqueuer
+from producer.core.errors import KirimError, StoreUnavailable
+from producer.core.records import Admit
 
 
 class CountingEnqueuer(Enqueuer):
@@ -26,7 +26,7 @@ class CountingEnqueuer(Enqueuer):
 
 def counting(kirim: KirimClient) -> CountingEnqueuer:
     e = kirim.enqueuer
-    enqueuer = CountingEnqueuer(e.settings, e.redis, e.store, e.dispatcher, e.guard)
+    enqueuer = CountingEnqueuer(e.settings, e.redis, e.store, e.requeuer, e.guard)
     enqueuer.rounds = []
     return enqueuer
 

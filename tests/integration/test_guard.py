@@ -14,16 +14,16 @@ import redis as redis_lib
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from producer.errors import RecipientLimited
-from producer.guard import GuardDecision, GuardLimits, RecipientGuard, route_for
-from producer.keys import Keys
-from producer.segments import text_hash
+from producer.core.errors import RecipientLimited
+from producer.core.guard import GuardDecision, GuardLimits, RecipientGuard, route_for
+from producer.core.keys import Keys
+from producer.core.segments import text_hash
 
 BASE = 1_700_000_000.0  # a fixed "now" for tests that pass time explicitly
 DAY = 86400
 RCPT = "+6281234567890"
 KEYS = Keys()
-HASH_A, HASH_B = "a" * 16, "b" * 16  # shaped like producer.segments.text_hash
+HASH_A, HASH_B = "a" * 16, "b" * 16  # shaped like producer.core.segments.text_hash
 
 
 def new_id() -> str:

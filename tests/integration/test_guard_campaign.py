@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 
-from producer.contract import State
+from producer.core.contract import State
 from tests.kirim_stack import wait_states
 
 pytestmark = pytest.mark.timeout(180)
@@ -15,7 +15,7 @@ pytestmark = pytest.mark.timeout(180)
 
 def test_campaign_breaking_both_limits_earns_no_77_or_78(kirim_env, redis_url, sandbox, tmp_path):
     from producer.client import KirimClient
-    from producer.settings import Settings
+    from producer.core.settings import Settings
     from tests.kirim_stack import Workers
 
     env = {**kirim_env, "KIRIM_GUARD_PER_RECIPIENT_LIMIT": "20"}
@@ -48,7 +48,7 @@ def test_campaign_breaking_both_limits_earns_no_77_or_78(kirim_env, redis_url, s
 
 def test_rate_limit_holds_across_processes_and_is_used_fully(kirim_env, sandbox, tmp_path):
     from producer.client import KirimClient
-    from producer.settings import Settings
+    from producer.core.settings import Settings
     from tests.kirim_stack import Workers
 
     rate, burst = 25, 2

@@ -13,10 +13,10 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 from redis import Redis
 
-from producer.backlog import BacklogCollector
 from producer.client import KirimClient
-from producer.keys import Keys
-from producer.routing import Queues
+from producer.core.backlog import BacklogCollector
+from producer.core.keys import Keys
+from producer.core.routing import Queues
 from tests.kirim_stack import Workers, wait_for, wait_states
 from tests.procs import free_port
 

@@ -8,14 +8,15 @@ from collections.abc import Iterator
 
 import pytest
 
-from producer.account import resume_account
-from producer.contract import SendRequest, State
-from producer.jobs import build_job
+from producer.core.account import resume_account
+from producer.core.contract import SendRequest, State
+from producer.core.jobs import build_job
+from producer.core.routing import Circuit
+from worker.decision import Next, Step
 from worker.leases import sweep_expired_leases
-from worker.nusasms import Scope
-from worker.outcomes import Attempt
 from worker.pipeline import SendPipeline
 from worker.services import Services, build_services
+from worker.state_writer import Attempt
 
 
 @pytest.fixture
@@ -79,37 +80,38 @@ def test_a_lost_lease_cannot_mark_calling_and_a_calling_mark_stops_the_requeue(s
     assert svc.limiter.mark_calling(svc.keys.message(other.id), "not-my-claim")[0] == "lost"
     assert svc.limiter.mark_calling(svc.keys.message(other.id), CLAIM)[0] == "calling"
     # The sweep read the record before the mark: its requeue must still refuse.
-    moved = svc.dispatcher.requeue(other.id, allowed_from=[State.SENDING], calling=False,
+    moved = svc.requeuer.requeue(other.id, allowed_from=[State.SENDING], calling=False,
                                    lease_expired_by=time.time() + 3600, note="race")
     assert not moved and svc.store.get(other.id).state == State.SENDING
 
 
 def test_a_retry_leaves_no_lease_entry_behind(svc):
     job = _claimed(svc)
-    svc.recorder.retry(job, Attempt(-26, "COMMUNICATION_ERROR", "", attempts=1), 5.0)
+    svc.writer.retry(job, Attempt(-26, "COMMUNICATION_ERROR", "", attempts=1), 5.0)
     assert svc.store.get(job.id).state == State.QUEUED
     assert svc.redis.zscore(svc.keys.sending, job.id) is None
 
 
 def test_a_late_real_outcome_clears_the_unknown_entry(svc):
     job = _claimed(svc)
-    assert svc.recorder.unknown(job.id, Attempt(None, "WORKER_LOST", ""), "lease expired")
-    assert svc.recorder.sent(job, Attempt(0, "ALL_RECIPIENTS_PROCESSED", "", "1" * 18))
+    assert svc.writer.unknown(job.id, Attempt(None, "WORKER_LOST", ""), "lease expired")
+    assert svc.writer.sent(job, Attempt(0, "ALL_RECIPIENTS_PROCESSED", "", "1" * 18))
     assert svc.redis.zscore(svc.keys.unknown, job.id) is None
 
 
 def test_hold_racing_a_resume_requeues_the_message(svc):
     job = _claimed(svc)
     svc.circuits.pause("sms", "NOT_ENOUGH_CREDITS", -2)  # another worker opened it first
-    hold = svc.recorder.hold
+    hold = svc.writer.hold
 
     def resume_then_hold(*args, **kwargs):  # type: ignore[no-untyped-def]
-        resume_account(svc.circuits, svc.dispatcher)  # the credits poll wins the race
+        resume_account(svc.circuits, svc.requeuer)  # the credits poll wins the race
         return hold(*args, **kwargs)
 
-    svc.recorder.hold = resume_then_hold  # type: ignore[method-assign]
-    SendPipeline(svc)._pause(job, Attempt(-2, "NOT_ENOUGH_CREDITS", "", attempts=1),
-                             Scope.PRODUCT)
+    svc.writer.hold = resume_then_hold  # type: ignore[method-assign]
+    pause = Step(Next.PAUSE, "NOT_ENOUGH_CREDITS", circuit=Circuit.SMS)
+    assert SendPipeline(svc).carry_out(
+        job, pause, Attempt(-2, "NOT_ENOUGH_CREDITS", "", attempts=1)) == "paused"
     record = svc.store.get(job.id)
     assert record.state == State.QUEUED
     assert svc.redis.sismember(svc.keys.held("sms"), job.id) == 0
@@ -119,9 +121,8 @@ def test_an_expired_otp_frees_its_guard_slot(svc):
     job = build_job(SendRequest(channel="otp", to="6281234567890", text="Kode 123456",
                                 otp_validity_s=10), svc.settings, now=time.time() - 60)
     svc.store.create(job, State.QUEUED, svc.keys.outbox, time.time(), "tok")
-    svc.store.claim(job.id, 30, "tok", job.channel, CLAIM)
     assert svc.guard.reserve(job.id, "sms", job.to, job.text_hash).allowed
-    assert SendPipeline(svc)._otp_expired(job)
+    assert SendPipeline(svc).process(job.to_task(), "tok") == "expired"
     assert svc.store.get(job.id).state == State.EXPIRED
     assert svc.redis.zcard(svc.keys.guard_recipient("sms", job.to)) == 0
 
@@ -134,14 +135,14 @@ def test_a_sender_that_outlived_its_lease_cannot_move_a_message_claimed_since(sv
     assert svc.store.claim(job.id, 30, record.get("dispatch"), job.channel,
                            "claim-2")[0] == "claimed"
     stale = Attempt(None, "GUARD", "per_recipient", attempts=1)
-    assert not svc.recorder.defer(job, stale, time.time() + 60, "late", claim=CLAIM)
-    assert not svc.recorder.retry(job, stale, 1.0, claim=CLAIM)
+    assert not svc.writer.defer(job, stale, time.time() + 60, "late", claim=CLAIM)
+    assert not svc.writer.retry(job, stale, 1.0, claim=CLAIM)
     assert svc.store.get(job.id).state == State.SENDING  # the new sender still holds it
-    assert svc.recorder.sent(job, Attempt(0, "OK", "", "2" * 18), claim="claim-2")
+    assert svc.writer.sent(job, Attempt(0, "OK", "", "2" * 18), claim="claim-2")
 
 
 def test_messages_held_by_a_closed_circuit_are_requeued_by_the_sweep(svc):
-    from producer.account import release_orphans
+    from producer.core.account import release_orphans
 
     svc.circuits.pause("wa", "NOT_ENOUGH_CREDITS", -2)
     job = build_job(SendRequest(channel="wa", to="6281234567890", text="held"), svc.settings)
@@ -151,6 +152,6 @@ def test_messages_held_by_a_closed_circuit_are_requeued_by_the_sweep(svc):
     old = build_job(SendRequest(channel="sms", to="6281234567891", text="old"), svc.settings)
     svc.store.create(old, State.DEFERRED, svc.keys.outbox, time.time(), "tok")
     svc.redis.sadd(svc.keys.legacy_held, old.id)  # held by a version before the circuits
-    assert release_orphans(svc.circuits, svc.dispatcher) == 2
+    assert release_orphans(svc.circuits, svc.requeuer) == 2
     assert svc.store.states([job.id, old.id]) == [State.QUEUED, State.QUEUED]
-    assert release_orphans(svc.circuits, svc.dispatcher) == 0
+    assert release_orphans(svc.circuits, svc.requeuer) == 0

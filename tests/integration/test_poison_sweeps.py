@@ -9,9 +9,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from producer.contract import SendRequest, State
-from producer.deadletters import DeadLetters
-from producer.jobs import build_job
+from producer.core.contract import SendRequest, State
+from producer.core.deadletters import DeadLetters
+from producer.core.jobs import build_job
 from tests.kirim_stack import wait_for, wait_states
 from worker.leases import sweep_expired_leases
 from worker.services import Services, build_services
@@ -47,7 +47,7 @@ def _assert_quarantined(svc: Services, mid: str) -> None:
     assert (record.get("reason") or "").startswith("poisoned: invalid job: metadata.a")
     for index in (svc.keys.outbox, svc.keys.deferred, svc.keys.sending):
         assert svc.redis.zscore(index, mid) is None, index
-    letter = DeadLetters(svc.redis, svc.keys, svc.dispatcher).get(mid)
+    letter = DeadLetters(svc.redis, svc.keys, svc.requeuer).get(mid)
     assert letter is not None and letter.code_name == "POISONED"
     assert letter.job["metadata"] == {"a": None}  # what was stored, kept for the operator
 
@@ -57,11 +57,11 @@ def test_outbox_sweep_quarantines_a_poisoned_entry_and_publishes_the_rest(svc):
     bad = _stored(svc, State.QUEUED, svc.keys.outbox, old - 10, "bad")  # first in line
     good = [_stored(svc, State.QUEUED, svc.keys.outbox, old, f"good {i}") for i in range(3)]
     _poison(svc, bad)
-    assert svc.dispatcher.sweep_outbox(grace_s=1) == 3
+    assert svc.requeuer.sweep_outbox(grace_s=1) == 3
     _assert_quarantined(svc, bad)
     assert svc.redis.llen("sms") == 3  # the three good tasks are on the broker's list
     assert all(svc.redis.zscore(svc.keys.outbox, g) > time.time() for g in good)  # rechecked
-    assert svc.dispatcher.sweep_outbox(grace_s=1) == 0  # and the bad one is gone for good
+    assert svc.requeuer.sweep_outbox(grace_s=1) == 0  # and the bad one is gone for good
 
 
 def test_deferred_release_quarantines_a_poisoned_entry_and_releases_the_rest(svc):
@@ -69,7 +69,7 @@ def test_deferred_release_quarantines_a_poisoned_entry_and_releases_the_rest(svc
     bad = _stored(svc, State.DEFERRED, svc.keys.deferred, due - 10, "bad")
     good = [_stored(svc, State.DEFERRED, svc.keys.deferred, due, f"good {i}") for i in range(3)]
     _poison(svc, bad)
-    assert svc.dispatcher.release_due() == 3
+    assert svc.requeuer.release_due() == 3
     _assert_quarantined(svc, bad)
     assert svc.store.states(good) == [State.QUEUED] * 3
 
@@ -87,13 +87,13 @@ def test_lease_sweep_quarantines_a_poisoned_entry_and_settles_the_rest(svc):
 
 
 def test_resume_quarantines_a_poisoned_held_message_and_requeues_the_rest(svc):
-    from producer.account import resume_account
+    from producer.core.account import resume_account
 
     ids = [_stored(svc, State.QUEUED, svc.keys.outbox, time.time(), f"h {i}") for i in range(3)]
     svc.circuits.pause("sms", "NOT_ENOUGH_CREDITS", -2)
     assert [svc.store.claim(m, 30, "tok", "sms", "c")[0] for m in ids] == ["paused"] * 3
     _poison(svc, ids[1])
-    assert resume_account(svc.circuits, svc.dispatcher) == 2
+    assert resume_account(svc.circuits, svc.requeuer) == 2
     _assert_quarantined(svc, ids[1])
     assert svc.store.states([ids[0], ids[2]]) == [State.QUEUED] * 2
 
@@ -112,6 +112,6 @@ def test_a_poisoned_task_quarantines_a_poisoned_record_but_never_a_good_one(kiri
     assert (kirim.status(bad.id).get("reason") or "").startswith("poisoned")
     assert kirim.redis.zscore(kirim.keys.outbox, bad.id) is None
     wait_states(kirim, [good.id], {State.SENT}, timeout_s=40)  # a bad copy did not kill it
-    letters = DeadLetters(kirim.redis, kirim.keys, kirim.dispatcher)
+    letters = DeadLetters(kirim.redis, kirim.keys, kirim.requeuer)
     wait_for(lambda: letters.get(good.id) is not None, 5, "the bad copy's dead letter")
     assert letters.get(good.id).reason == "invalid_payload"

@@ -18,7 +18,7 @@ import redis as redis_lib
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from producer.keys import Keys
+from producer.core.keys import Keys
 from worker.ratelimit import RateLimiter
 
 KEY = Keys().rate_limit

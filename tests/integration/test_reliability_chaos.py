@@ -14,9 +14,9 @@ import time
 import pytest
 
 from producer.client import KirimClient
-from producer.contract import State
-from producer.settings import Settings
-from tests.integration.reliability import REACHED, check_outcome
+from producer.core.contract import State
+from producer.core.settings import Settings
+from tests.integration.reliability import REACHED, check_run
 from tests.integration.test_reliability_redis_restart import aof_redis
 from tests.kirim_stack import TEST_ENV, Workers, wait_for, wait_states
 
@@ -49,7 +49,7 @@ def test_kills_and_a_redis_restart_lose_nothing_and_leave_almost_no_blind_unknow
             wait_for(lambda: sandbox.stats()["accepted"] >= 20, 60, "the first sends")
             _chaos(workers, pool, aof_redis)
             wait_states(kirim, list(by_id), ENDED, timeout_s=150)
-            out = check_outcome(kirim, sandbox, by_id, ENDED, started)
+            out = check_run(kirim, sandbox, by_id, ENDED, started)
             blind = _unknown_never_seen(kirim, sandbox, by_id)
     except AssertionError:
         print(workers.logs())

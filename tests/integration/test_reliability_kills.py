@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from producer.contract import State
-from tests.integration.reliability import REACHED, check_outcome
+from producer.core.contract import State
+from tests.integration.reliability import REACHED, check_run
 from tests.kirim_stack import wait_for, wait_states
 
 pytestmark = [pytest.mark.timeout(240), pytest.mark.slow]
@@ -44,7 +44,7 @@ def test_workers_killed_repeatedly_lose_nothing_and_send_nothing_twice(kirim, wo
     # Redelivery after the 12 s visibility timeout, the outbox recheck and the 6 s lease
     # sweep (beat every 15 s) bound how long the last killed worker's messages take.
     wait_states(kirim, ids, ENDED, timeout_s=90)
-    out = check_outcome(kirim, sandbox, by_id, ENDED, started)
+    out = check_run(kirim, sandbox, by_id, ENDED, started)
     print(out.line(f"{MESSAGES} messages, {kills} SIGKILLs of 3 workers"))
     print(f"[reliability] sending when a worker was killed (summed over kills): {caught_sending}")
     assert out.duplicates == 0

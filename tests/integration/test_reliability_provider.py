@@ -8,9 +8,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from producer.contract import State
+from producer.core.contract import State
 from sandbox.control import SandboxControl
-from tests.integration.reliability import check_outcome
+from tests.integration.reliability import check_run
 from tests.kirim_stack import TEST_ENV, wait_for, wait_states
 from tests.procs import free_port, python_module, spawn, wait_http
 
@@ -34,7 +34,7 @@ def test_fault_storm_ends_every_message_within_its_budget_and_never_twice(kirim,
     by_id = {r.id: (r.to or "", texts[r.to or ""]) for r in results}
     ended = frozenset({State.SENT, State.DEAD, State.UNKNOWN})
     wait_states(kirim, list(by_id), ended, timeout_s=120)
-    out = check_outcome(kirim, sandbox, by_id, ended, started)
+    out = check_run(kirim, sandbox, by_id, ended, started)
     max_attempts = int(TEST_ENV["KIRIM_RETRY_MAX_ATTEMPTS"])
     last_fault = _last_fault_by_gsm(sandbox)
     attempts: Counter[int] = Counter()
@@ -113,7 +113,7 @@ def test_provider_outage_shorter_than_the_budget_dead_letters_nothing(
         sandbox.configure(rate_5xx=0.0)
         provider = sandbox
     wait_states(kirim, list(by_id), {State.SENT}, timeout_s=60)
-    out = check_outcome(kirim, provider, by_id, frozenset({State.SENT}), started)
+    out = check_run(kirim, provider, by_id, frozenset({State.SENT}), started)
     most = max(kirim.status(mid).attempts for mid in by_id)
     print(out.line(f"provider outage ({outage}) of {OUTAGE_S:.0f} s; most attempts {most}"))
     assert out.states == Counter({State.SENT: len(by_id)}) and out.duplicates == 0

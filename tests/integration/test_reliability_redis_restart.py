@@ -10,9 +10,9 @@ import httpx
 import pytest
 
 from producer.client import KirimClient
-from producer.contract import State
-from producer.settings import Settings
-from tests.integration.reliability import REACHED, check_outcome
+from producer.core.contract import State
+from producer.core.settings import Settings
+from tests.integration.reliability import REACHED, check_run
 from tests.kirim_stack import TEST_ENV, Workers, wait_for, wait_states
 from tests.procs import RedisServer
 
@@ -69,7 +69,7 @@ def test_redis_restart_is_survived_by_api_and_workers(aof_redis, sandbox, api_fa
             wait_for(lambda: _supervise(pool, roles, restarted) or all(
                 s in ended for s in kirim.store.states(list(texts))), 90, "a settled run")
             wait_states(kirim, list(texts), ended, timeout_s=1)
-            out = check_outcome(kirim, sandbox, texts, frozenset({*REACHED, State.UNKNOWN}),
+            out = check_run(kirim, sandbox, texts, frozenset({*REACHED, State.UNKNOWN}),
                                 started)
         print(out.line(f"Redis (AOF) down {DOWN_S:.0f} s mid-run, API answered"
                        f" {len(refusals)}x 503"))

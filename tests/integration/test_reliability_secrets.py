@@ -13,7 +13,7 @@ import httpx
 import pytest
 import redis as redis_lib
 
-from producer.contract import State
+from producer.core.contract import State
 from tests.kirim_stack import wait_for, wait_states
 from worker.nusasms import NusaSMSClient, NusaSMSConfig, NusaSMSError, build_http_client
 

@@ -17,7 +17,7 @@ import pytest
 from redis import Redis
 
 from producer.client import KirimClient
-from producer.settings import Settings
+from producer.core.settings import Settings
 from tests.flower import Flower
 from tests.kirim_stack import TEST_ENV, Workers, wait_for, wait_states
 from tests.procs import RedisServer

@@ -6,10 +6,10 @@ import time
 
 import pytest
 
-from producer.account import AccountCircuits, resume_account
-from producer.contract import State
-from producer.deadletters import DeadLetters
-from producer.errors import IdempotencyConflict
+from producer.core.account import AccountCircuits, resume_account
+from producer.core.contract import State
+from producer.core.deadletters import DeadLetters
+from producer.core.errors import IdempotencyConflict
 from tests.kirim_stack import wait_for, wait_states
 
 pytestmark = pytest.mark.timeout(120)
@@ -56,7 +56,7 @@ def test_retries_are_bounded_then_dead_lettered(kirim, workers, settings):
     wait_states(kirim, [mid], {State.DEAD})
     record = kirim.status(mid)
     assert record.attempts == settings.retry_max_attempts
-    letter = DeadLetters(kirim.redis, kirim.keys, kirim.dispatcher).get(mid)
+    letter = DeadLetters(kirim.redis, kirim.keys, kirim.requeuer).get(mid)
     assert letter is not None and letter.code == "-26" and letter.code_name == "COMMUNICATION_ERROR"
     assert "retries exhausted" in letter.reason and letter.job["text"] == "always -26"
 
@@ -71,7 +71,7 @@ def test_permanent_errors_are_dead_at_once(kirim, workers, number, code, name):
     wait_states(kirim, [mid], {State.DEAD})
     record = kirim.status(mid)
     assert record.attempts == 1 and record.get("last_code") == code
-    letter = DeadLetters(kirim.redis, kirim.keys, kirim.dispatcher).get(mid)
+    letter = DeadLetters(kirim.redis, kirim.keys, kirim.requeuer).get(mid)
     assert letter is not None and letter.code_name == name and letter.attempts == 1
     assert kirim.redis.hget(kirim.keys.provider_codes, code) == b"1"
 
@@ -115,9 +115,9 @@ def test_out_of_credit_pauses_the_account_and_resume_sends(kirim, workers, sandb
     circuits = AccountCircuits(kirim.redis, kirim.keys)
     assert circuits.state("sms").paused and circuits.state("sms").code == "-2"
     assert [s.name for s in circuits.paused()] == ["sms"]  # WhatsApp's wallet is not SMS's
-    assert DeadLetters(kirim.redis, kirim.keys, kirim.dispatcher).count() == 0
+    assert DeadLetters(kirim.redis, kirim.keys, kirim.requeuer).count() == 0
     sandbox.set_credits(100)
-    assert resume_account(circuits, kirim.dispatcher) == 5
+    assert resume_account(circuits, kirim.requeuer) == 5
     wait_states(kirim, ids, DONE)
 
 
@@ -141,7 +141,7 @@ def test_poison_payload_is_dead_lettered_and_the_worker_goes_on(kirim, workers):
     kirim.celery.send_task("kirim.send", args=["not even a dict"], queue="sms")
     mid = kirim.send_sms("6281234567890", "after the poison")
     wait_states(kirim, [mid], DONE)
-    letters = DeadLetters(kirim.redis, kirim.keys, kirim.dispatcher)
+    letters = DeadLetters(kirim.redis, kirim.keys, kirim.requeuer)
     wait_for(lambda: letters.count() == 2, 10, "two poison dead letters")
     assert {d.reason for d in letters.list()} == {"invalid_payload"}
     assert "v" in letters.get("bad-payload-1").last_reply
@@ -158,8 +158,8 @@ def test_foreign_celery_client_job_is_adopted_and_sent(kirim, workers, sandbox):
 
 
 def test_expired_otp_is_never_sent(kirim, workers, sandbox):
-    from producer.contract import SendRequest
-    from producer.jobs import build_job
+    from producer.core.contract import SendRequest
+    from producer.core.jobs import build_job
 
     req = SendRequest(channel="otp", to="6281234567890", text="Kode OTP 111222",
                       otp_validity_s=10)
@@ -176,7 +176,7 @@ def test_dead_letter_replay_goes_through_the_pipeline_again(kirim, workers, sand
     workers.start()
     mid = kirim.send_sms("6281195500000", "needs five tries")  # -26 five times, then ok
     wait_states(kirim, [mid], {State.DEAD})
-    letters = DeadLetters(kirim.redis, kirim.keys, kirim.dispatcher)
+    letters = DeadLetters(kirim.redis, kirim.keys, kirim.requeuer)
     assert letters.replay_where(code="-26") == (1, 0)
     wait_states(kirim, [mid], DONE)
     assert letters.count() == 0

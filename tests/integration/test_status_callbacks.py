@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 
 from producer.client import KirimClient
-from producer.contract import State
-from producer.settings import Settings
+from producer.core.contract import State
+from producer.core.settings import Settings
 from tests.kirim_stack import Workers, wait_for, wait_states
 
 pytestmark = pytest.mark.timeout(120)

@@ -1,7 +1,7 @@
 """docker-compose.yml, the Kubernetes manifests and the systemd units agree with the code.
 
 Every command names a program and subcommand that exist, every KIRIM_* variable is a field
-of Settings, every queue is one of producer.routing.Queues.ALL, every Secret reference is
+of Settings, every queue is one of producer.core.routing.Queues.ALL, every Secret reference is
 generated or documented, and every worker outlives its longest task on shutdown.
 """
 
@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 import yaml
 
-from producer.routing import Queues
-from producer.settings import Settings
+from producer.core.routing import Queues
+from producer.core.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE = ROOT / "deploy/k8s/base"

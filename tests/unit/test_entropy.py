@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from producer.entropy import token_hex
+from producer.core.entropy import token_hex
 
 
 def test_tokens_have_the_asked_size_and_do_not_repeat() -> None:

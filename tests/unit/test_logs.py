@@ -11,7 +11,7 @@ import pytest
 import structlog
 from pydantic import SecretStr
 
-from producer.logs import (
+from producer.core.logs import (
     SecretScrubber,
     configure_logging,
     mask_recipients,
@@ -20,7 +20,7 @@ from producer.logs import (
     secrets_of,
     use_json,
 )
-from producer.settings import Settings
+from producer.core.settings import Settings
 
 PASSWORD = "Nusa-Pw-unit-9c1e"
 

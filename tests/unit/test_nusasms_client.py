@@ -18,12 +18,12 @@ from worker.nusasms import (
     SEND_GROUP_PATH,
     SEND_SMS_PATH,
     SEND_WA_PATH,
+    Action,
     ClientMisconfigured,
     DeliveryState,
     NusaSMSClient,
     NusaSMSConfig,
     NusaSMSError,
-    Outcome,
     OutcomeUnknown,
     ProtocolError,
     ProviderHTTPError,
@@ -236,23 +236,23 @@ def test_base_url_path_prefix_and_trailing_slash() -> None:
 
 def test_send_result() -> None:
     result = make(Recorder()).send_sms(GSM, "Halo")
-    assert result.status.outcome is Outcome.DONE
+    assert result.status.action is Action.DONE
     assert (result.message_id, result.destination) == ("175041319203754627", GSM)
     assert result.raw == OK_SEND
     assert result.elapsed_s > 0
 
 
-@pytest.mark.parametrize(("code", "outcome"), [(-2, Outcome.PAUSE), (-78, Outcome.DEFER)])
-def test_negative_status_is_a_result(code: int, outcome: Outcome) -> None:
+@pytest.mark.parametrize(("code", "action"), [(-2, Action.PAUSE), (-78, Action.DEFER)])
+def test_negative_status_is_a_result(code: int, action: Action) -> None:
     body = f'{{"results":[{{"status":"{code}","messageid":"","destination":"{GSM}"}}]}}'
     result = make(Recorder(body)).send_sms(GSM, "Halo")
-    assert (result.status.code, result.status.outcome, result.message_id) == (code, outcome, None)
+    assert (result.status.code, result.status.action, result.message_id) == (code, action, None)
 
 
 def test_xml_reply_is_read_even_though_json_was_asked() -> None:
     body = "<results><result><status>-1</status><messageid></messageid></result></results>"
     result = make(Recorder(body)).send_wa(GSM, "Halo")
-    assert (result.status.outcome, result.destination) == (Outcome.RETRY, GSM)
+    assert (result.status.action, result.destination) == (Action.RETRY, GSM)
 
 
 def test_any_2xx_is_read_as_a_reply() -> None:
@@ -265,7 +265,7 @@ def test_query_rejected_by_status(name: str) -> None:
     call, _ = QUERIES[name]
     with pytest.raises(ProviderRejected) as caught:
         call(make(Recorder('{"results":[{"status":"-5","messageid":"","destination":""}]}')))
-    assert caught.value.outcome is Outcome.PAUSE
+    assert caught.value.action is Action.PAUSE
     assert caught.value.operation == name
 
 
@@ -312,18 +312,18 @@ def test_transport_failures(
 # --- HTTP errors -----------------------------------------------------------------------
 
 HTTP_FAILURES = [
-    # (status, headers, class, outcome on a send, outcome on a query, retry_after_s)
-    (500, {}, ProviderHTTPError, Outcome.RETRY, Outcome.RETRY, None),
-    (502, {}, ProviderHTTPError, Outcome.RETRY, Outcome.RETRY, None),
-    (503, {"Retry-After": "20"}, ProviderHTTPError, Outcome.RETRY, Outcome.RETRY, 20.0),
-    (504, {}, ProviderHTTPError, Outcome.UNKNOWN, Outcome.RETRY, None),
-    (408, {}, ProviderHTTPError, Outcome.RETRY, Outcome.RETRY, None),
-    (429, {"Retry-After": "30"}, ProviderThrottled, Outcome.RETRY, Outcome.RETRY, 30.0),
-    (429, {}, ProviderThrottled, Outcome.RETRY, Outcome.RETRY, None),
-    (404, {}, ProviderHTTPError, Outcome.PAUSE, Outcome.PAUSE, None),
-    (401, {}, ProviderHTTPError, Outcome.PAUSE, Outcome.PAUSE, None),
-    (403, {}, ProviderHTTPError, Outcome.PAUSE, Outcome.PAUSE, None),
-    (302, {"Location": "https://x.test/"}, ProviderHTTPError, Outcome.PAUSE, Outcome.PAUSE, None),
+    # (status, headers, class, action on a send, action on a query, retry_after_s)
+    (500, {}, ProviderHTTPError, Action.RETRY, Action.RETRY, None),
+    (502, {}, ProviderHTTPError, Action.RETRY, Action.RETRY, None),
+    (503, {"Retry-After": "20"}, ProviderHTTPError, Action.RETRY, Action.RETRY, 20.0),
+    (504, {}, ProviderHTTPError, Action.UNKNOWN, Action.RETRY, None),
+    (408, {}, ProviderHTTPError, Action.RETRY, Action.RETRY, None),
+    (429, {"Retry-After": "30"}, ProviderThrottled, Action.RETRY, Action.RETRY, 30.0),
+    (429, {}, ProviderThrottled, Action.RETRY, Action.RETRY, None),
+    (404, {}, ProviderHTTPError, Action.PAUSE, Action.PAUSE, None),
+    (401, {}, ProviderHTTPError, Action.PAUSE, Action.PAUSE, None),
+    (403, {}, ProviderHTTPError, Action.PAUSE, Action.PAUSE, None),
+    (302, {"Location": "https://x.test/"}, ProviderHTTPError, Action.PAUSE, Action.PAUSE, None),
 ]
 
 
@@ -336,8 +336,8 @@ def test_http_failures(
     status: int,
     headers: dict[str, str],
     cls: type[ProviderHTTPError],
-    on_send: Outcome,
-    on_query: Outcome,
+    on_send: Action,
+    on_query: Action,
     retry_after_s: float | None,
 ) -> None:
     call, _ = CALLS[name]
@@ -346,7 +346,7 @@ def test_http_failures(
         call(make(lambda r: httpx.Response(status, headers=headers, text=page)))
     assert type(caught.value) is cls
     assert caught.value.status_code == status
-    assert caught.value.outcome is (on_send if name == "send_sms" else on_query)
+    assert caught.value.action is (on_send if name == "send_sms" else on_query)
     assert caught.value.retry_after_s == retry_after_s
     assert "Something went wrong" in caught.value.excerpt
 
@@ -355,7 +355,7 @@ def test_redirects_are_never_followed_even_if_the_client_would() -> None:
     recorder = Recorder(lambda r: httpx.Response(307, headers={"Location": "https://evil.test/"}))
     with pytest.raises(ProviderHTTPError) as caught:
         make(recorder, follow_redirects=True).send_sms(GSM, "Halo")
-    assert caught.value.outcome is Outcome.PAUSE
+    assert caught.value.action is Action.PAUSE
     assert len(recorder.requests) == 1
 
 
@@ -375,8 +375,8 @@ def test_unreadable_200_reply(name: str, body: str) -> None:
     call, _ = CALLS[name]
     with pytest.raises(ProtocolError) as caught:
         call(make(Recorder(body)))
-    expected = Outcome.UNKNOWN if name in SENDS else Outcome.RETRY
-    assert caught.value.outcome is expected
+    expected = Action.UNKNOWN if name in SENDS else Action.RETRY
+    assert caught.value.action is expected
 
 
 # --- the password never shows ----------------------------------------------------------

@@ -23,11 +23,11 @@ from worker.nusasms.errors import (
     excerpt,
     scrub,
 )
-from worker.nusasms.status import Outcome, lookup
+from worker.nusasms.status import Action, lookup
 from worker.nusasms.transport import (
     HTTPX_STAGES,
     Stage,
-    http_status_outcome,
+    http_status_action,
     httpx_errors,
     parse_retry_after,
     translate_httpx_error,
@@ -110,16 +110,16 @@ def test_translation(
 
 
 @pytest.mark.parametrize(
-    ("cls", "outcome"),
+    ("cls", "action"),
     [
-        (RequestNotSent, Outcome.RETRY),
-        (OutcomeUnknown, Outcome.UNKNOWN),
-        (ReplyLost, Outcome.RETRY),
-        (ClientMisconfigured, Outcome.PAUSE),
+        (RequestNotSent, Action.RETRY),
+        (OutcomeUnknown, Action.UNKNOWN),
+        (ReplyLost, Action.RETRY),
+        (ClientMisconfigured, Action.PAUSE),
     ],
 )
-def test_outcome_follows_from_the_class(cls: type[NusaSMSError], outcome: Outcome) -> None:
-    assert cls("send_sms", "x").outcome is outcome
+def test_outcome_follows_from_the_class(cls: type[NusaSMSError], action: Action) -> None:
+    assert cls("send_sms", "x").action is action
 
 
 def test_a_subclass_httpx_might_add_inherits_its_parents_stage() -> None:
@@ -157,25 +157,25 @@ def test_translated_messages_never_carry_the_password() -> None:
 @pytest.mark.parametrize(
     ("status", "on_send", "on_query"),
     [
-        (500, Outcome.RETRY, Outcome.RETRY),
-        (502, Outcome.RETRY, Outcome.RETRY),
-        (503, Outcome.RETRY, Outcome.RETRY),
-        (504, Outcome.UNKNOWN, Outcome.RETRY),
-        (599, Outcome.RETRY, Outcome.RETRY),
-        (408, Outcome.RETRY, Outcome.RETRY),
-        (429, Outcome.RETRY, Outcome.RETRY),
-        (400, Outcome.PAUSE, Outcome.PAUSE),
-        (401, Outcome.PAUSE, Outcome.PAUSE),
-        (403, Outcome.PAUSE, Outcome.PAUSE),
-        (404, Outcome.PAUSE, Outcome.PAUSE),
-        (405, Outcome.PAUSE, Outcome.PAUSE),
-        (301, Outcome.PAUSE, Outcome.PAUSE),
-        (307, Outcome.PAUSE, Outcome.PAUSE),
+        (500, Action.RETRY, Action.RETRY),
+        (502, Action.RETRY, Action.RETRY),
+        (503, Action.RETRY, Action.RETRY),
+        (504, Action.UNKNOWN, Action.RETRY),
+        (599, Action.RETRY, Action.RETRY),
+        (408, Action.RETRY, Action.RETRY),
+        (429, Action.RETRY, Action.RETRY),
+        (400, Action.PAUSE, Action.PAUSE),
+        (401, Action.PAUSE, Action.PAUSE),
+        (403, Action.PAUSE, Action.PAUSE),
+        (404, Action.PAUSE, Action.PAUSE),
+        (405, Action.PAUSE, Action.PAUSE),
+        (301, Action.PAUSE, Action.PAUSE),
+        (307, Action.PAUSE, Action.PAUSE),
     ],
 )
-def test_http_status_outcomes(status: int, on_send: Outcome, on_query: Outcome) -> None:
-    assert http_status_outcome(status, is_send=True) is on_send
-    assert http_status_outcome(status, is_send=False) is on_query
+def test_http_status_actions(status: int, on_send: Action, on_query: Action) -> None:
+    assert http_status_action(status, is_send=True) is on_send
+    assert http_status_action(status, is_send=False) is on_query
 
 
 NOW = datetime(2025, 6, 1, 12, 0, 0, tzinfo=UTC)
@@ -208,9 +208,9 @@ def _samples() -> list[NusaSMSError]:
         OutcomeUnknown("send_sms", "ReadTimeout: timed out"),
         ReplyLost("credits", "ReadTimeout: timed out"),
         ClientMisconfigured("send_sms", "UnsupportedProtocol"),
-        ProviderHTTPError("send_sms", 502, outcome=Outcome.RETRY, excerpt="<html>"),
-        ProviderThrottled("send_sms", 429, outcome=Outcome.RETRY, retry_after_s=3.0),
-        ProtocolError("send_sms", "empty body", "", outcome=Outcome.UNKNOWN),
+        ProviderHTTPError("send_sms", 502, action=Action.RETRY, excerpt="<html>"),
+        ProviderThrottled("send_sms", 429, action=Action.RETRY, retry_after_s=3.0),
+        ProtocolError("send_sms", "empty body", "", action=Action.UNKNOWN),
         ProviderRejected("credits", lookup(-5)),
     ]
 
@@ -220,7 +220,7 @@ def test_errors_survive_pickle(exc: NusaSMSError) -> None:
     copy = pickle.loads(pickle.dumps(exc))
     assert type(copy) is type(exc)
     assert str(copy) == str(exc)
-    assert copy.outcome is exc.outcome
+    assert copy.action is exc.action
     assert copy.__dict__ == exc.__dict__
 
 
@@ -236,15 +236,15 @@ def test_the_docstring_tree_names_every_error() -> None:
 
 
 def test_throttled_is_an_http_error_with_retry_after() -> None:
-    exc = ProviderThrottled("send_sms", 429, outcome=Outcome.RETRY, retry_after_s=12.0)
+    exc = ProviderThrottled("send_sms", 429, action=Action.RETRY, retry_after_s=12.0)
     assert isinstance(exc, ProviderHTTPError)
     assert exc.retry_after_s == 12.0
     assert "Retry-After 12s" in str(exc)
 
 
 def test_rejected_takes_its_outcome_from_the_table() -> None:
-    assert ProviderRejected("credits", lookup(-5)).outcome is Outcome.PAUSE
-    assert ProviderRejected("credits", lookup(-1)).outcome is Outcome.RETRY
+    assert ProviderRejected("credits", lookup(-5)).action is Action.PAUSE
+    assert ProviderRejected("credits", lookup(-1)).action is Action.RETRY
 
 
 @pytest.mark.parametrize(

@@ -21,11 +21,11 @@ from worker.nusasms.replies import (
     parse_send_reply,
     report_from_fields,
 )
-from worker.nusasms.status import DeliveryState, Outcome
+from worker.nusasms.status import Action, DeliveryState
 
 PASSWORD = "Sup3r-S3cret"
 
-# The doc's own examples (nusasms-api.md §1.4).
+# The doc's own examples (docs/nusasms-api.md §1.4).
 DOC_XML = (
     '<?xml version="1.0" encoding="UTF-8"?><results><result><status>0</status>'
     "<messageid>175041319203754627</messageid><destination>6285100803380</destination>"
@@ -44,7 +44,7 @@ DOC_JSON = (
 def test_doc_examples(body: str | bytes) -> None:
     result = parse_send_reply(body)
     assert result.status.code == 0
-    assert result.status.outcome is Outcome.DONE
+    assert result.status.action is Action.DONE
     assert result.message_id == "175041319203754627"
     assert result.destination == "6285100803380"
 
@@ -79,7 +79,7 @@ def test_negative_status_is_a_result_not_an_error() -> None:
     body = '{"results":[{"status":"-77","messageid":"","destination":"6281234567890"}]}'
     result = parse_send_reply(body)
     assert result.status.name == "SPAM_PATTERN"
-    assert result.status.outcome is Outcome.DEAD
+    assert result.status.action is Action.DEAD
     assert result.message_id is None
     assert result.destination == "6281234567890"
 
@@ -90,9 +90,9 @@ def test_xml_error_reply() -> None:
         "<destination>6281234567890</destination></result></results>"
     )
     result = parse_send_reply(body)
-    assert (result.status.code, result.status.outcome, result.message_id) == (
+    assert (result.status.code, result.status.action, result.message_id) == (
         -2,
-        Outcome.PAUSE,
+        Action.PAUSE,
         None,
     )
 
@@ -100,7 +100,7 @@ def test_xml_error_reply() -> None:
 def test_unknown_status_code_is_a_dead_result_with_its_code() -> None:
     result = parse_send_reply('{"results":[{"status":"-123","messageid":""}]}')
     assert (result.status.code, result.status.name) == (-123, "UNKNOWN_CODE")
-    assert result.status.outcome is Outcome.DEAD
+    assert result.status.action is Action.DEAD
 
 
 def test_missing_destination_falls_back_to_what_was_sent() -> None:
@@ -137,14 +137,14 @@ def test_raw_keeps_the_body_but_not_the_password() -> None:
 )
 def test_group_replies(body: str) -> None:
     result = parse_group_reply(body, group="ignored")
-    assert result.status.outcome is Outcome.DONE
+    assert result.status.action is Action.DONE
     assert result.campaign_name == "Group-Api-Campaign-17"
     assert result.group == "Example"
 
 
 def test_group_not_found() -> None:
     result = parse_group_reply('{"results":[{"status":"-55"}]}', group="Pelanggan")
-    assert (result.status.name, result.status.outcome) == ("GROUP_NOT_FOUND", Outcome.DEAD)
+    assert (result.status.name, result.status.action) == ("GROUP_NOT_FOUND", Action.DEAD)
     assert result.group == "Pelanggan"
     assert result.campaign_name is None
 
@@ -185,18 +185,18 @@ def test_credits_float_keeps_its_decimal_digits() -> None:
 
 
 @pytest.mark.parametrize(
-    ("body", "code", "outcome"),
+    ("body", "code", "action"),
     [
-        ('{"results":[{"status":"-5","messageid":"","destination":""}]}', -5, Outcome.PAUSE),
-        ('{"results":{"status":"-40"}}', -40, Outcome.PAUSE),
-        ("<results><result><status>-99</status></result></results>", -99, Outcome.RETRY),
+        ('{"results":[{"status":"-5","messageid":"","destination":""}]}', -5, Action.PAUSE),
+        ('{"results":{"status":"-40"}}', -40, Action.PAUSE),
+        ("<results><result><status>-99</status></result></results>", -99, Action.RETRY),
     ],
 )
-def test_credits_error_reply_is_rejected(body: str, code: int, outcome: Outcome) -> None:
+def test_credits_error_reply_is_rejected(body: str, code: int, action: Action) -> None:
     with pytest.raises(ProviderRejected) as caught:
         parse_credits(body)
     assert caught.value.status.code == code
-    assert caught.value.outcome is outcome
+    assert caught.value.action is action
 
 
 @pytest.mark.parametrize(
@@ -219,7 +219,7 @@ def test_credits_error_reply_is_rejected(body: str, code: int, outcome: Outcome)
 def test_bad_credits_are_protocol_errors(body: str) -> None:
     with pytest.raises(ProtocolError) as caught:
         parse_credits(body)
-    assert caught.value.outcome is Outcome.RETRY
+    assert caught.value.action is Action.RETRY
 
 
 # --- delivery reports -----------------------------------------------------------------
@@ -299,7 +299,7 @@ def test_delivery_report_error_reply_is_rejected(body: str) -> None:
 def test_bad_delivery_reports_are_protocol_errors(body: str) -> None:
     with pytest.raises(ProtocolError) as caught:
         parse_delivery_report(body)
-    assert caught.value.outcome is Outcome.RETRY
+    assert caught.value.action is Action.RETRY
 
 
 def test_callback_fields_go_through_the_same_code() -> None:
@@ -348,11 +348,11 @@ MALFORMED = {
     "deep-json": "[" * 100_000,
 }
 
-PARSERS: dict[str, tuple[Callable[..., object], Outcome]] = {
-    "send": (parse_send_reply, Outcome.UNKNOWN),
-    "group": (parse_group_reply, Outcome.UNKNOWN),
-    "credits": (parse_credits, Outcome.RETRY),
-    "dr": (parse_delivery_report, Outcome.RETRY),
+PARSERS: dict[str, tuple[Callable[..., object], Action]] = {
+    "send": (parse_send_reply, Action.UNKNOWN),
+    "group": (parse_group_reply, Action.UNKNOWN),
+    "credits": (parse_credits, Action.RETRY),
+    "dr": (parse_delivery_report, Action.RETRY),
 }
 
 # A DR status is a letter, not a number; a group reply has no messageid to be wrong.
@@ -362,13 +362,13 @@ VALID_FOR = {("dr", "status-not-a-number"), ("group", "messageid-list")}
 @pytest.mark.parametrize("parser_name", list(PARSERS))
 @pytest.mark.parametrize("case", list(MALFORMED))
 def test_malformed_bodies_are_protocol_errors(parser_name: str, case: str) -> None:
-    parser, outcome = PARSERS[parser_name]
+    parser, action = PARSERS[parser_name]
     if (parser_name, case) in VALID_FOR:
         parser(MALFORMED[case], ref_no="1") if parser_name == "dr" else parser(MALFORMED[case])
         return
     with pytest.raises(ProtocolError) as caught:
         parser(MALFORMED[case])
-    assert caught.value.outcome is outcome
+    assert caught.value.action is action
     assert caught.value.operation
     assert len(caught.value.excerpt) <= 200
 

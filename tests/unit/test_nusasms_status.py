@@ -1,4 +1,4 @@
-"""The status table, row by row against DESIGN.md, and the delivery letters of §1.7."""
+"""The status table, row by row against docs/design.md, and the delivery letters of §1.7."""
 
 from __future__ import annotations
 
@@ -6,18 +6,18 @@ import pytest
 
 from worker.nusasms.status import (
     STATUS_TABLE,
+    Action,
     DeliveryState,
-    Outcome,
     Scope,
     lookup,
     lookup_letter,
 )
 
-D, R, P, F, X, U = (Outcome.DONE, Outcome.RETRY, Outcome.PAUSE, Outcome.DEFER, Outcome.DEAD,
-                    Outcome.UNKNOWN)
+D, R, P, F, X, U = (Action.DONE, Action.RETRY, Action.PAUSE, Action.DEFER, Action.DEAD,
+                    Action.UNKNOWN)
 
-# Written out again from nusasms-api.md §1.5 and DESIGN.md, not derived from the code.
-EXPECTED: dict[int, tuple[str, Outcome]] = {
+# Written out again from docs/nusasms-api.md §1.5 and docs/design.md, not derived from the code.
+EXPECTED: dict[int, tuple[str, Action]] = {
     0: ("ALL_RECIPIENTS_PROCESSED", D),
     -1: ("SEND_ERROR", R),
     -2: ("NOT_ENOUGH_CREDITS", P),
@@ -61,10 +61,10 @@ def test_table_has_exactly_the_documented_codes() -> None:
     assert set(STATUS_TABLE) == set(EXPECTED)
 
 
-@pytest.mark.parametrize(("code", "name", "outcome"), [(c, n, o) for c, (n, o) in EXPECTED.items()])
-def test_each_code_has_its_name_and_outcome(code: int, name: str, outcome: Outcome) -> None:
+@pytest.mark.parametrize(("code", "name", "action"), [(c, n, o) for c, (n, o) in EXPECTED.items()])
+def test_each_code_has_its_name_and_outcome(code: int, name: str, action: Action) -> None:
     info = lookup(code)
-    assert (info.code, info.name, info.outcome) == (code, name, outcome)
+    assert (info.code, info.name, info.action) == (code, name, action)
     assert info.meaning
     assert STATUS_TABLE[code] is info
 
@@ -72,21 +72,21 @@ def test_each_code_has_its_name_and_outcome(code: int, name: str, outcome: Outco
 @pytest.mark.parametrize("code", sorted(EXPECTED))
 def test_each_code_has_its_scope(code: int) -> None:
     assert lookup(code).scope == EXPECTED_SCOPE.get(code, Scope.NONE)
-    if lookup(code).outcome in (P, F):
+    if lookup(code).action in (P, F):
         assert code in EXPECTED_SCOPE, "every pause and deferral says how far it reaches"
 
 
 def test_minus_10_on_an_otp_send_means_no_otp_route() -> None:
-    assert lookup(-10).outcome == X  # OTP-looking text without otp=Y: this message only
+    assert lookup(-10).action == X  # OTP-looking text without otp=Y: this message only
     on_otp = lookup(-10, otp=True)
-    assert (on_otp.outcome, on_otp.scope, on_otp.name) == (P, Scope.OTP_ROUTE, "REJECTED")
+    assert (on_otp.action, on_otp.scope, on_otp.name) == (P, Scope.OTP_ROUTE, "REJECTED")
     assert lookup(-2, otp=True) is lookup(-2)  # other codes mean the same on either route
 
 
 @pytest.mark.parametrize("code", [1, -4, -8, -100, 999_999, -2_147_483_648])
 def test_unknown_code_is_dead_and_keeps_its_value(code: int) -> None:
     info = lookup(code)
-    assert info.outcome is Outcome.DEAD
+    assert info.action is Action.DEAD
     assert info.name == "UNKNOWN_CODE"
     assert info.code == code
     assert str(code) in info.meaning
@@ -98,7 +98,7 @@ def test_table_is_read_only() -> None:
 
 
 def test_outcomes_are_plain_strings() -> None:
-    assert {str(o) for o in Outcome} == {"done", "retry", "pause", "defer", "dead", "unknown"}
+    assert {str(o) for o in Action} == {"done", "retry", "pause", "defer", "dead", "unknown"}
 
 
 @pytest.mark.parametrize(

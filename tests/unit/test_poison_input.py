@@ -13,12 +13,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from producer.contract import Job, SendRequest
-from producer.envelope import send_message
-from producer.errors import InvalidMessage
-from producer.jobs import build_job, parse_request
-from producer.records import fingerprint
-from producer.settings import Settings
+from producer.core.contract import Job, SendRequest
+from producer.core.envelope import build_send_task
+from producer.core.errors import InvalidMessage
+from producer.core.jobs import build_job, parse_request
+from producer.core.records import fingerprint
+from producer.core.settings import Settings
 
 BASE: dict[str, Any] = {"channel": "sms", "to": "081234567890", "text": "halo"}
 NAN, INF = float("nan"), float("inf")
@@ -148,7 +148,7 @@ def test_every_accepted_request_makes_a_job_that_survives_its_json(request):
     job_json = job.model_dump_json()
     assert Job.model_validate_json(job_json.encode()) == job  # the record's `job` field
     assert fingerprint(job)  # hashed from the job's JSON for idempotency
-    message = json.loads(send_message(job, job_json, "tok"))  # the task on the queue list
+    message = json.loads(build_send_task(job, job_json, "tok"))  # the task on the queue list
     args, _, _ = json.loads(base64.b64decode(message["body"]))
     assert Job.model_validate(args[0]) == job  # what the worker decodes
 

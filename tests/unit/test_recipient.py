@@ -10,8 +10,8 @@ from hypothesis import assume, event, given, settings
 from hypothesis import strategies as st
 
 from producer import recipient
-from producer.errors import InvalidMessage
-from producer.recipient import mask_recipient, normalize_recipient
+from producer.core.errors import InvalidMessage
+from producer.core.recipient import mask_recipient, normalize_recipient
 
 # Every expected value below was worked out by hand from the number's country code and
 # national number, not copied from the function's output.

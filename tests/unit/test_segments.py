@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from producer.segments import (
+from producer.core.segments import (
     GSM7_BASIC,
     GSM7_EXTENSION,
     Segments,

@@ -6,10 +6,10 @@ import time
 
 import pytest
 
-from producer.contract import Channel, SendRequest
-from producer.errors import ConfigError, InvalidMessage
-from producer.jobs import build_job, parse_request
-from producer.settings import Settings, load_settings
+from producer.core.contract import Channel, SendRequest
+from producer.core.errors import ConfigError, InvalidMessage
+from producer.core.jobs import build_job, parse_request
+from producer.core.settings import Settings, load_settings
 
 
 def test_invalid_setting_names_the_variable(monkeypatch):

@@ -1,6 +1,6 @@
 """The NusaSMS provider client: typed httpx calls, reply parsing, the status table.
 
-No Celery, no Redis: callers inject an `httpx.Client` and decide from `.outcome`.
+No Celery, no Redis: callers inject an `httpx.Client` and decide from `.action`.
 """
 
 from worker.nusasms.client import (
@@ -37,8 +37,8 @@ from worker.nusasms.status import (
     DR_LETTERS,
     OTP_SEND_OVERRIDES,
     STATUS_TABLE,
+    Action,
     DeliveryState,
-    Outcome,
     Scope,
     StatusInfo,
     lookup,
@@ -54,6 +54,7 @@ __all__ = [
     "SEND_SMS_PATH",
     "SEND_WA_PATH",
     "STATUS_TABLE",
+    "Action",
     "ClientMisconfigured",
     "Credits",
     "DeliveryReport",
@@ -62,7 +63,6 @@ __all__ = [
     "NusaSMSClient",
     "NusaSMSConfig",
     "NusaSMSError",
-    "Outcome",
     "OutcomeUnknown",
     "ProtocolError",
     "ProviderHTTPError",

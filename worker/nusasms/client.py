@@ -3,8 +3,8 @@
 Every call POSTs form fields (credentials never go into a URL, where proxies and access logs
 keep them) and asks for `output=json`. Timeouts and pool limits belong to the injected
 client: the caller must set explicit connect and read timeouts (`build_http_client` does).
-A send's well-formed status code is a result (`result.status.outcome`); everything else that
-goes wrong is a `NusaSMSError` whose `.outcome` says what to do.
+A send's well-formed status code is a result (`result.status.action`); everything else that
+goes wrong is a `NusaSMSError` whose `.action` says what to do.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from worker.nusasms.transport import check_response, httpx_errors
 
 SEND_SMS_PATH = "/api/v3/sendsms/plain"
 SEND_WA_PATH = "/api/v3/sendwa/plain"
-SEND_GROUP_PATH = "/api/v3/sendsms/group"  # not documented: nusasms-api.md §1.3 decision
+SEND_GROUP_PATH = "/api/v3/sendsms/group"  # not documented: docs/nusasms-api.md §1.3 decision
 COMMAND_PATH = "/api/command"
 
 USER_AGENT = "kirim-nusasms/0.1"
@@ -76,7 +76,7 @@ def build_http_client(
         pool=connect_timeout_s,
     )
     # Dropping idle connections before the server does (Apache closes them after 5 s) narrows
-    # the race where a reused connection dies under a send, which leaves its outcome unknown.
+    # the race where a reused connection dies under a send, which leaves its action unknown.
     limits = httpx.Limits(
         max_connections=pool_size,
         max_keepalive_connections=pool_size,

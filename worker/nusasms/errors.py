@@ -1,7 +1,7 @@
 """The NusaSMS client's errors (httpx's errors become these in `transport.httpx_errors` only).
 
-Every error carries `.outcome` (what the caller does next) and `.operation` (which call
-failed). Decide from `.outcome`, never from the message text or a status code.
+Every error carries `.action` (what the caller does next) and `.operation` (which call
+failed). Decide from `.action`, never from the message text or a status code.
 
 NusaSMSError                      root (never raised itself)
  ├── RequestNotSent        RETRY    the request never reached NusaSMS: connect error or
@@ -28,7 +28,7 @@ import re
 from typing import Any
 from urllib.parse import quote, quote_plus
 
-from worker.nusasms.status import Outcome, StatusInfo
+from worker.nusasms.status import Action, StatusInfo
 
 EXCERPT_CHARS = 200
 
@@ -61,9 +61,9 @@ def _rebuild(cls: type[NusaSMSError], args: tuple[Any, ...], state: dict[str, An
 
 
 class NusaSMSError(Exception):
-    """Root of the client's errors; `.outcome` says what to do with the message."""
+    """Root of the client's errors; `.action` says what to do with the message."""
 
-    outcome: Outcome = Outcome.UNKNOWN
+    action: Action = Action.UNKNOWN
 
     def __init__(self, operation: str, detail: str) -> None:
         self.operation = operation
@@ -78,7 +78,7 @@ class NusaSMSError(Exception):
 class RequestNotSent(NusaSMSError):
     """The request never reached NusaSMS: sending it again is safe."""
 
-    outcome = Outcome.RETRY
+    action = Action.RETRY
 
     def __init__(self, operation: str, cause: str) -> None:
         super().__init__(operation, f"the request never reached NusaSMS ({cause}); safe to retry")
@@ -87,7 +87,7 @@ class RequestNotSent(NusaSMSError):
 class OutcomeUnknown(NusaSMSError):
     """A send went out but no reply was read: NusaSMS may have the message. Never resend."""
 
-    outcome = Outcome.UNKNOWN
+    action = Action.UNKNOWN
 
     def __init__(self, operation: str, cause: str) -> None:
         super().__init__(
@@ -100,7 +100,7 @@ class OutcomeUnknown(NusaSMSError):
 class ReplyLost(NusaSMSError):
     """A CREDITS or DR query went out but no reply was read: asking again is harmless."""
 
-    outcome = Outcome.RETRY
+    action = Action.RETRY
 
     def __init__(self, operation: str, cause: str) -> None:
         super().__init__(operation, f"the query was sent but no reply was read ({cause})")
@@ -109,7 +109,7 @@ class ReplyLost(NusaSMSError):
 class ClientMisconfigured(NusaSMSError):
     """The request cannot be sent as configured; resending will not help until it is fixed."""
 
-    outcome = Outcome.PAUSE
+    action = Action.PAUSE
 
     def __init__(self, operation: str, cause: str) -> None:
         super().__init__(
@@ -118,9 +118,9 @@ class ClientMisconfigured(NusaSMSError):
 
 
 _HTTP_HINTS = {
-    Outcome.RETRY: "NusaSMS or a gateway before it is failing; retry later",
-    Outcome.PAUSE: "check the base URL, proxy and credentials; stop the account until fixed",
-    Outcome.UNKNOWN: "a gateway gave up waiting for NusaSMS, which may still have taken the"
+    Action.RETRY: "NusaSMS or a gateway before it is failing; retry later",
+    Action.PAUSE: "check the base URL, proxy and credentials; stop the account until fixed",
+    Action.UNKNOWN: "a gateway gave up waiting for NusaSMS, which may still have taken the"
     " message: do not resend it",
 }
 
@@ -133,17 +133,17 @@ class ProviderHTTPError(NusaSMSError):
         operation: str,
         status_code: int,
         *,
-        outcome: Outcome,
+        action: Action,
         retry_after_s: float | None = None,
         excerpt: str = "",
     ) -> None:
         self.status_code = status_code
-        self.outcome = outcome
+        self.action = action
         self.retry_after_s = retry_after_s
         self.excerpt = excerpt
         wait = f"; Retry-After {retry_after_s:g}s" if retry_after_s is not None else ""
         body = f"; body starts {excerpt!r}" if excerpt else ""
-        super().__init__(operation, f"HTTP {status_code}{wait}: {_HTTP_HINTS[outcome]}{body}")
+        super().__init__(operation, f"HTTP {status_code}{wait}: {_HTTP_HINTS[action]}{body}")
 
 
 class ProviderThrottled(ProviderHTTPError):
@@ -153,13 +153,13 @@ class ProviderThrottled(ProviderHTTPError):
 class ProtocolError(NusaSMSError):
     """A 2xx reply whose body is not a NusaSMS reply (empty, HTML, truncated, wrong shape)."""
 
-    def __init__(self, operation: str, reason: str, excerpt: str, *, outcome: Outcome) -> None:
+    def __init__(self, operation: str, reason: str, excerpt: str, *, action: Action) -> None:
         self.reason = reason
         self.excerpt = excerpt
-        self.outcome = outcome
+        self.action = action
         hint = (
             "; NusaSMS answered, so it may have taken the message: do not resend it"
-            if outcome is Outcome.UNKNOWN
+            if action is Action.UNKNOWN
             else ""
         )
         super().__init__(operation, f"unreadable reply: {reason}{hint}; body starts {excerpt!r}")
@@ -170,5 +170,5 @@ class ProviderRejected(NusaSMSError):
 
     def __init__(self, operation: str, status: StatusInfo) -> None:
         self.status = status
-        self.outcome = status.outcome
+        self.action = status.action
         super().__init__(operation, f"status {status.code} {status.name}: {status.meaning}")

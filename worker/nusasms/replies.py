@@ -19,7 +19,7 @@ from decimal import Decimal, InvalidOperation
 
 from worker.nusasms.errors import ProtocolError, ProviderRejected, excerpt, scrub
 from worker.nusasms.results import Credits, DeliveryReport, GroupResult, SendResult
-from worker.nusasms.status import Outcome, StatusInfo, lookup, lookup_letter
+from worker.nusasms.status import Action, StatusInfo, lookup, lookup_letter
 
 # A send reply is ~150 bytes; anything this big is an error page, not worth parsing.
 MAX_REPLY_CHARS = 65_536
@@ -44,12 +44,12 @@ _DATE = re.compile(
 
 @contextmanager
 def _reading(
-    operation: str, text: str, outcome: Outcome, secrets: tuple[str, ...]
+    operation: str, text: str, action: Action, secrets: tuple[str, ...]
 ) -> Iterator[None]:
     try:
         yield
     except _Malformed as exc:
-        raise ProtocolError(operation, str(exc), excerpt(text, secrets), outcome=outcome) from exc
+        raise ProtocolError(operation, str(exc), excerpt(text, secrets), action=action) from exc
 
 
 def _decode(body: str | bytes) -> str:
@@ -203,7 +203,7 @@ def parse_send_reply(
     """Read an SMS/WhatsApp send reply; `destination` stands in when the reply has none;
     `otp`: the request had otp=Y (some codes then mean something else)."""
     text = _decode(body)
-    with _reading(operation, text, Outcome.UNKNOWN, secrets):
+    with _reading(operation, text, Action.UNKNOWN, secrets):
         record = _first_with(_records(text), "status")
         return SendResult(
             status=_status(record, otp),
@@ -219,7 +219,7 @@ def parse_group_reply(
 ) -> GroupResult:
     """Read a group send reply (status, campaign_name, group)."""
     text = _decode(body)
-    with _reading(operation, text, Outcome.UNKNOWN, secrets):
+    with _reading(operation, text, Action.UNKNOWN, secrets):
         record = _first_with(_records(text), "status")
         return GroupResult(
             status=_status(record),
@@ -234,7 +234,7 @@ def parse_credits(
 ) -> Credits:
     """Read a CREDITS reply: `value` (number or numeric string) and `expiredDate`."""
     text = _decode(body)
-    with _reading(operation, text, Outcome.RETRY, secrets):
+    with _reading(operation, text, Action.RETRY, secrets):
         record = _first_with(_records(text), "value", "status")
         _raise_if_rejected(operation, record)
         if "value" not in record:
@@ -249,7 +249,7 @@ def parse_delivery_report(
 ) -> DeliveryReport:
     """Read a DR pull reply; `ref_no` stands in when the reply does not echo it."""
     text = _decode(body)
-    with _reading(operation, text, Outcome.RETRY, secrets):
+    with _reading(operation, text, Action.RETRY, secrets):
         record = _first_with(_records(text), "status")
         _raise_if_rejected(operation, record)
         return _report(record, ref_no)
@@ -260,7 +260,7 @@ def report_from_fields(
 ) -> DeliveryReport:
     """A report from fields already decoded elsewhere (a DR callback's query or JSON body)."""
     record = {str(key).lower(): value for key, value in fields.items()}
-    with _reading(operation, str(record), Outcome.RETRY, ()):
+    with _reading(operation, str(record), Action.RETRY, ()):
         return _report(record, ref_no)
 
 

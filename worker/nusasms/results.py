@@ -11,7 +11,7 @@ from worker.nusasms.status import DeliveryState, StatusInfo
 
 @dataclass(frozen=True)
 class SendResult:
-    """The provider's answer to one SMS or WhatsApp send; `status.outcome` says what next."""
+    """The provider's answer to one SMS or WhatsApp send; `status.action` says what next."""
 
     status: StatusInfo
     message_id: str | None

@@ -1,7 +1,8 @@
 """NusaSMS status codes and delivery letters, and what kirim does about each (pure data).
 
-The outcome column is DESIGN.md's "Status codes → outcome" table; names and meanings are the
-provider's (nusasms-api.md §1.5). Change a decision here and nowhere else.
+The action column is the "Status codes → outcome" table of docs/design.md, as issue 12
+changed it for -22, -33, -34 and -77 (see that page's last section); names and meanings are
+the provider's (docs/nusasms-api.md §1.5). Change a decision here and nowhere else.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from types import MappingProxyType
 class Scope(StrEnum):
     """How far a PAUSE or DEFER reaches (the status table's third column)."""
 
-    NONE = ""  # the outcome concerns this message only
+    NONE = ""  # the action concerns this message only
     ACCOUNT = "account"  # PAUSE: nothing can be sent (credentials, IP, a request kirim built badly)
     PRODUCT = "product"  # PAUSE: the product that reported it (SMS with OTP, or WA) has no credit
     OTP_ROUTE = "otp_route"  # PAUSE: the account has no OTP route: the OTP lane stops
@@ -24,7 +25,7 @@ class Scope(StrEnum):
     TEXT = "text"  # DEFER: this text to this number is at its daily cap (-77)
 
 
-class Outcome(StrEnum):
+class Action(StrEnum):
     """What the caller does with a message after a provider call."""
 
     DONE = "done"  # accepted (or already accepted): record the id, track its report
@@ -37,20 +38,20 @@ class Outcome(StrEnum):
 
 @dataclass(frozen=True)
 class StatusInfo:
-    """One row of the status table: a provider code, its name, meaning and kirim's outcome."""
+    """One row of the status table: a provider code, its name, meaning and kirim's action."""
 
     code: int
     name: str
     meaning: str
-    outcome: Outcome
+    action: Action
     scope: Scope = Scope.NONE
 
 
-_D, _R, _P, _F, _X, _U = (Outcome.DONE, Outcome.RETRY, Outcome.PAUSE, Outcome.DEFER,
-                          Outcome.DEAD, Outcome.UNKNOWN)
+_D, _R, _P, _F, _X, _U = (Action.DONE, Action.RETRY, Action.PAUSE, Action.DEFER,
+                          Action.DEAD, Action.UNKNOWN)
 _NONE, _ACC, _PROD, _SEND = Scope.NONE, Scope.ACCOUNT, Scope.PRODUCT, Scope.SENDER
 
-_ROWS: tuple[tuple[int, str, str, Outcome, Scope], ...] = (
+_ROWS: tuple[tuple[int, str, str, Action, Scope], ...] = (
     (0, "ALL_RECIPIENTS_PROCESSED", "accepted", _D, _NONE),
     (-1, "SEND_ERROR", "error in processing the request", _R, _NONE),
     (-2, "NOT_ENOUGH_CREDITS", "account out of credit", _P, _PROD),
@@ -73,7 +74,7 @@ _ROWS: tuple[tuple[int, str, str, Outcome, Scope], ...] = (
     (-28, "INVALID_DELIVERY_REPORT_PUSH_URL", "bad push URL", _X, _NONE),
     (-30, "INVALID_CLIENT_APPID", "bad APPID", _X, _NONE),
     # kirim never sends a message id, so this cannot mean "you sent this one already":
-    # ambiguous, for an operator (nusasms-api.md §1.6b).
+    # ambiguous, for an operator (docs/nusasms-api.md §1.6b).
     (-33, "DUPLICATE_MESSAGEID", "duplicated message id", _U, _NONE),
     (-34, "SENDER_NOT_ALLOWED", "sender name not allowed", _P, _SEND),
     (-40, "IP_ADDRESS_FORBIDDEN", "client IP not whitelisted", _P, _ACC),
@@ -89,8 +90,8 @@ _ROWS: tuple[tuple[int, str, str, Outcome, Scope], ...] = (
 )
 
 STATUS_TABLE: Mapping[int, StatusInfo] = MappingProxyType(
-    {code: StatusInfo(code, name, meaning, outcome, scope)
-     for code, name, meaning, outcome, scope in _ROWS}
+    {code: StatusInfo(code, name, meaning, action, scope)
+     for code, name, meaning, action, scope in _ROWS}
 )
 
 # Where an otp=Y send changes what a code means: -10 on the OTP route = no OTP route.
@@ -123,7 +124,7 @@ class DeliveryState(StrEnum):
     UNKNOWN_LETTER = "unknown_letter"
 
 
-# nusasms-api.md §1.7: only D is evidenced; the rest is our decision.
+# docs/nusasms-api.md §1.7: only D is evidenced; the rest is our decision.
 DR_LETTERS: Mapping[str, DeliveryState] = MappingProxyType(
     {
         "D": DeliveryState.DELIVERED,

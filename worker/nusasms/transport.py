@@ -26,18 +26,18 @@ from worker.nusasms.errors import (
     RequestNotSent,
     excerpt,
 )
-from worker.nusasms.status import Outcome
+from worker.nusasms.status import Action
 
 
-def http_status_outcome(status_code: int, *, is_send: bool) -> Outcome:
+def http_status_action(status_code: int, *, is_send: bool) -> Action:
     """What a non-2xx HTTP status means for the message (courier's rule, plus 504 on sends)."""
     if status_code == 504 and is_send:
         # A gateway timeout is our read timeout one hop further: NusaSMS got the request.
-        return Outcome.UNKNOWN
+        return Action.UNKNOWN
     if status_code >= 500 or status_code in (408, 429):
-        return Outcome.RETRY
+        return Action.RETRY
     # 3xx/4xx: a wrong base URL, a proxy or auth problem; every message would fail the same.
-    return Outcome.PAUSE
+    return Action.PAUSE
 
 
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
@@ -70,7 +70,7 @@ def error_for_status(
     return cls(
         operation,
         code,
-        outcome=http_status_outcome(code, is_send=is_send),
+        action=http_status_action(code, is_send=is_send),
         retry_after_s=parse_retry_after(response.headers.get("Retry-After")),
         excerpt=excerpt(body, secrets),
     )

@@ -7,14 +7,14 @@ from typing import Any
 
 from celery import Celery
 
-from producer.backlog import ENQUEUED_AT
-from producer.contract import Job
-from producer.routing import Tasks, queue_for
+from producer.core.backlog import ENQUEUED_AT
+from producer.core.contract import Job
+from producer.core.routing import Tasks, queue_for
 
 
 def masked_repr(job: Job) -> str:
     """What Flower shows of a job: no text (OTP codes are secrets), recipient masked."""
-    from producer.recipient import mask_recipient
+    from producer.core.recipient import mask_recipient
 
     who = mask_recipient(job.to) if job.to else f"group:{job.group}"
     return (f"[{{'id': '{job.id}', 'channel': '{job.channel}', 'to': '{who}', "

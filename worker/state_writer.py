@@ -1,6 +1,6 @@
-"""Record what a provider call ended in: one atomic move per outcome, with its index updates.
+"""Record what a provider call ended in: one atomic move per result, with its index updates.
 
-Which outcome applies comes from the status table or the exception class (worker.nusasms);
+Which action applies comes from the status table or the exception class (worker.nusasms);
 this module only writes it down: sent, retry, defer, pause, dead or unknown.
 """
 
@@ -14,14 +14,14 @@ from typing import Any
 import structlog
 from pydantic import ValidationError
 
-from producer.contract import Job, State
-from producer.deadletters import dead_letter_fields
-from producer.dispatch import Dispatcher
-from producer.quarantine import DATA_ERRORS, quarantine
-from producer.records import Effects, MessageStore
-from producer.routing import Circuit
+from producer.core.contract import Job, State
+from producer.core.deadletters import dead_letter_fields
+from producer.core.quarantine import DATA_ERRORS, quarantine
+from producer.core.records import Effects, MessageStore
+from producer.core.requeue import Requeuer
+from producer.core.routing import Circuit
 
-log = structlog.get_logger("kirim.outcomes")
+log = structlog.get_logger("kirim.state_writer")
 
 
 @dataclass(frozen=True)
@@ -35,56 +35,59 @@ class Attempt:
     attempts: int = 0
 
 
-class OutcomeRecorder:
-    """Writes outcomes of `sending` messages."""
+class StateWriter:
+    """Writes what became of `sending` messages: one atomic move per result."""
 
-    def __init__(self, store: MessageStore, dispatcher: Dispatcher, dr_first_poll_s: float) -> None:
+    def __init__(self, store: MessageStore, requeuer: Requeuer, dr_first_poll_s: float) -> None:
         self.store = store
         self.keys = store.keys
-        self.dispatcher = dispatcher
+        self.requeuer = requeuer
         self.dr_first_poll_s = dr_first_poll_s
 
-    def _fields(self, at: Attempt, reason: str = "") -> dict[str, object]:
-        return {"last_code": "" if at.code is None else at.code, "last_code_name": at.code_name,
-                "last_reply": at.reply[:500], "reason": reason}
+    def _fields(self, attempt: Attempt, reason: str = "") -> dict[str, object]:
+        return {"last_code": "" if attempt.code is None else attempt.code,
+                "last_code_name": attempt.code_name, "last_reply": attempt.reply[:500],
+                "reason": reason}
 
-    def sent(self, job: Job, at: Attempt, note: str = "", claim: str | None = None) -> bool:
+    def sent(self, job: Job, attempt: Attempt, note: str = "", claim: str | None = None) -> bool:
         """Accepted by the provider: keep its id and start delivery-report tracking.
 
         `claim` (every method here): only while that claim holds the message, so a sender
         that outlived its lease cannot move a message another sender now holds.
         """
         fx = Effects(zrem=[(self.keys.sending, job.id), (self.keys.unknown, job.id)])
-        if at.provider_id and job.to:
+        if attempt.provider_id and job.to:
             fx.zadd.append((self.keys.dr_pending, time.time() + self.dr_first_poll_s, job.id))
-            fx.setex.append((self.keys.by_provider_id(at.provider_id), job.id,
+            fx.setex.append((self.keys.by_provider_id(attempt.provider_id), job.id,
                              self.store.ttl_s))
-        fields = {**self._fields(at), "provider_id": at.provider_id or "", "sent_at": time.time()}
-        return self.store.move(job.id, State.SENT, note=note or f"provider id {at.provider_id}",
+        fields = {**self._fields(attempt), "provider_id": attempt.provider_id or "",
+                  "sent_at": time.time()}
+        return self.store.move(job.id, State.SENT,
+                               note=note or f"provider id {attempt.provider_id}",
                                set_fields=fields, effects=fx, claim=claim).ok
 
-    def retry(self, job: Job, at: Attempt, delay_s: float, claim: str | None = None) -> bool:
+    def retry(self, job: Job, attempt: Attempt, delay_s: float, claim: str | None = None) -> bool:
         """Back to `queued`, published again after `delay_s`."""
-        return self.dispatcher.requeue(
+        return self.requeuer.requeue(
             job.id, allowed_from=[State.SENDING], countdown_s=delay_s,
-            note=f"retry in {delay_s:.1f}s after {at.code_name}", set_fields=self._fields(at),
-            claim=claim)
+            note=f"retry in {delay_s:.1f}s after {attempt.code_name}",
+            set_fields=self._fields(attempt), claim=claim)
 
-    def defer(self, job: Job, at: Attempt, until: float, reason: str,
+    def defer(self, job: Job, attempt: Attempt, until: float, reason: str,
               claim: str | None = None) -> bool:
         """Hold until `until` in the deferred set (released by beat)."""
         fx = Effects(zrem=[(self.keys.sending, job.id)], zadd=[(self.keys.deferred, until, job.id)])
         return self.store.move(job.id, State.DEFERRED, note=f"{reason} until {until:.0f}",
-                               set_fields={**self._fields(at, reason), "release_at": until},
+                               set_fields={**self._fields(attempt, reason), "release_at": until},
                                effects=fx, claim=claim).ok
 
-    def hold(self, job: Job, at: Attempt, circuit: Circuit, claim: str | None = None) -> bool:
+    def hold(self, job: Job, attempt: Attempt, circuit: Circuit, claim: str | None = None) -> bool:
         """Park while `circuit` is paused; released when it resumes."""
         fx = Effects(zrem=[(self.keys.sending, job.id)],
                      sadd=[(self.keys.held(circuit.value), job.id)])
         return self.store.move(job.id, State.DEFERRED,
-                               note=f"circuit {circuit.value} paused: {at.code_name}",
-                               set_fields=self._fields(at, "account_paused"), effects=fx,
+                               note=f"circuit {circuit.value} paused: {attempt.code_name}",
+                               set_fields=self._fields(attempt, "account_paused"), effects=fx,
                                claim=claim).ok
 
     def poisoned(self, raw: Any, exc: ValidationError) -> None:
@@ -115,18 +118,19 @@ class OutcomeRecorder:
             return True
         return False
 
-    def dead(self, job: Job, at: Attempt, reason: str, claim: str | None = None) -> bool:
+    def dead(self, job: Job, attempt: Attempt, reason: str, claim: str | None = None) -> bool:
         """Give up: dead letter with the whole job, the code and the last reply."""
-        entry = dead_letter_fields(job.id, reason, at.code, at.code_name, at.attempts, at.reply,
-                                   time.time(), job.model_dump_json())
+        entry = dead_letter_fields(job.id, reason, attempt.code, attempt.code_name,
+                                   attempt.attempts, attempt.reply, time.time(),
+                                   job.model_dump_json())
         fx = Effects(zrem=[(self.keys.sending, job.id), (self.keys.deferred, job.id),
                            (self.keys.unknown, job.id)],
                      xadd=[(self.keys.dead_letters, entry)])
         return self.store.move(job.id, State.DEAD, note=reason,
-                               set_fields=self._fields(at, reason), effects=fx,
+                               set_fields=self._fields(attempt, reason), effects=fx,
                                claim=claim).ok
 
-    def unknown(self, message_id: str, at: Attempt, reason: str,
+    def unknown(self, message_id: str, attempt: Attempt, reason: str,
                 lease_expired_by: float | None = None, claim: str | None = None) -> bool:
         """The provider may have the message: never resend blindly; an operator or DR settles.
 
@@ -136,7 +140,7 @@ class OutcomeRecorder:
         fx = Effects(zrem=[(self.keys.sending, message_id)],
                      zadd=[(self.keys.unknown, time.time(), message_id)])
         return self.store.move(message_id, State.UNKNOWN, note=reason,
-                               set_fields=self._fields(at, reason), effects=fx,
+                               set_fields=self._fields(attempt, reason), effects=fx,
                                lease_expired_by=lease_expired_by, claim=claim).ok
 
     def expired(self, job: Job, reason: str, claim: str | None = None) -> bool:

@@ -20,14 +20,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from functools import cache
-from importlib import resources
 from typing import Any, Literal, cast
 
 from redis import Redis
 from redis.commands.core import Script
 
-from producer.keys import Keys
+from producer.core import lua
+from producer.core.keys import Keys
 
 GuardReason = Literal["same_text", "per_recipient", "blocked"]
 
@@ -67,13 +66,6 @@ def route_for(channel: str) -> str:
         raise ValueError(f"unknown channel {channel!r}: expected one of sms, otp, wa") from None
 
 
-@cache
-def _lua(*names: str) -> str:
-    """Source of the named producer/lua files, joined (read once per process)."""
-    folder = resources.files("producer") / "lua"
-    return "\n".join((folder / name).read_text(encoding="utf-8") for name in names)
-
-
 def _now_arg(now: float | None) -> str:
     """A script's time argument: microseconds, or "" for the script to use Redis TIME."""
     return "" if now is None else str(round(now * _US_PER_S))
@@ -95,9 +87,9 @@ class RecipientGuard:
         self._redis = redis
         self._keys = keys
         self._limits = limits
-        self._reserve = redis.register_script(_lua("guard_check.lua", "guard_reserve.lua"))
-        self._peek = redis.register_script(_lua("guard_check.lua", "guard_peek.lua"))
-        self._block = redis.register_script(_lua("guard_block.lua"))
+        self._reserve = lua.register(redis, "guard_check", "guard_reserve")
+        self._peek = lua.register(redis, "guard_check", "guard_peek")
+        self._block = lua.register(redis, "guard_block")
 
     def reserve(
         self, message_id: str, route: str, recipient: str, text_hash: str,

@@ -1,7 +1,7 @@
 """The account's circuits: each stops only the lanes that depend on it, for its own cause.
 
 A provider code that says the account (or one part of it) cannot send opens one circuit
-(producer.routing.Circuit): an empty WhatsApp wallet stops WhatsApp, not OTP; a refused
+(producer.core.routing.Circuit): an empty WhatsApp wallet stops WhatsApp, not OTP; a refused
 sender stops the lanes that send it; bad credentials stop everything. Workers open them
 (worker.pipeline); the credits poll closes a product's credit pause once that product's
 balance is usable again; an operator closes the others (`kirim account resume`).
@@ -19,10 +19,10 @@ from dataclasses import dataclass
 
 from redis import Redis
 
-from producer.contract import Channel, State
-from producer.dispatch import Dispatcher
-from producer.keys import Keys
-from producer.routing import LANE_CIRCUITS, Circuit
+from producer.core.contract import Channel, State
+from producer.core.keys import Keys
+from producer.core.requeue import Requeuer
+from producer.core.routing import LANE_CIRCUITS, Circuit
 
 
 @dataclass(frozen=True)
@@ -85,22 +85,22 @@ class AccountCircuits:
         return next((s for s in self.states(LANE_CIRCUITS[channel]) if s.paused), None)
 
 
-def resume_circuit(circuits: AccountCircuits, dispatcher: Dispatcher,
+def resume_circuit(circuits: AccountCircuits, requeuer: Requeuer,
                    circuit: Circuit | str) -> int:
     """Close one circuit and requeue what it held; returns how many were requeued."""
     held = circuits.resume(circuit)
-    return sum(dispatcher.requeue(mid, allowed_from=[State.DEFERRED],
+    return sum(requeuer.requeue(mid, allowed_from=[State.DEFERRED],
                                   note=f"circuit {circuit} resumed") for mid in held)
 
 
-def resume_account(circuits: AccountCircuits, dispatcher: Dispatcher,
+def resume_account(circuits: AccountCircuits, requeuer: Requeuer,
                    circuit: Circuit | str | None = None) -> int:
     """Close `circuit`, or every open circuit when None; returns how many were requeued."""
     names = [circuit] if circuit is not None else [s.name for s in circuits.paused()]
-    return sum(resume_circuit(circuits, dispatcher, name) for name in names)
+    return sum(resume_circuit(circuits, requeuer, name) for name in names)
 
 
-def release_orphans(circuits: AccountCircuits, dispatcher: Dispatcher) -> int:
+def release_orphans(circuits: AccountCircuits, requeuer: Requeuer) -> int:
     """Requeue messages held by circuits that are closed; returns how many.
 
     A resume closes its circuit before it requeues what it held: a resumer that died in
@@ -111,12 +111,12 @@ def release_orphans(circuits: AccountCircuits, dispatcher: Dispatcher) -> int:
     for state in circuits.states():
         if not state.paused and state.held:
             held = circuits.redis.smembers(circuits.keys.held(state.name))
-            count += sum(dispatcher.requeue(_s(m), allowed_from=[State.DEFERRED],
+            count += sum(requeuer.requeue(_s(m), allowed_from=[State.DEFERRED],
                                             note=f"circuit {state.name} is closed")
                          for m in held)
     legacy = circuits.redis.smembers(circuits.keys.legacy_held)
     for member in legacy:
-        count += dispatcher.requeue(_s(member), allowed_from=[State.DEFERRED],
+        count += requeuer.requeue(_s(member), allowed_from=[State.DEFERRED],
                                     note="held before per-circuit holds")
         circuits.redis.srem(circuits.keys.legacy_held, member)
     return count

@@ -17,10 +17,10 @@ import time
 import structlog
 from pydantic import ValidationError
 
-from producer.contract import State
-from producer.deadletters import dead_letter_fields
-from producer.records import Effects, MessageStore
-from producer.routing import Circuit
+from producer.core.contract import State
+from producer.core.deadletters import dead_letter_fields
+from producer.core.records import Effects, MessageStore
+from producer.core.routing import Circuit
 
 log = structlog.get_logger("kirim.quarantine")
 

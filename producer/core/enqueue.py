@@ -19,15 +19,15 @@ import redis as redis_lib
 import structlog
 from redis import Redis
 
-from producer.contract import Job, SendRequest, State
-from producer.dispatch import Dispatcher, new_dispatch
-from producer.envelope import send_message
-from producer.errors import KirimError, StoreUnavailable
-from producer.guard import RecipientGuard, route_for
-from producer.jobs import build_job, parse_request
-from producer.records import AcceptOutcome, Admit, Created, MessageStore
-from producer.routing import queue_for
-from producer.settings import Settings
+from producer.core.contract import Job, SendRequest, State
+from producer.core.envelope import build_send_task
+from producer.core.errors import KirimError, StoreUnavailable
+from producer.core.guard import RecipientGuard, route_for
+from producer.core.jobs import build_job, parse_request
+from producer.core.records import AcceptResult, Admit, MessageStore, Stored
+from producer.core.requeue import Requeuer, new_dispatch_token
+from producer.core.routing import queue_for
+from producer.core.settings import Settings
 
 log = structlog.get_logger(__name__)
 
@@ -51,11 +51,11 @@ class Enqueuer:
     """The one way messages enter kirim (Python client, HTTP API and CLI all use it)."""
 
     def __init__(self, settings: Settings, redis: Redis, store: MessageStore,
-                 dispatcher: Dispatcher, guard: RecipientGuard | None) -> None:
+                 requeuer: Requeuer, guard: RecipientGuard | None) -> None:
         self.settings = settings
         self.redis = redis
         self.store = store
-        self.dispatcher = dispatcher
+        self.requeuer = requeuer
         self.guard = guard
 
     def submit(self, request: SendRequest | dict[str, object], source: str = "python") -> Accepted:
@@ -99,7 +99,7 @@ class Enqueuer:
             outcomes = self.store.accept_many(items)
         except redis_lib.RedisError as exc:
             raise write_failed(exc, [item.job.id for item in items]) from exc
-        unread = [o.id for o in outcomes if isinstance(o, Created) and not o.created
+        unread = [o.id for o in outcomes if isinstance(o, Stored) and o.duplicate
                   and not o.state]
         states: dict[str, str | None] = {}
         if unread:  # duplicates found by idempotency key: their states in one round trip
@@ -113,20 +113,20 @@ class Enqueuer:
     def _admit(self, job: Job) -> Admit:
         """What accept.lua needs for `job`: its JSON, task message and guard keys."""
         job_json = job.model_dump_json()
-        dispatch = new_dispatch()
+        dispatch = new_dispatch_token()
         now = time.time()
         guard = None
         if self.guard is not None and job.to is not None and job.send_at is None:
             guard = self.guard.check_spec(route_for(job.channel), job.to, job.text_hash)
-        return Admit(job, job_json, dispatch, send_message(job, job_json, dispatch, now),
-                     queue_for(job.channel), now + self.dispatcher.recheck_after_s, guard)
+        return Admit(job, job_json, dispatch, build_send_task(job, job_json, dispatch, now),
+                     queue_for(job.channel), now + self.requeuer.recheck_after_s, guard)
 
     @staticmethod
-    def _result(job: Job, outcome: AcceptOutcome, states: dict[str, str | None]
+    def _result(job: Job, outcome: AcceptResult, states: dict[str, str | None]
                 ) -> Accepted | KirimError:
         if isinstance(outcome, KirimError):
             return outcome
-        if not outcome.created:  # a duplicate: the first message, as it is now
+        if outcome.duplicate:  # a duplicate: the first message, as it is now
             state = outcome.state or states.get(outcome.id) or State.QUEUED.value
             return Accepted(outcome.id, job.channel.value, job.to, job.group, job.encoding,
                             job.parts, state, duplicate=True)

@@ -60,7 +60,7 @@ class Keys:
         return f"{self.prefix}:sending"
 
     def held(self, circuit: str) -> str:
-        """Set: ids held while one circuit (producer.routing.Circuit) is paused."""
+        """Set: ids held while one circuit (producer.core.routing.Circuit) is paused."""
         return f"{self.prefix}:held:{circuit}"
 
     @property
@@ -82,6 +82,30 @@ class Keys:
     def dead_letters(self) -> str:
         """Stream: dead letters."""
         return f"{self.prefix}:dlq"
+
+    @property
+    def alerts(self) -> str:
+        """Hash: the current level of each alert kind (and notes for the next alert)."""
+        return f"{self.prefix}:alerts"
+
+    @property
+    def dr_letters(self) -> str:
+        """Hash: how many delivery reports came with each letter outside the known ones."""
+        return f"{self.prefix}:dr:letters"
+
+    @property
+    def inbound(self) -> str:
+        """Stream: inbound SMS pushed by NusaSMS."""
+        return f"{self.prefix}:inbound"
+
+    def inbound_seen(self, inbound_id: str) -> str:
+        """String with TTL: an inbound SMS id already appended (NusaSMS may push twice)."""
+        return f"{self.prefix}:inbound:seen:{inbound_id}"
+
+    @property
+    def redbeat(self) -> str:
+        """Prefix of RedBeat's schedule and leader-lock keys."""
+        return f"{self.prefix}:redbeat:"
 
     def circuit(self, name: str) -> str:
         """Hash: one circuit of the account (paused, reason, code, since)."""

@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING, Any
 
 from redis import Redis
 
-from producer.contract import State
-from producer.keys import Keys
+from producer.core.contract import State
+from producer.core.keys import Keys
 
-if TYPE_CHECKING:  # the dispatcher quarantines with this module's fields: no import cycle
-    from producer.dispatch import Dispatcher
+if TYPE_CHECKING:  # the requeuer quarantines with this module's fields: no import cycle
+    from producer.core.requeue import Requeuer
 
 FIELDS = ("id", "reason", "code", "code_name", "attempts", "last_reply", "at", "job")
 
@@ -48,10 +48,10 @@ def dead_letter_fields(message_id: str, reason: str, code: object, code_name: st
 class DeadLetters:
     """Read and act on the dead-letter stream."""
 
-    def __init__(self, redis: Redis, keys: Keys, dispatcher: Dispatcher) -> None:
+    def __init__(self, redis: Redis, keys: Keys, requeuer: Requeuer) -> None:
         self.redis = redis
         self.key = keys.dead_letters
-        self.dispatcher = dispatcher
+        self.requeuer = requeuer
 
     def list(self, count: int = 100, code: str | None = None) -> list[DeadLetter]:
         """Newest first, optionally only those with one provider code."""
@@ -65,7 +65,7 @@ class DeadLetters:
 
     def replay(self, letter: DeadLetter) -> bool:
         """Send one dead message again through the whole pipeline; drops the entry."""
-        ok = self.dispatcher.requeue(letter.message_id, allowed_from=[State.DEAD],
+        ok = self.requeuer.requeue(letter.message_id, allowed_from=[State.DEAD],
                                      note=f"replayed from dead letter {letter.entry_id}",
                                      set_fields={"attempts": 0, "reason": ""})
         if ok:

@@ -22,10 +22,10 @@ import time
 import uuid
 from functools import cache
 
-from producer.backlog import ENQUEUED_AT
-from producer.contract import Channel, Job
-from producer.publisher import masked_repr
-from producer.routing import Tasks, queue_for
+from producer.core.backlog import ENQUEUED_AT
+from producer.core.contract import Channel, Job
+from producer.core.publisher import masked_repr
+from producer.core.routing import Tasks, queue_for
 
 # Celery's embed: no callbacks, errbacks, chain or chord.
 _EMBED = '{"callbacks":null,"errbacks":null,"chain":null,"chord":null}'
@@ -48,7 +48,7 @@ def send_body(job_json: str, dispatch: str) -> str:
     return f'[[{job_json}],{{"dispatch":{json.dumps(dispatch)}}},{_EMBED}]'
 
 
-def send_message(job: Job, job_json: str, dispatch: str, now: float | None = None) -> str:
+def build_send_task(job: Job, job_json: str, dispatch: str, now: float | None = None) -> str:
     """The list entry for a `kirim.send` task carrying `job` (its JSON given, already made)."""
     task_id = _uuid()
     argsrepr = masked_repr(job)

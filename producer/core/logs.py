@@ -18,8 +18,8 @@ from urllib.parse import unquote, urlsplit
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
-from producer.recipient import mask_recipient
-from producer.settings import Settings
+from producer.core.recipient import mask_recipient
+from producer.core.settings import Settings
 
 MASK = "***"
 # Keys whose value is a phone number: masked if a raw number slipped into a log call.

@@ -16,25 +16,26 @@ from typing import Any
 from redis import Redis
 from redis.exceptions import NoScriptError
 
-from producer.contract import TRANSITIONS, Channel, Job, State
-from producer.errors import IdempotencyConflict, RecipientLimited, StoreUnavailable
-from producer.keys import Keys
-from producer.lua import load_joined, load_script
-from producer.routing import LANE_CIRCUITS
+from producer.core import lua
+from producer.core.contract import TRANSITIONS, Channel, Job, State
+from producer.core.errors import IdempotencyConflict, RecipientLimited, StoreUnavailable
+from producer.core.keys import Keys
+from producer.core.routing import LANE_CIRCUITS
 
 ZAdd = tuple[str, float, str]
 
 
 @dataclass(frozen=True)
-class Created:
-    """What `create` did: `created` is False when the id or idempotency key already existed.
+class Stored:
+    """What `create` or `accept` did: `duplicate` when the id or idempotency key already
+    existed (then `id` is the first message's).
 
     `accept` also says where the new message went: its state and index score (the release
     time of a deferred one).
     """
 
     id: str
-    created: bool
+    duplicate: bool
     state: str | None = None
     score: float | None = None
 
@@ -46,14 +47,14 @@ class Admit:
     job: Job
     job_json: str
     dispatch: str
-    task_message: str  # envelope.send_message(...): pushed on the queue if it goes now
+    task_message: str  # envelope.build_send_task(...): pushed on the queue if it goes now
     queue: str
     outbox_due: float  # outbox score of a queued message: when the sweeper checks it
     guard: tuple[list[str], list[str]] | None  # RecipientGuard.check_spec, None = no guard
 
 
 # What accepting one message came to (an error is a result here, not raised).
-AcceptOutcome = Created | IdempotencyConflict | RecipientLimited | StoreUnavailable
+AcceptResult = Stored | IdempotencyConflict | RecipientLimited | StoreUnavailable
 
 
 @dataclass(frozen=True)
@@ -115,12 +116,12 @@ class MessageStore:
         self.redis = redis
         self.keys = keys
         self.ttl_s = ttl_s
-        self._create = load_script(redis, "create")
-        self._transition = load_script(redis, "transition")
-        self._claim = load_script(redis, "claim")
-        self._accept = load_joined(redis, "guard_check", "accept")
+        self._create = lua.register(redis, "create")
+        self._transition = lua.register(redis, "transition")
+        self._claim = lua.register(redis, "claim")
+        self._accept = lua.register(redis, "guard_check", "accept")
 
-    def accept_many(self, items: Sequence[Admit]) -> list[AcceptOutcome]:
+    def accept_many(self, items: Sequence[Admit]) -> list[AcceptResult]:
         """Create new messages and queue, defer or refuse each, atomically, in one round trip.
 
         Queued: the record, its outbox entry and its task on the queue list appear together.
@@ -182,20 +183,20 @@ class MessageStore:
 
     @staticmethod
     def _admitted(item: Admit, reply: list[Any]
-                  ) -> Created | IdempotencyConflict | RecipientLimited:
+                  ) -> Stored | IdempotencyConflict | RecipientLimited:
         status = _text(reply[0])
         if status == "created":
             score = _text(reply[3])
-            return Created(_text(reply[1]), True, _text(reply[2]), float(score) if score else None)
+            return Stored(_text(reply[1]), False, _text(reply[2]), float(score) if score else None)
         if status == "refused":
             return RecipientLimited(_text(reply[1]), int(_text(reply[2])) / 1_000_000)
         first_id, first_fingerprint = _text(reply[1]), _text(reply[2])
         if item.job.idempotency_key and first_fingerprint != fingerprint(item.job):
             return IdempotencyConflict(item.job.idempotency_key, first_id)
-        return Created(first_id, False, _text(reply[3]) or None)
+        return Stored(first_id, True, _text(reply[3]) or None)
 
     def create(self, job: Job, state: State, index: str, score: float,
-               dispatch: str = "", note: str = "", client: Any = None) -> Created:
+               dispatch: str = "", note: str = "", client: Any = None) -> Stored:
         """Write a new record (or find the first one for its idempotency key)."""
         reply = self._create(**self._create_args(job, state, index, score, dispatch, note),
                              client=client)
@@ -225,13 +226,13 @@ class MessageStore:
         }
 
     @staticmethod
-    def _created(job: Job, reply: list[Any]) -> Created:
+    def _created(job: Job, reply: list[Any]) -> Stored:
         status, first_id = _text(reply[0]), _text(reply[1])
         if status == "created":
-            return Created(first_id, True)
+            return Stored(first_id, False)
         if _text(reply[2]) != fingerprint(job):
             raise IdempotencyConflict(job.idempotency_key or job.id, first_id)
-        return Created(first_id, False)
+        return Stored(first_id, True)
 
     def move(self, message_id: str, to: State, *, note: str = "",
              set_fields: dict[str, Any] | None = None, incr: dict[str, int] | None = None,

@@ -14,7 +14,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from producer.errors import ConfigError
+from producer.core.errors import ConfigError
 
 ENV_PREFIX = "KIRIM_"
 _API_KEY_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
@@ -22,7 +22,7 @@ _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 
 class Settings(BaseSettings):
-    """kirim's configuration; see the README's configuration table."""
+    """kirim's configuration; docs/operations.md has the table (a test holds it to this)."""
 
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX, env_file=".env", extra="ignore", frozen=True
@@ -73,7 +73,7 @@ class Settings(BaseSettings):
     dr_expiry_s: int = Field(3 * 86400, ge=60)
     # DR pulls' own slice of the account's request rate, shared by every worker process.
     # rate_limit_per_s plus this slice (and the bursts) should stay under the provider's
-    # account limit (nusasms-api.md §1.10): the two limiters do not know of each other.
+    # account limit (docs/nusasms-api.md §1.10): the two limiters do not know of each other.
     dr_rate_limit_per_s: float = Field(5.0, gt=0)
     dr_rate_limit_burst: int = Field(5, ge=1)
     # An account-wide refusal of DR pulls (-5 credentials, -40 IP) pauses polling for

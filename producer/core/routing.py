@@ -1,14 +1,14 @@
 """Queue and task names: the documented Celery contract shared by producers and workers.
 
 A Celery client in any language can enqueue `kirim.send` on the queue for its channel with
-the JSON job described in `producer.contract.Job`.
+the JSON job described in `producer.core.contract.Job`.
 """
 
 from __future__ import annotations
 
 from enum import StrEnum
 
-from producer.contract import Channel
+from producer.core.contract import Channel
 
 
 class Queues:

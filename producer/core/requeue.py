@@ -18,22 +18,22 @@ from collections.abc import Callable, Iterable
 import structlog
 from kombu.exceptions import OperationalError
 
-from producer.contract import State
-from producer.entropy import token_hex
-from producer.publisher import Publisher
-from producer.quarantine import DATA_ERRORS, quarantine
-from producer.records import Effects, MessageStore
-from producer.routing import Circuit
+from producer.core.contract import State
+from producer.core.entropy import token_hex
+from producer.core.publisher import Publisher
+from producer.core.quarantine import DATA_ERRORS, quarantine
+from producer.core.records import Effects, MessageStore
+from producer.core.routing import Circuit
 
 log = structlog.get_logger(__name__)
 
 
-def new_dispatch() -> str:
+def new_dispatch_token() -> str:
     """A token for one publication of a task; older copies of the task are ignored."""
     return token_hex(6)
 
 
-class Dispatcher:
+class Requeuer:
     """Requeues stored messages and keeps the outbox honest."""
 
     def __init__(self, store: MessageStore, publisher: Publisher, recheck_after_s: float) -> None:
@@ -50,7 +50,7 @@ class Dispatcher:
         """Move one message to `queued` and publish it; False if its state did not allow it
         (`lease_expired_by`, `calling` and `claim` as in MessageStore.move; `effects` are
         applied in the same step)."""
-        token = new_dispatch()
+        token = new_dispatch_token()
         due = time.time() + countdown_s
         fx = effects or Effects()
         fx.zadd.append((self.keys.outbox, due, message_id))

@@ -7,12 +7,12 @@ from collections.abc import Sequence
 
 from pydantic import ValidationError
 
-from producer.contract import WA_MAX_CHARS, Channel, Job, SendRequest
-from producer.entropy import token_hex
-from producer.errors import InvalidMessage
-from producer.recipient import normalize_recipient
-from producer.segments import Encoding, count_segments, is_gsm7, text_hash
-from producer.settings import Settings
+from producer.core.contract import WA_MAX_CHARS, Channel, Job, SendRequest
+from producer.core.entropy import token_hex
+from producer.core.errors import InvalidMessage
+from producer.core.recipient import normalize_recipient
+from producer.core.segments import Encoding, count_segments, is_gsm7, text_hash
+from producer.core.settings import Settings
 
 
 def new_message_id(now: float | None = None) -> str:

@@ -29,7 +29,7 @@ from typing import Any
 
 import phonenumbers
 
-from producer.errors import InvalidMessage
+from producer.core.errors import InvalidMessage
 
 FIELD = "to"
 

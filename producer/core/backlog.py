@@ -19,8 +19,8 @@ from prometheus_client.registry import Collector
 from redis import Redis
 from redis.exceptions import RedisError
 
-from producer.keys import Keys
-from producer.routing import Circuit
+from producer.core.keys import Keys
+from producer.core.routing import Circuit
 
 ENQUEUED_AT = "enqueued_at"
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from celery import Celery
 
-from producer.settings import Settings
+from producer.core.settings import Settings
 
 
 def broker_transport_options(settings: Settings) -> dict[str, Any]:
