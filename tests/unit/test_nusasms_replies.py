@@ -76,9 +76,9 @@ def test_tolerated_send_shapes(body: str) -> None:
 
 
 def test_negative_status_is_a_result_not_an_error() -> None:
-    body = '{"results":[{"status":"-77","messageid":"","destination":"6281234567890"}]}'
+    body = '{"results":[{"status":"-13","messageid":"","destination":"6281234567890"}]}'
     result = parse_send_reply(body)
-    assert result.status.name == "SPAM_PATTERN"
+    assert result.status.name == "INVALID_DESTINATION_ADDRESS"
     assert result.status.action is Action.DEAD
     assert result.message_id is None
     assert result.destination == "6281234567890"

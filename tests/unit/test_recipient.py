@@ -9,7 +9,7 @@ import pytest
 from hypothesis import assume, event, given, settings
 from hypothesis import strategies as st
 
-from producer import recipient
+from producer.core import recipient
 from producer.core.errors import InvalidMessage
 from producer.core.recipient import mask_recipient, normalize_recipient
 
