@@ -29,6 +29,7 @@ from producer.core.contract import Channel
 from producer.core.enqueue import Enqueuer
 from producer.core.errors import InvalidMessage, KirimError
 from producer.core.keys import Keys
+from producer.core.redis_text import text
 from producer.core.routing import Queues, Tasks
 from worker.retry import RetryPolicy
 
@@ -79,7 +80,7 @@ class AlertLevels:
                 try:
                     pipe.watch(self.key)
                     raw = pipe.hget(self.key, kind)
-                    previous = _text(raw) if raw is not None else ""
+                    previous = text(raw)
                     if previous == level:
                         pipe.unwatch()
                         return None
@@ -100,12 +101,12 @@ class AlertLevels:
         pipe.hget(self.key, f"{kind}:note")
         pipe.hdel(self.key, f"{kind}:note")
         raw, _ = pipe.execute()
-        return _text(raw) if raw else ""
+        return text(raw)
 
     def current(self) -> dict[str, str]:
         """Every kind's level."""
         raw = self.redis.hgetall(self.key).items()
-        return {_text(k): _text(v) for k, v in raw if not _text(k).endswith(":note")}
+        return {text(k): text(v) for k, v in raw if not text(k).endswith(":note")}
 
 
 def notify(app: Celery, alert: Alert, *, webhook_url: str | None, sms_numbers: list[str],
@@ -176,7 +177,3 @@ def deliver(svc: Services, task: Task, payload: dict[str, Any], channel: str) ->
         log.warning("alert_retry", alert_id=payload["id"], channel=channel, error=str(exc))
         raise task.retry(countdown=ALERT_RETRY.delay_s(retries + 1), exc=exc) from exc
     return "delivered"
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

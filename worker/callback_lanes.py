@@ -22,13 +22,12 @@ from redis.exceptions import ResponseError
 
 from producer.core import lua
 from producer.core.keys import Keys
+from producer.core.redis_text import text
 
-# An event's stream fields and its stored attempts ("n:epoch"), as Redis returned them.
+# An event's stream fields and its stored attempts ("n:epoch"), as Redis returned them: raw,
+# so that a field that is not UTF-8 poisons that one event (callbacks.event_fields), not the
+# drain's read.
 Found = tuple[dict[bytes, bytes], bytes | None]
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode(errors="replace") if isinstance(value, bytes) else value
 
 
 def receiver_host(url: str) -> str:
@@ -55,7 +54,9 @@ class Lane:
     mid: str = field(init=False)
 
     def __post_init__(self) -> None:
-        self.mid = _text(self.key)
+        # Lossy on purpose: `mid` is only logged and looked up; the lane is finished and
+        # settled by `key`, so an id that is not UTF-8 still leaves without stopping the drain.
+        self.mid = text(self.key, errors="replace")
 
     def point_at(self, url: str) -> None:
         """Set the lane's callback URL and its host (or why it cannot be used)."""
@@ -94,26 +95,28 @@ class LaneStore:
         """Read up to `count` new events into lanes: (how many, ids poisoned on the way)."""
         read, poisoned = self._intake(keys=self._index_keys(),
                                       args=[self.group, self.consumer, count, time.time()])
-        return int(read), [_text(e) for e in poisoned]
+        return int(read), [text(e) for e in poisoned]
 
     def sweep(self, min_idle_ms: int, count: int) -> list[str]:
         """Index a page of long-pending events no lane holds; returns ids poisoned."""
         _, poisoned = self._sweep(keys=[*self._index_keys(), self.keys.callback_sweep],
                                   args=[self.group, self.consumer, min_idle_ms, count,
                                         time.time()])
-        return [_text(e) for e in poisoned]
+        return [text(e) for e in poisoned]
 
     def take(self, count: int, lease_s: float) -> list[Lane]:
         """Lease up to `count` due lanes, soonest first, with their callback URLs."""
         now = time.time()
         raw: Any = self._take(keys=[self.keys.callback_due, self.keys.callback_lanes],
                               args=[now, now + lease_s, count])
-        lanes = [Lane(raw[i], _text(raw[i + 1]).split()) for i in range(0, len(raw), 2)]
+        lanes = [Lane(raw[i], text(raw[i + 1]).split()) for i in range(0, len(raw), 2)]
         pipe = self.redis.pipeline(transaction=False)
         for lane in lanes:
             pipe.hget(self.keys.message(lane.mid), "callback_url")
         for lane, url in zip(lanes, pipe.execute(), strict=True):
-            lane.point_at(_text(url or b""))
+            # Lossy on purpose: one record's callback_url that is not UTF-8 must not stop
+            # the take of every lane.
+            lane.point_at(text(url, errors="replace"))
         return lanes
 
     def events(self, eids: Sequence[str]) -> dict[str, Found]:
@@ -164,11 +167,11 @@ class Breaker:
         """closed, open (until), busy (another drain's trial) or trial (ours: one POST)."""
         state, until = self._script(keys=[self.keys.callback_breaker(host)],
                                     args=["check", now, now + self.trial_lease_s])
-        return _text(state), float(until)
+        return text(state), float(until)
 
     def failed(self, host: str, now: float) -> tuple[str, float]:
         """Count a failed POST: closed, open (until: it already was) or opened (until)."""
         state, until = self._script(
             keys=[self.keys.callback_breaker(host)],
             args=["fail", now, self.failures, self.cooldown_s, self.max_cooldown_s, self.ttl_s])
-        return _text(state), float(until)
+        return text(state), float(until)

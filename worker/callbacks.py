@@ -44,6 +44,7 @@ from redis import Redis
 from producer.core.contract import State
 from producer.core.errors import KirimError
 from producer.core.keys import Keys
+from producer.core.redis_text import text, text_map
 from producer.core.routing import Queues, Tasks
 from producer.core.settings import Settings
 from worker.callback_lanes import Breaker, Found, Lane, LaneStore
@@ -90,7 +91,7 @@ def callback_body(fields: dict[str, str]) -> bytes:
 
 def event_fields(raw: dict[bytes, bytes]) -> dict[str, str]:
     """A stream entry's fields, checked: ValueError, KeyError or UnicodeError if garbage."""
-    fields = {k.decode(): v.decode() for k, v in raw.items()}
+    fields = text_map(raw)  # strict: a field that is not UTF-8 poisons this event alone
     if not fields["id"] or fields["state"] not in _STATES:
         raise ValueError(f"no message id or an unknown state {fields['state']!r}")
     if not math.isfinite(float(fields["at"])):
@@ -100,7 +101,7 @@ def event_fields(raw: dict[bytes, bytes]) -> dict[str, str]:
 
 def attempt_count(raw: bytes | None) -> int:
     """Failed POSTs of an event so far, from its stored "n:epoch"."""
-    return int(raw.decode().partition(":")[0]) if raw else 0
+    return int(text(raw).partition(":")[0]) if raw else 0
 
 
 def post_callback(http: httpx.Client, url: str, body: bytes, secret: bytes,

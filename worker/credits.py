@@ -28,6 +28,7 @@ from celery import Celery
 from prometheus_client import Gauge
 
 from producer.core.account import AccountCircuits, CircuitState, resume_circuit
+from producer.core.redis_text import text
 from producer.core.routing import Circuit, Queues, Tasks
 from producer.core.settings import Settings
 from worker import alerts
@@ -158,8 +159,7 @@ class CreditsMonitor:
         """True unless this wallet was already resumed at this very balance: a balance above
         zero but below one message's price would otherwise resume and pause every poll."""
         key = self.svc.keys.credits_for(product)
-        if self.svc.redis.hget(key, "resumed_at_value") in (str(credits.value),
-                                                            str(credits.value).encode()):
+        if text(self.svc.redis.hget(key, "resumed_at_value")) == str(credits.value):
             return False
         self.svc.redis.hset(key, "resumed_at_value", str(credits.value))
         return True

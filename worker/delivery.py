@@ -19,6 +19,7 @@ from celery import Task
 from producer.core import lua
 from producer.core.contract import State
 from producer.core.records import Effects, MessageRecord, MessageStore
+from producer.core.redis_text import text
 from producer.core.routing import Queues, Tasks
 from producer.core.settings import Settings
 
@@ -153,7 +154,7 @@ def apply_pushed(svc: Services, task: Task, fields: dict[str, Any]) -> str:
             log.warning("dr_push_unmapped", ref_no=report.ref_no, retries=retries)
             return "unmapped"
         raise task.retry(countdown=retry_countdown_s(retries, svc.settings))
-    message_id = raw.decode() if isinstance(raw, bytes) else str(raw)
+    message_id = text(raw)
     return DeliveryReports(svc.store, svc.settings).apply(message_id, report, "push").value
 
 

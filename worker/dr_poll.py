@@ -34,6 +34,7 @@ from producer.core import lua
 from producer.core.contract import State
 from producer.core.quarantine import DATA_ERRORS
 from producer.core.records import Effects, MessageRecord
+from producer.core.redis_text import text
 from worker.delivery import Applied, DeliveryReports
 from worker.nusasms import (
     Action,
@@ -58,10 +59,6 @@ _PAUSE_HINT = ("NusaSMS refuses delivery-report pulls for the whole account: che
                " KIRIM_NUSASMS_USER / KIRIM_NUSASMS_PASSWORD, the IP whitelist and"
                " KIRIM_NUSASMS_URL; polling probes with one pull after the pause and resumes"
                " by itself once one succeeds")
-
-
-def _text(raw: object) -> str:
-    return raw.decode() if isinstance(raw, bytes) else str(raw)
 
 
 def _error_text(exc: BaseException) -> str:
@@ -133,9 +130,11 @@ class DRPoller:
         """Up to `limit` due ids leased to this caller, oldest-due first, with their due time."""
         raw = self._lease(keys=[self.keys.dr_pending], args=[now, now + self.lease_s, limit])
         due: dict[str, float] = {}
+        # Each member decoded on its own (strictly), and kept raw: one that is not UTF-8 is an
+        # id no record can have, and only its raw bytes can remove it from the set.
         for member, score in zip(raw[::2], raw[1::2], strict=True):
             try:
-                due[_text(member)] = float(score)
+                due[text(member)] = float(score)
             except UnicodeDecodeError as exc:  # an id no record can have: drop it here
                 log.error("dr_unreadable", message_id=repr(member), error=_error_text(exc))
                 self.redis.zrem(self.keys.dr_pending, member)

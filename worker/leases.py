@@ -20,6 +20,7 @@ from producer.core.contract import State
 from producer.core.guard import route_for
 from producer.core.quarantine import DATA_ERRORS, quarantine
 from producer.core.records import Effects, MessageRecord
+from producer.core.redis_text import text
 from worker.state_writer import Attempt
 
 if TYPE_CHECKING:
@@ -66,7 +67,11 @@ def sweep_expired_leases(svc: Services, limit: int = 500) -> int:
         svc.keys.sending, "-inf", now, start=0, num=limit, withscores=True)
     count = 0
     for raw, score in expired:
-        mid = raw.decode() if isinstance(raw, bytes) else str(raw)
+        try:
+            mid = text(raw)
+        except UnicodeError:  # no message has such an id: drop the entry as it is stored
+            svc.redis.zrem(svc.keys.sending, raw)
+            continue
         try:
             count += _settle_one(svc, mid, score, now)
         except DATA_ERRORS as exc:  # one bad record must not stop the sweep

@@ -14,6 +14,7 @@ import time
 from redis import Redis
 
 from producer.core import lua
+from producer.core.redis_text import text
 
 _US_PER_S = 1_000_000
 
@@ -58,7 +59,7 @@ class RateLimiter:
         """
         status, detail = self._calling(keys=[self.key, record_key],
                                        args=[self._interval_us, self._tolerance_us, claim_id])
-        status = status.decode() if isinstance(status, bytes) else str(status)
+        status = text(status)
         if status == "wait":
             return status, int(detail) / _US_PER_S
         return status, 0.0

@@ -30,6 +30,7 @@ from producer.core.deadletters import DeadLetter
 from producer.core.enqueue import Accepted
 from producer.core.errors import KirimError, MessageNotFound
 from producer.core.records import Admit, MessageRecord
+from producer.core.redis_text import text_map
 
 Rt = Annotated[Runtime, Depends(runtime)]
 Source = Annotated[str, Depends(require_key)]
@@ -183,8 +184,7 @@ def credits(rt: Rt, source: Source) -> Credits:
 def stored_credits(rt: Rt) -> Credits | None:
     """The credits hash as a Credits, or None when the poller has not written it."""
     raw = rt.kirim.redis.hgetall(rt.kirim.keys.credits)
-    f = {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
-         for k, v in raw.items()}
+    f = text_map(raw)
     if not f.get("value"):
         return None
     value = _number(f["value"])

@@ -6,6 +6,7 @@ import time
 
 from producer.cli.common import client, console, when
 from producer.core.account import AccountCircuits, CircuitState
+from producer.core.redis_text import text_map
 from producer.core.settings import Settings
 
 
@@ -16,7 +17,7 @@ def credits() -> None:
         paused = AccountCircuits(kirim.redis, kirim.keys).paused()
         settings = kirim.settings
     for product, raw in readings.items():
-        reading = {_s(k): _s(v) for k, v in raw.items()}
+        reading = text_map(raw)
         if product == "sms" or reading:
             console.print(f"[bold]{product}[/bold]")
             _show(reading, settings)
@@ -45,7 +46,3 @@ def _show_circuits(paused: list[CircuitState]) -> None:
     for s in paused:
         console.print(f"circuit {s.name} [red]paused[/red] since {when(s.since)}: {s.reason}"
                       f" (code {s.code}); {s.held} message(s) held")
-
-
-def _s(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

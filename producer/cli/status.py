@@ -9,6 +9,7 @@ from rich.table import Table
 from producer.cli.common import client, console, err_console, when
 from producer.client import KirimClient
 from producer.core.recipient import mask_recipient
+from producer.core.redis_text import text
 
 
 def status(message_id: str = typer.Argument(None, help="message id"),
@@ -43,7 +44,7 @@ def list_unknown(kirim: KirimClient, limit: int) -> None:
     table = Table("message", "channel", "to", "since", "provider id", "reason")
     shown = 0
     for raw, since in entries:
-        record = kirim.store.get(raw.decode() if isinstance(raw, bytes) else str(raw))
+        record = kirim.store.get(text(raw))
         if record is None or record.state != "unknown":
             continue
         f = record.fields

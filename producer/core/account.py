@@ -21,6 +21,7 @@ from redis import Redis
 
 from producer.core.contract import Channel, State
 from producer.core.keys import Keys
+from producer.core.redis_text import text, text_map
 from producer.core.requeue import Requeuer
 from producer.core.routing import LANE_CIRCUITS, Circuit
 
@@ -59,7 +60,7 @@ class AccountCircuits:
         pipe.delete(self.keys.circuit(str(circuit)))
         pipe.smembers(self.keys.held(str(circuit)))
         _, held = pipe.execute()
-        return sorted(_s(m) for m in held)
+        return sorted(text(m) for m in held)
 
     def state(self, circuit: Circuit | str) -> CircuitState:
         """One circuit as stored."""
@@ -111,25 +112,21 @@ def release_orphans(circuits: AccountCircuits, requeuer: Requeuer) -> int:
     for state in circuits.states():
         if not state.paused and state.held:
             held = circuits.redis.smembers(circuits.keys.held(state.name))
-            count += sum(requeuer.requeue(_s(m), allowed_from=[State.DEFERRED],
+            count += sum(requeuer.requeue(text(m), allowed_from=[State.DEFERRED],
                                             note=f"circuit {state.name} is closed")
                          for m in held)
     legacy = circuits.redis.smembers(circuits.keys.legacy_held)
     for member in legacy:
-        count += requeuer.requeue(_s(member), allowed_from=[State.DEFERRED],
+        count += requeuer.requeue(text(member), allowed_from=[State.DEFERRED],
                                     note="held before per-circuit holds")
         circuits.redis.srem(circuits.keys.legacy_held, member)
     return count
 
 
 def _state(name: str, raw: dict[bytes | str, bytes | str], held: int) -> CircuitState:
-    fields = {_s(k): _s(v) for k, v in raw.items()}
+    fields = text_map(raw)
     if fields.get("paused") != "1":
         return CircuitState(name, False, held=held)
     since = fields.get("since")
     return CircuitState(name, True, fields.get("reason", ""), fields.get("code", ""),
                         float(since) if since else None, held)
-
-
-def _s(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

@@ -15,6 +15,7 @@ from redis import Redis
 
 from producer.core.contract import State
 from producer.core.keys import Keys
+from producer.core.redis_text import text, text_map
 
 if TYPE_CHECKING:  # the requeuer quarantines with this module's fields: no import cycle
     from producer.core.requeue import Requeuer
@@ -101,8 +102,8 @@ class DeadLetters:
 
 
 def _parse(entry_id: Any, raw: dict[Any, Any]) -> DeadLetter:
-    f = {_s(k): _s(v) for k, v in raw.items()}
-    return DeadLetter(_s(entry_id), f.get("id", ""), f.get("reason", ""), f.get("code", ""),
+    f = text_map(raw)
+    return DeadLetter(text(entry_id), f.get("id", ""), f.get("reason", ""), f.get("code", ""),
                       f.get("code_name", ""), int(f.get("attempts") or 0),
                       f.get("last_reply", ""), float(f.get("at") or 0), _job(f.get("job", "")))
 
@@ -114,7 +115,3 @@ def _job(raw: str) -> dict[str, Any]:
     except ValueError:
         return {"unreadable": raw[:2000]}
     return job if isinstance(job, dict) else {"unreadable": raw[:2000]}
-
-
-def _s(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

@@ -35,7 +35,10 @@ class Core:
 
 
 def connect_redis(settings: Settings, max_connections: int | None = None) -> Redis:
-    """kirim's own Redis client (the broker has its own): bounded waits, health checks."""
+    """kirim's own Redis client (the broker has its own): bounded waits, health checks.
+
+    Replies stay bytes (no decode_responses): producer.core.redis_text decodes them one
+    value at a time, so a value that is not UTF-8 fails alone, not its whole reply."""
     return Redis.from_url(settings.redis_url, max_connections=max_connections,
                           health_check_interval=10, socket_timeout=10, socket_connect_timeout=5,
                           retry_on_timeout=True)

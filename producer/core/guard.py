@@ -27,6 +27,7 @@ from redis.commands.core import Script
 
 from producer.core import lua
 from producer.core.keys import Keys
+from producer.core.redis_text import text
 
 GuardReason = Literal["same_text", "per_recipient", "blocked"]
 
@@ -73,8 +74,7 @@ def _now_arg(now: float | None) -> str:
 
 def _decision(reply: list[Any]) -> GuardDecision:
     """GuardDecision from a script's {allowed, reason, retry_us} reply."""
-    # Text whichever way the client decodes replies.
-    allowed, reason, retry_us = (v.decode() if isinstance(v, bytes) else str(v) for v in reply)
+    allowed, reason, retry_us = (text(v) for v in reply)
     if allowed == "1":
         return GuardDecision(True, None, None)
     return GuardDecision(False, cast(GuardReason, reason), int(retry_us) / _US_PER_S)

@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from producer.core.contract import State
 from producer.core.deadletters import dead_letter_fields
 from producer.core.records import Effects, MessageStore
+from producer.core.redis_text import text
 from producer.core.routing import Circuit
 
 log = structlog.get_logger("kirim.quarantine")
@@ -42,7 +43,9 @@ def quarantine(store: MessageStore, message_id: str, error: BaseException | str,
     reason = f"poisoned: {_describe(error)}"
     if payload is None:
         stored = store.redis.hget(store.keys.message(message_id), "job") or ""
-        payload = stored.decode(errors="replace") if isinstance(stored, bytes) else str(stored)
+        # Lossy on purpose: the payload is only shown (in the dead letter), and a job that
+        # is not valid UTF-8 is exactly what gets quarantined.
+        payload = text(stored, errors="replace")
     moved = store.move(message_id, State.DEAD, note=reason, allowed_from=_BEFORE_CALL,
                        calling=False, set_fields={"reason": reason, "last_code_name": "POISONED"},
                        effects=_effects(store, message_id, reason, payload))

@@ -20,6 +20,7 @@ from producer.core import lua
 from producer.core.contract import TRANSITIONS, Channel, Job, State
 from producer.core.errors import IdempotencyConflict, RecipientLimited, StoreUnavailable
 from producer.core.keys import Keys
+from producer.core.redis_text import text, text_map, text_or_none
 from producer.core.routing import LANE_CIRCUITS
 
 ZAdd = tuple[str, float, str]
@@ -184,16 +185,16 @@ class MessageStore:
     @staticmethod
     def _admitted(item: Admit, reply: list[Any]
                   ) -> Stored | IdempotencyConflict | RecipientLimited:
-        status = _text(reply[0])
+        status = text(reply[0])
         if status == "created":
-            score = _text(reply[3])
-            return Stored(_text(reply[1]), False, _text(reply[2]), float(score) if score else None)
+            score = text(reply[3])
+            return Stored(text(reply[1]), False, text(reply[2]), float(score) if score else None)
         if status == "refused":
-            return RecipientLimited(_text(reply[1]), int(_text(reply[2])) / 1_000_000)
-        first_id, first_fingerprint = _text(reply[1]), _text(reply[2])
+            return RecipientLimited(text(reply[1]), int(text(reply[2])) / 1_000_000)
+        first_id, first_fingerprint = text(reply[1]), text(reply[2])
         if item.job.idempotency_key and first_fingerprint != fingerprint(item.job):
             return IdempotencyConflict(item.job.idempotency_key, first_id)
-        return Stored(first_id, True, _text(reply[3]) or None)
+        return Stored(first_id, True, text(reply[3]) or None)
 
     def create(self, job: Job, state: State, index: str, score: float,
                dispatch: str = "", note: str = "", client: Any = None) -> Stored:
@@ -227,10 +228,10 @@ class MessageStore:
 
     @staticmethod
     def _created(job: Job, reply: list[Any]) -> Stored:
-        status, first_id = _text(reply[0]), _text(reply[1])
+        status, first_id = text(reply[0]), text(reply[1])
         if status == "created":
             return Stored(first_id, False)
-        if _text(reply[2]) != fingerprint(job):
+        if text(reply[2]) != fingerprint(job):
             raise IdempotencyConflict(job.idempotency_key or job.id, first_id)
         return Stored(first_id, True)
 
@@ -264,7 +265,7 @@ class MessageStore:
                                                   json.dumps(spec)], client=client)
         if client is not None:  # pipelined: the caller reads the reply
             return Moved(False, None)
-        return Moved(int(reply[0]) == 1, _text(reply[1]) or None)
+        return Moved(int(reply[0]) == 1, text(reply[1]) or None)
 
     def claim(self, message_id: str, lease_s: float, dispatch: str, channel: Channel,
               claim_id: str) -> tuple[str, str]:
@@ -278,7 +279,7 @@ class MessageStore:
                 *(self.keys.circuit(c) for c in circuits), *(self.keys.held(c) for c in circuits)]
         reply = self._claim(keys=keys, args=[message_id, now, self.ttl_s, now + lease_s, dispatch,
                                              claim_id, len(circuits), *circuits])
-        return _text(reply[0]), _text(reply[1])
+        return text(reply[0]), text(reply[1])
 
     def get(self, message_id: str) -> MessageRecord | None:
         """The record and its timeline, or None when there is none."""
@@ -288,19 +289,13 @@ class MessageStore:
         raw, timeline = pipe.execute()
         if not raw:
             return None
-        fields = {_text(k): _text(v) for k, v in raw.items()}
+        fields = text_map(raw)
         return MessageRecord(message_id, fields["state"], fields,
-                             [json.loads(_text(e)) for e in timeline])
+                             [json.loads(text(e)) for e in timeline])
 
     def states(self, message_ids: Sequence[str]) -> list[str | None]:
         """Current state of many messages in one round trip."""
         pipe = self.redis.pipeline(transaction=False)
         for mid in message_ids:
             pipe.hget(self.keys.message(mid), "state")
-        return [_text(s) if s is not None else None for s in pipe.execute()]
-
-
-def _text(value: Any) -> str:
-    if isinstance(value, bytes):
-        return value.decode()
-    return "" if value is None else str(value)
+        return [text_or_none(s) for s in pipe.execute()]

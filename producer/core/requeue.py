@@ -23,6 +23,7 @@ from producer.core.entropy import token_hex
 from producer.core.publisher import Publisher
 from producer.core.quarantine import DATA_ERRORS, quarantine
 from producer.core.records import Effects, MessageStore
+from producer.core.redis_text import text
 from producer.core.routing import Circuit
 
 log = structlog.get_logger(__name__)
@@ -135,5 +136,13 @@ class Requeuer:
 
     def _due(self, key: str, until: float, limit: int) -> list[str]:
         """Members of a time-scored set whose time is at or before `until`, oldest first."""
-        raw = self.store.redis.zrangebyscore(key, "-inf", until, start=0, num=limit)
-        return [m.decode() if isinstance(m, bytes) else str(m) for m in raw]
+        raw: list[bytes] = self.store.redis.zrangebyscore(  # type: ignore[assignment]
+            key, "-inf", until, start=0, num=limit)
+        members = []
+        for member in raw:
+            try:
+                members.append(text(member))
+            except UnicodeError:  # no message has such an id: drop the entry as it is stored
+                self.store.redis.zrem(key, member)
+                log.error("index_entry_unreadable", key=key, member=repr(member)[:100])
+        return members
