@@ -1,15 +1,12 @@
 """The processes a benchmark drives: Redis, the sandbox, kirim or naive workers, the API.
 
-Everything runs on loopback as child processes (tests.procs starts them); `Stack` stops
-every one it started.
+Everything runs on loopback as child processes, started as `make run` starts its own
+(producer/cli/processes.py); `Stack` stops every one it started.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
-import signal
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -17,8 +14,20 @@ from typing import Any
 
 from redis import Redis
 
+from producer.cli.processes import (
+    Process,
+    RedisServer,
+    celery,
+    free_port,
+    python_module,
+    spawn,
+    start_sandbox,
+    stop,
+    wait_http,
+)
 from sandbox.control import SandboxControl
-from tests.procs import RedisServer, free_port, python_module, spawn, wait_http
+
+ROOT = Path(__file__).resolve().parent.parent  # children run here: `bench` is not installed
 
 API_KEY = "bench-key"
 # Production-like settings; the rate limit is set far above any load unless a run says so.
@@ -39,17 +48,16 @@ class Stack:
         self.redis_server = RedisServer(self.logdir)
         self.sandbox_port = free_port()
         self.sandbox_url = f"http://127.0.0.1:{self.sandbox_port}"
-        self.procs: list[subprocess.Popen[bytes]] = []
-        self.sandbox_proc: subprocess.Popen[bytes] | None = None
+        self.procs: list[Process] = []
+        self.sandbox_proc: Process | None = None
 
     def start(self) -> Stack:
         """Start Redis and the sandbox and wait for both."""
         self.redis_server.start()
         self.redis = Redis.from_url(self.redis_server.url)
-        self.sandbox_proc = spawn(python_module(
-            "sandbox", "--host", "127.0.0.1", "--port", str(self.sandbox_port),
-            "--no-otp-marker-check", "--credits", "100000000"), log=self.logdir / "sandbox.log")
-        wait_http(f"{self.sandbox_url}/_sandbox/health", "sandbox")
+        self.sandbox_proc = start_sandbox(self.sandbox_port, self.logdir / "sandbox.log",
+                                          "--no-otp-marker-check", "--credits", "100000000",
+                                          cwd=ROOT)
         self.sandbox = SandboxControl(self.sandbox_url, timeout_s=60)
         return self
 
@@ -66,21 +74,20 @@ class Stack:
         self.sandbox.configure(latency_ms=latency_ms, otp_marker_check=False, **knobs)
 
     def kirim_worker(self, queues: str, threads: int, name: str,
-                     extra_env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+                     extra_env: dict[str, str] | None = None) -> Process:
         """One `celery -A worker.app worker -P threads` process, as the README deploys it."""
-        args = python_module("celery", "-A", "worker.app", "worker", "-P", "threads",
-                             "-c", str(threads), "-Q", queues, "-n", f"{name}@%h",
-                             "-l", "WARNING", "--without-mingle", "--without-gossip")
+        args = celery("worker", "-P", "threads", "-c", str(threads), "-Q", queues,
+                      "-n", f"{name}@%h", "-l", "WARNING", "--without-mingle", "--without-gossip")
         return self._spawn(args, name, extra_env)
 
-    def naive_worker(self, name: str = "naive") -> subprocess.Popen[bytes]:
+    def naive_worker(self, name: str = "naive") -> Process:
         """The naive baseline: `celery -A bench.naive_app worker`, every setting default."""
         args = python_module("celery", "-A", "bench.naive_app", "worker", "-n", f"{name}@%h",
                              "-l", "WARNING")
         return self._spawn(args, name, {"NAIVE_BROKER_URL": self.redis_server.url,
                                         "NAIVE_PROVIDER_URL": self.sandbox_url})
 
-    def api(self, workers: int = 1) -> tuple[subprocess.Popen[bytes], str]:
+    def api(self, workers: int = 1) -> tuple[Process, str]:
         """The ingest API under uvicorn; returns the process and its URL."""
         port = free_port()
         proc = self._spawn(python_module(
@@ -91,24 +98,17 @@ class Stack:
         return proc, url
 
     def _spawn(self, args: list[str], name: str,
-               extra_env: dict[str, str] | None) -> subprocess.Popen[bytes]:
+               extra_env: dict[str, str] | None) -> Process:
         proc = spawn(args, env={**self.env, **(extra_env or {})},
-                     log=self.logdir / f"{name}.log")
+                     log=self.logdir / f"{name}.log", cwd=ROOT)
         self.procs.append(proc)
         return proc
 
-    def stop(self, procs: list[subprocess.Popen[bytes]] | None = None) -> None:
+    def stop(self, procs: list[Process] | None = None) -> None:
         """Stop the given worker/API processes (all when None): SIGTERM, then SIGKILL."""
         chosen = list(self.procs) if procs is None else procs
+        stop(chosen, timeout_s=20)
         for proc in chosen:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-        for proc in chosen:
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(5)
             if proc in self.procs:
                 self.procs.remove(proc)
 

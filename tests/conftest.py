@@ -1,27 +1,27 @@
 """Root fixtures: a real redis-server and a real sandbox, each on a free port.
 
 Nothing here skips: a machine without redis-server fails the tests that need it, with the
-command that installs it.
+command that installs it. Shared helpers are plain modules in tests/support/.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import redis as redis_lib
 
-# celery.contrib.pytest is loaded in pyproject's addopts; re-export its worker fixture here.
-from celery.contrib.pytest import celery_worker  # noqa: F401
+# Before the first import of tests.support: their asserts get pytest's rewriting too.
+pytest.register_assert_rewrite("tests.support")
 
-from tests.procs import RedisServer, free_port, python_module, spawn, wait_http
+# celery.contrib.pytest is loaded in pyproject's addopts; re-export its worker fixture here.
+from celery.contrib.pytest import celery_worker  # noqa: E402, F401
+
+from tests.support.processes import RedisServer, sandbox_process  # noqa: E402
 
 # Any accidental enqueue without a test's own settings goes nowhere, loudly.
 os.environ.setdefault("KIRIM_REDIS_URL", "redis://127.0.0.1:1/0")
-
-ARTIFACTS = Path(__file__).parent / "artifacts"
 
 
 @pytest.fixture(scope="session")
@@ -52,18 +52,8 @@ def redis(redis_url: str) -> Iterator[redis_lib.Redis]:
 @pytest.fixture(scope="session")
 def sandbox_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A NusaSMS sandbox process on a free port; yields its base URL."""
-    port = free_port()
-    log = tmp_path_factory.mktemp("sandbox") / "sandbox.log"
-    proc = spawn(python_module("sandbox", "--host", "127.0.0.1", "--port", str(port)), log=log)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_http(f"{url}/_sandbox/health", "sandbox")
-    except RuntimeError:
-        proc.kill()
-        raise RuntimeError(f"sandbox failed to start; its log:\n{log.read_text()}") from None
-    yield url
-    proc.terminate()
-    proc.wait(10)
+    with sandbox_process(tmp_path_factory.mktemp("sandbox") / "sandbox.log") as url:
+        yield url
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 an OTP worker, a general worker, a maintenance worker with beat, Flower and the ingest API.
 
 Ports: the preferred one when free, else any free one; all printed. Data under `.run/`.
+The process plumbing is producer/cli/processes.py, shared with the benchmarks and tests.
 """
 
 from __future__ import annotations
@@ -9,41 +10,34 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import signal
-import socket
-import subprocess
-import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 
+from producer.cli.processes import (
+    Process,
+    RedisServer,
+    celery,
+    pick_port,
+    python_module,
+    spawn,
+    start_sandbox,
+    stop,
+    wait_tcp,
+)
+
 DEMO_API_KEY = "kirim-demo-key"  # the demo's only API key (hashed in KIRIM_API_KEYS)
 
 RUN_DIR = Path(".run")
 
-
-def pick_port(preferred: int) -> int:
-    """`preferred` if nothing listens there, else a free port."""
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", preferred))
-            return preferred
-        except OSError:
-            sock.bind(("127.0.0.1", 0))
-            return int(sock.getsockname()[1])
-
-
-def wait_port(port: int, what: str, timeout_s: float = 20.0) -> None:
-    """Wait until something listens on 127.0.0.1:port, or fail naming `what`."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    raise RuntimeError(f"{what} did not start on port {port}; see {RUN_DIR}/{what}.log")
+# Process name: its `celery worker` options. Each serves /metrics on a port of its own.
+WORKERS = {
+    "worker-otp": ["-P", "threads", "-c", "8", "-Q", "otp", "-n", "otp@%h"],
+    "worker-general": ["-P", "threads", "-c", "32", "-Q", "otp,sms,wa", "-n", "general@%h"],
+    "worker-maintenance": ["-P", "threads", "-c", "4", "-Q", "reports,maintenance",
+                           "-n", "maint@%h"],
+}
 
 
 @dataclass
@@ -52,39 +46,31 @@ class LocalStack:
 
     flower_user: str = "admin"
     flower_password: str = "kirim-demo"
-    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    procs: dict[str, Process] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
     ports: dict[str, int] = field(default_factory=dict)
+    redis: RedisServer | None = None
 
     def start(self) -> None:
         """Start everything and wait until each part answers."""
         RUN_DIR.mkdir(exist_ok=True)
         self.ports = {"redis": pick_port(6399), "sandbox": pick_port(8099),
                       "flower": pick_port(5555), "api": pick_port(8080)}
-        for offset, worker in enumerate(("worker-otp", "worker-general", "worker-maintenance")):
-            self.ports[worker] = pick_port(9808 + offset)  # /metrics: one port per process
+        for offset, worker in enumerate(WORKERS):
+            self.ports[worker] = pick_port(9808 + offset)
         self.env = {**os.environ, **self._kirim_env()}
         self._start_redis()
-        self._spawn("sandbox", [sys.executable, "-m", "sandbox", "--host", "127.0.0.1",
-                                "--port", str(self.ports["sandbox"])])
-        wait_port(self.ports["sandbox"], "sandbox")
-        celery = [sys.executable, "-m", "celery", "-A", "worker.app"]
-        self._spawn("worker-otp", [*celery, "worker", "-P", "threads", "-c", "8", "-Q", "otp",
-                                   "-n", "otp@%h", "-l", "INFO"])
-        self._spawn("worker-general", [*celery, "worker", "-P", "threads", "-c", "32",
-                                       "-Q", "otp,sms,wa", "-n", "general@%h", "-l", "INFO"])
-        self._spawn("worker-maintenance", [*celery, "worker", "-P", "threads", "-c", "4",
-                                           "-Q", "reports,maintenance", "-n", "maint@%h",
-                                           "-l", "INFO"])
-        self._spawn("beat", [*celery, "beat", "-l", "INFO",
-                             "--schedule", str(RUN_DIR / "beat-schedule")])
-        self._spawn("flower", [*celery, "flower", f"--port={self.ports['flower']}",
-                               "--address=127.0.0.1",
-                               f"--basic-auth={self.flower_user}:{self.flower_password}"])
-        self._spawn("api", [sys.executable, "-m", "producer.cli", "api",
-                            "--port", str(self.ports["api"])])
-        wait_port(self.ports["flower"], "flower", 30)
-        wait_port(self.ports["api"], "api", 30)
+        self.procs["sandbox"] = start_sandbox(self.ports["sandbox"], RUN_DIR / "sandbox.log")
+        for worker, options in WORKERS.items():
+            self._spawn(worker, celery("worker", *options, "-l", "INFO"))
+        self._spawn("beat", celery("beat", "-l", "INFO",
+                                   "--schedule", str(RUN_DIR / "beat-schedule")))
+        self._spawn("flower", celery("flower", f"--port={self.ports['flower']}",
+                                     "--address=127.0.0.1",
+                                     f"--basic-auth={self.flower_user}:{self.flower_password}"))
+        self._spawn("api", python_module("producer.cli", "api", "--port", str(self.ports["api"])))
+        for name in ("flower", "api"):
+            wait_tcp(self.ports[name], name, 30, hint=f"; see {RUN_DIR}/{name}.log")
 
     def _kirim_env(self) -> dict[str, str]:
         return {
@@ -97,23 +83,18 @@ class LocalStack:
         }
 
     def _start_redis(self) -> None:
-        binary = shutil.which("redis-server") or "/usr/bin/redis-server"
         # The demo starts from an empty Redis each run (its counters would defer a rerun's
         # batch); AOF stays on, as in production.
         data = RUN_DIR / "redis"
         shutil.rmtree(data, ignore_errors=True)
         data.mkdir()
-        self._spawn("redis", [binary, "--port", str(self.ports["redis"]), "--bind", "127.0.0.1",
-                              "--dir", str(data.resolve()), "--appendonly", "yes",
-                              "--save", ""])
-        wait_port(self.ports["redis"], "redis")
+        self.redis = RedisServer(data.resolve(), appendonly=True, port=self.ports["redis"],
+                                 fsync_always=False, log=RUN_DIR / "redis.log").start()
 
     def _spawn(self, name: str, args: list[str]) -> None:
-        log = open(RUN_DIR / f"{name}.log", "ab")  # noqa: SIM115 - lives as long as the child
-        metrics_port = self.ports[name] if name.startswith("worker-") else 0
-        env = {**self.env, "KIRIM_METRICS_PORT": str(metrics_port)}
-        self.procs[name] = subprocess.Popen(args, env=env, stdout=log,
-                                            stderr=subprocess.STDOUT, start_new_session=True)
+        metrics_port = self.ports.get(name, 0) if name in WORKERS else 0
+        self.procs[name] = spawn(args, env={**self.env, "KIRIM_METRICS_PORT": str(metrics_port)},
+                                 log=RUN_DIR / f"{name}.log")
 
     def flower_ok(self) -> bool:
         """True when Flower answers with basic auth."""
@@ -125,13 +106,8 @@ class LocalStack:
         return reply.status_code == 200
 
     def stop(self) -> None:
-        """Warm shutdown for everyone (SIGTERM), then SIGKILL the stragglers."""
-        for proc in reversed(list(self.procs.values())):
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-        deadline = time.monotonic() + 15
-        for proc in self.procs.values():
-            try:
-                proc.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
+        """Warm shutdown (SIGTERM), the last started first, then SIGKILL the stragglers;
+        Redis last, so the workers and beat shut down with their broker still there."""
+        stop(reversed(list(self.procs.values())))
+        if self.redis is not None:
+            self.redis.stop()

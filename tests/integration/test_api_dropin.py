@@ -12,9 +12,8 @@ import pytest
 import requests
 
 from producer.core.contract import State
-from tests.kirim_stack import wait_states
+from tests.support.waiting import wait_states
 
-pytest_plugins = ("tests.api_server",)
 pytestmark = pytest.mark.timeout(60)
 
 

@@ -8,9 +8,9 @@ import time
 import pytest
 
 from producer.core.contract import State
-from tests.kirim_stack import wait_states
+from tests.support.processes import RedisServer
+from tests.support.waiting import wait_states
 
-pytest_plugins = ("tests.api_server",)
 pytestmark = pytest.mark.timeout(60)
 
 
@@ -176,8 +176,6 @@ def test_otp_over_the_guard_limit_is_429_with_retry_after(api_factory, api_env, 
 
 
 def test_redis_down_is_503_then_accepted_again(api_factory, api_env, tmp_path):
-    from tests.procs import RedisServer
-
     own = RedisServer(tmp_path).start()
     try:
         server = api_factory({**api_env, "KIRIM_REDIS_URL": own.url})

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from producer.core.contract import State
-from tests.kirim_stack import wait_for, wait_states
+from tests.support.waiting import wait_for, wait_states
 
 pytestmark = pytest.mark.timeout(90)
 

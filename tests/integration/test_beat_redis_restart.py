@@ -11,14 +11,13 @@ import itertools
 import json
 import subprocess
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import redis as redis_lib
 
-from tests.kirim_stack import Workers, wait_for
-from tests.procs import RedisServer, free_port
+from tests.support.processes import RedisServer, free_port
+from tests.support.waiting import wait_for
+from tests.support.workers import Workers
 
 pytestmark = [pytest.mark.timeout(150), pytest.mark.slow]
 
@@ -34,16 +33,6 @@ STANDBY = "beat: Another beat holds the lock; standing by"
 EXITING = "beat: exiting: Redis has been unreachable for longer than KIRIM_BEAT_REDIS_WAIT_S"
 SENDING = "Sending due task drain-callbacks"
 RECEIVED = "Task kirim.drain_callbacks["
-
-
-@pytest.fixture
-def aof_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    """A dedicated redis-server with AOF (appendfsync always), restartable with its data."""
-    server = RedisServer(tmp_path / "aof", appendonly=True)
-    server.workdir.mkdir()
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

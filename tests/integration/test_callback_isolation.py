@@ -1,14 +1,13 @@
 """Status callbacks under bad receivers: backoff and drop, the per-host cap, the circuit
 breaker, a retry behind hundreds backing off, and poisoned events. Real Redis, real worker and
-beat processes, real HTTP receivers on loopback (tests/integration/test_status_callbacks.py)."""
+beat processes, real HTTP receivers on loopback (tests/support/receiver.py)."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -19,29 +18,17 @@ from redis import Redis
 from producer.client import KirimClient
 from producer.core.contract import State
 from producer.core.keys import Keys
-from tests.integration.test_status_callbacks import (
-    ALL_QUEUES,
-    Receiver,
-    all_posted_in_order,
-    life,
-    serving_receiver,
-)
-from tests.kirim_stack import Workers, wait_for, wait_states
-from tests.procs import free_port
+from tests.support.processes import free_port
+from tests.support.receiver import Receiver, all_posted_in_order, life
+from tests.support.waiting import wait_for, wait_states
+from tests.support.workers import Workers
 
 pytestmark = pytest.mark.timeout(180)
 
 KEYS = Keys()
 GROUP = "callbacks"
 
-Serve = Callable[..., Receiver]
-
-
-@pytest.fixture
-def serve() -> Iterator[Serve]:
-    """Start receivers with `serve(status=…, hang_s=…)`; all stopped at teardown."""
-    with contextlib.ExitStack() as stack:
-        yield lambda **options: stack.enter_context(serving_receiver(**options))
+ReceiverFactory = Callable[..., Receiver]
 
 
 def host_of(receiver: Receiver) -> str:
@@ -88,9 +75,10 @@ BACKOFF = {"KIRIM_STATUS_CALLBACK_MAX_ATTEMPTS": "4", "KIRIM_STATUS_CALLBACK_BAS
            "KIRIM_STATUS_CALLBACK_BREAKER_FAILURES": "100"}
 
 
-def test_a_refused_callback_backs_off_and_is_dropped_once(kirim: KirimClient, workers: Workers,
-                                                          redis: Redis, serve: Serve) -> None:
-    refusing = serve(status=500)
+def test_a_refused_callback_backs_off_and_is_dropped_once(
+        kirim: KirimClient, workers: Workers, redis: Redis,
+        receiver_factory: ReceiverFactory) -> None:
+    refusing = receiver_factory(status=500)
     port = free_port()
     workers.start(queues="reports", extra_env={**BACKOFF, "KIRIM_METRICS_PORT": str(port)})
     workers.beat()
@@ -170,9 +158,11 @@ class BreakerWatch:
 
 
 def test_a_dead_and_a_hanging_receiver_do_not_slow_a_healthy_one(
-        kirim: KirimClient, workers: Workers, redis: Redis, serve: Serve) -> None:
-    healthy, refusing, hanging = serve(), serve(status=500), serve(hang_s=10)
-    workers.start(queues=ALL_QUEUES, extra_env=ISOLATION)
+        kirim: KirimClient, workers: Workers, redis: Redis,
+        receiver_factory: ReceiverFactory) -> None:
+    healthy, refusing = receiver_factory(), receiver_factory(status=500)
+    hanging = receiver_factory(hang_s=10)
+    workers.start(extra_env=ISOLATION)
     workers.beat()
     wait_for(lambda: group_ready(redis), 30, "the first drain")
     with BreakerWatch(redis, [host_of(refusing), host_of(hanging)]) as watch:
@@ -204,8 +194,9 @@ def test_a_dead_and_a_hanging_receiver_do_not_slow_a_healthy_one(
 
 
 def test_a_due_retry_is_found_behind_hundreds_backing_off(
-        kirim: KirimClient, workers: Workers, redis: Redis, serve: Serve) -> None:
-    refusing, flaky = serve(status=500), serve(fail_first=1)
+        kirim: KirimClient, workers: Workers, redis: Redis,
+        receiver_factory: ReceiverFactory) -> None:
+    refusing, flaky = receiver_factory(status=500), receiver_factory(fail_first=1)
     crowd = kirim.send_many([{"channel": "sms", "to": f"6281255{i:05d}", "text": "crowd",
                               "callback_url": refusing.url} for i in range(250)])
     assert all(not isinstance(a, Exception) for a in crowd)
@@ -227,8 +218,9 @@ def test_a_due_retry_is_found_behind_hundreds_backing_off(
 
 
 def test_poisoned_events_are_finished_and_the_rest_delivered(
-        kirim: KirimClient, workers: Workers, redis: Redis, serve: Serve) -> None:
-    rec = serve()
+        kirim: KirimClient, workers: Workers, redis: Redis,
+        receiver_factory: ReceiverFactory) -> None:
+    rec = receiver_factory()
     raw = kirim.redis
     poison = [raw.xadd(KEYS.events, {"junk": "no message id"}),
               raw.xadd(KEYS.events, {"id": "m-bad-at", "state": "queued", "at": "soon"}),
@@ -239,7 +231,7 @@ def test_poisoned_events_are_finished_and_the_rest_delivered(
     raw.hset(KEYS.message(broken), "callback_url", "not a url")
     good = [first, *(kirim.send_sms(f"628125550000{i}", "fine", callback_url=rec.url)
                      for i in (3, 4))]
-    workers.start(queues=ALL_QUEUES, extra_env={"KIRIM_DR_FIRST_POLL_S": "600"})  # no DR event
+    workers.start(extra_env={"KIRIM_DR_FIRST_POLL_S": "600"})  # no DR event
     workers.beat()
     wait_states(kirim, [*good, broken], {State.SENT})
     wait_for(lambda: all_posted_in_order(kirim, rec, good), 30, "the good callbacks")

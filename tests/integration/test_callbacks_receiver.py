@@ -1,22 +1,18 @@
-"""NusaSMS pushes: the DR and inbound receivers in a real uvicorn process, the sandbox pushing
-to them over HTTP, a real worker on the `reports` queue applying what they publish."""
+"""NusaSMS pushes: the DR and inbound receivers of the API (`api`, a real uvicorn process),
+the sandbox pushing to them over HTTP, a real worker on the `reports` queue applying what they
+publish, and the inbound webhook forward to a local `receiver`."""
 
 from __future__ import annotations
 
 import json
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import ClassVar
 
 import httpx
 import pytest
 
 from producer.core.contract import State
-from tests.kirim_stack import wait_for, wait_states
+from tests.support.waiting import wait_for, wait_states
 from worker.state_writer import Attempt, StateWriter
 
-pytest_plugins = ("tests.api_server",)
 pytestmark = pytest.mark.timeout(90)
 
 TOKEN = "push-secret-7f3a"
@@ -29,13 +25,14 @@ def kirim_env(kirim_env: dict[str, str]) -> dict[str, str]:
 
 
 @pytest.fixture
-def receiver(api_factory, api_env):
+def api(api_factory, api_env):  # type: ignore[no-untyped-def]
+    """This module's API process: the session's has no callback token."""
     return api_factory(api_env)
 
 
-def test_pushed_reports_are_applied_by_the_worker(kirim, workers, sandbox, receiver):
+def test_pushed_reports_are_applied_by_the_worker(kirim, workers, sandbox, api):
     workers.start(queues="otp,sms,wa,maintenance,reports")  # no beat: nothing polls
-    sandbox.configure(dr_delay_s=0.2, dr_callback_url=f"{receiver.url}/callbacks/{TOKEN}/dr")
+    sandbox.configure(dr_delay_s=0.2, dr_callback_url=f"{api.url}/callbacks/{TOKEN}/dr")
     delivered = kirim.send_sms("6281191100000", "pushed D")
     failed = kirim.send_sms("6281191300000", "pushed F")
     wait_states(kirim, [delivered], {State.DELIVERED})
@@ -50,18 +47,18 @@ def _reports_queued(kirim) -> int:
     return int(kirim.redis.llen("reports"))
 
 
-def test_wrong_or_missing_token_is_404_and_changes_nothing(kirim, workers, sandbox, receiver,
+def test_wrong_or_missing_token_is_404_and_changes_nothing(kirim, workers, sandbox, api,
                                                            api_factory, api_env):
     workers.start()  # sends, but nobody consumes `reports`
-    sandbox.configure(dr_delay_s=0.1, dr_callback_url=f"{receiver.url}/callbacks/wrong/dr")
+    sandbox.configure(dr_delay_s=0.1, dr_callback_url=f"{api.url}/callbacks/wrong/dr")
     mid = kirim.send_sms("6281191100000", "wrong token")
     wait_states(kirim, [mid], {State.SENT})
     wait_for(lambda: any(p["kind"] == "dr" for p in sandbox.pushes()), 10, "the sandbox's push")
     assert [p["status_code"] for p in sandbox.pushes()] == [404]
     pid = kirim.status(mid).get("provider_id")
     params = {"ref_no": pid, "status": "D"}
-    assert receiver.anon.get("/callbacks/wrong/dr", params=params).status_code == 404
-    assert receiver.anon.get(f"/callbacks/{TOKEN}x/dr", params=params).status_code == 404
+    assert api.anon.get("/callbacks/wrong/dr", params=params).status_code == 404
+    assert api.anon.get(f"/callbacks/{TOKEN}x/dr", params=params).status_code == 404
     no_token = api_factory({**api_env, "KIRIM_CALLBACK_TOKEN": ""})
     assert no_token.anon.get("/callbacks//dr", params=params).status_code == 404
     assert no_token.anon.get(f"/callbacks/{TOKEN}/dr", params=params).status_code == 404
@@ -71,26 +68,26 @@ def test_wrong_or_missing_token_is_404_and_changes_nothing(kirim, workers, sandb
     assert kirim.status(mid).state == State.SENT
 
 
-def test_report_fields_from_json_body_and_validation(kirim, receiver):
+def test_report_fields_from_json_body_and_validation(kirim, api):
     url = f"/callbacks/{TOKEN}/dr"
-    ok = receiver.anon.request("GET", url, content=json.dumps(
+    ok = api.anon.request("GET", url, content=json.dumps(
         {"ref_no": "123456789012345678", "status": "D", "sent_date": "2017-09-25 17:49:05.0",
          "err_code": "0"}), headers={"content-type": "application/json"})
     assert ok.status_code == 200 and ok.json()["ref_no"] == "123456789012345678"
-    assert receiver.anon.get(url, params={"ref_no": "1"}).status_code == 422
-    assert receiver.anon.get(url, params={"status": "D"}).status_code == 422
-    assert receiver.anon.get(url, params={"ref_no": "a b", "status": "D"}).status_code == 422
-    assert receiver.anon.request("GET", url, content=b"{nope").status_code == 422
+    assert api.anon.get(url, params={"ref_no": "1"}).status_code == 422
+    assert api.anon.get(url, params={"status": "D"}).status_code == 422
+    assert api.anon.get(url, params={"ref_no": "a b", "status": "D"}).status_code == 422
+    assert api.anon.request("GET", url, content=b"{nope").status_code == 422
     assert _reports_queued(kirim) == 1
     body = json.loads(kirim.redis.lindex("reports", 0))
     assert body["headers"]["task"] == "kirim.apply_dr"
 
 
-def test_report_before_the_send_is_recorded_is_applied_later(kirim, workers, receiver):
+def test_report_before_the_send_is_recorded_is_applied_later(kirim, workers, api):
     workers.start(queues="reports")  # no sending lane: the message stays queued
     mid = kirim.send_sms("6281234567890", "early report")
     pid = "987654321098765432"
-    pushed = receiver.anon.get(f"/callbacks/{TOKEN}/dr", params={"ref_no": pid, "status": "D"})
+    pushed = api.anon.get(f"/callbacks/{TOKEN}/dr", params={"ref_no": pid, "status": "D"})
     assert pushed.status_code == 200
     wait_for(lambda: _reports_queued(kirim) == 0, 10, "the worker to take the report")
     record = kirim.status(mid)
@@ -101,38 +98,10 @@ def test_report_before_the_send_is_recorded_is_applied_later(kirim, workers, rec
     assert kirim.status(mid).timeline[-1]["note"] == "delivery report D (push)"
 
 
-class _Webhook(BaseHTTPRequestHandler):
-    """Answers 503 to the first POST, 200 after: the forward must retry."""
-
-    received: ClassVar[list[dict[str, str]]] = []
-    calls = 0
-
-    def do_POST(self) -> None:
-        type(self).calls += 1
-        body = self.rfile.read(int(self.headers.get("content-length", 0)))
-        status = 503 if type(self).calls == 1 else 200
-        if status == 200:
-            type(self).received.append(json.loads(body))
-        self.send_response(status)
-        self.end_headers()
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
-@pytest.fixture
-def webhook() -> Iterator[str]:
-    _Webhook.received, _Webhook.calls = [], 0
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Webhook)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/inbound"
-    server.shutdown()
-    server.server_close()
-
-
 def test_inbound_sms_reaches_the_stream_the_task_and_the_webhook(kirim, workers, sandbox,
-                                                                  api_factory, api_env, webhook):
+                                                                  api_factory, api_env, receiver):
+    receiver.fail_first, receiver.fail_status = 1, 503  # the forward must retry
+    webhook = receiver.url
     server = api_factory({**api_env, "KIRIM_INBOUND_TASK": "shop.inbound_sms",
                           "KIRIM_INBOUND_WEBHOOK_URL": webhook})
     workers.start(queues="reports", extra_env={"KIRIM_INBOUND_WEBHOOK_URL": webhook})
@@ -146,8 +115,8 @@ def test_inbound_sms_reaches_the_stream_the_task_and_the_webhook(kirim, workers,
     assert event["id"] == pushed["id"] and event["gateway_number"] == "6281100000000"
     task = json.loads(kirim.redis.lindex("celery", 0))  # Celery's default queue
     assert task["headers"]["task"] == "shop.inbound_sms"
-    wait_for(lambda: len(_Webhook.received) == 1, 20, "the webhook forward (after one 503)")
-    assert _Webhook.received[0]["msg"] == "STOP promo" and _Webhook.calls == 2
+    wait_for(lambda: len(receiver.json_ok()) == 1, 20, "the webhook forward (after one 503)")
+    assert receiver.json_ok()[0]["msg"] == "STOP promo" and len(receiver.hits) == 2
     again = httpx.post(f"{server.url}/callbacks/{TOKEN}/inbound", data={
         k: event[k] for k in ("id", "gateway_number", "originator", "msg", "receive_date")})
     assert again.json() == {"ok": True, "duplicate": True}

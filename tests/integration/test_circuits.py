@@ -13,11 +13,11 @@ from producer.client import KirimClient
 from producer.core.account import AccountCircuits, resume_account
 from producer.core.contract import State
 from producer.core.deadletters import DeadLetters
-from tests.integration.test_credits_alerts import FAST_POLL, _alerts, _settings, receiver
-from tests.kirim_stack import Workers, wait_for, wait_states
+from tests.support.settings import settings_from_env
+from tests.support.waiting import wait_for, wait_states
+from tests.support.workers import FAST_CREDITS_POLL, Workers
 
 pytestmark = pytest.mark.timeout(150)
-__all__ = ["receiver"]  # the fixture, shared with the credits tests
 
 SENT = {State.SENT}
 
@@ -28,13 +28,13 @@ def _paused(kirim: KirimClient) -> list[str]:
 
 def test_empty_whatsapp_wallet_stops_only_whatsapp_while_otps_flow(kirim_env, tmp_path,
                                                                    sandbox, receiver):
-    env = {**kirim_env, **FAST_POLL, "KIRIM_ALERT_WEBHOOK_URL": receiver.url}
+    env = {**kirim_env, **FAST_CREDITS_POLL, "KIRIM_ALERT_WEBHOOK_URL": receiver.url}
     pool = Workers(env, tmp_path)
     pool.start()
     pool.beat()
     sandbox.set_credits(0, product="wa")
     try:
-        with KirimClient(_settings(env), source="app") as kirim:
+        with KirimClient(settings_from_env(env), source="app") as kirim:
             wa = [kirim.send_wa(f"62812777{i:05d}", f"pesanan {i}") for i in range(5)]
             otp = [kirim.send_otp(f"62812888{i:05d}", f"Kode OTP {100000 + i}")
                    for i in range(5)]
@@ -42,14 +42,14 @@ def test_empty_whatsapp_wallet_stops_only_whatsapp_while_otps_flow(kirim_env, tm
             wait_states(kirim, otp + sms, SENT)
             wait_states(kirim, wa, {State.DEFERRED})
             assert _paused(kirim) == ["wa"]
-            wait_for(lambda: _alerts(receiver, "circuit:wa") == ["paused"], 10, "a WA alert")
+            wait_for(lambda: receiver.alert_levels("circuit:wa") == ["paused"], 10, "a WA alert")
             more_otp = [kirim.send_otp("6281288800099", "Kode OTP 424242")]
             wait_states(kirim, more_otp, SENT)  # still flowing while WA is paused
             sandbox.set_credits(100, product="wa")  # top up: the poll reads WA, resumes it
             wait_states(kirim, wa, SENT, timeout_s=30)
             assert _paused(kirim) == []
             assert kirim.redis.hget(kirim.keys.credits_for("wa"), "value") == b"100"
-        wait_for(lambda: _alerts(receiver, "circuit:wa") == ["paused", "resumed"], 10,
+        wait_for(lambda: receiver.alert_levels("circuit:wa") == ["paused", "resumed"], 10,
                  "a WA resumed alert")
     finally:
         pool.stop_all()
@@ -90,18 +90,18 @@ def test_missing_otp_route_pauses_the_otp_lane_only(kirim, workers, sandbox):
 
 def test_malformed_request_pauses_everything_and_alerts(kirim_env, tmp_path, sandbox,
                                                         receiver):
-    env = {**kirim_env, **FAST_POLL, "KIRIM_ALERT_WEBHOOK_URL": receiver.url}
+    env = {**kirim_env, **FAST_CREDITS_POLL, "KIRIM_ALERT_WEBHOOK_URL": receiver.url}
     pool = Workers(env, tmp_path)
     pool.start()
     pool.beat()
     try:
-        with KirimClient(_settings(env), source="app") as kirim:
+        with KirimClient(settings_from_env(env), source="app") as kirim:
             bug = kirim.send_sms("6281190022000", "answered -22: kirim built a bad request")
             wait_for(lambda: _paused(kirim) == ["account"], 20, "the account circuit")
             later = [kirim.send_wa("6281234567890", "wa"), kirim.send_otp("6281234567891",
                                                                         "Kode OTP 555666")]
             wait_states(kirim, [bug, *later], {State.DEFERRED})
-            wait_for(lambda: _alerts(receiver, "circuit:account") == ["paused"], 10,
+            wait_for(lambda: receiver.alert_levels("circuit:account") == ["paused"], 10,
                      "an account alert")
             assert DeadLetters(kirim.redis, kirim.keys, kirim.requeuer).count() == 0
     finally:
@@ -125,21 +125,21 @@ def test_provider_spam_answer_blocks_the_text_and_holds_its_queued_copies(kirim,
 
 def test_dead_letter_spike_and_unknown_messages_raise_alerts(kirim_env, tmp_path, sandbox,
                                                              receiver):
-    env = {**kirim_env, **FAST_POLL, "KIRIM_ALERT_WEBHOOK_URL": receiver.url,
+    env = {**kirim_env, **FAST_CREDITS_POLL, "KIRIM_ALERT_WEBHOOK_URL": receiver.url,
            "KIRIM_ALERT_DEAD_LETTERS_PER_MIN": "3"}
     pool = Workers(env, tmp_path)
     pool.start()
     pool.beat()
     try:
-        with KirimClient(_settings(env), source="app") as kirim:
+        with KirimClient(settings_from_env(env), source="app") as kirim:
             dead = [kirim.send_sms("6281190013000", f"bad number {i}")
                     for i in range(5)]
             ambiguous = kirim.send_sms("6281190033000", "answered -33")
             wait_states(kirim, dead, {State.DEAD})
             wait_states(kirim, [ambiguous], {State.UNKNOWN})
-            wait_for(lambda: _alerts(receiver, "dead_letters") == ["high"], 15,
+            wait_for(lambda: receiver.alert_levels("dead_letters") == ["high"], 15,
                      "a dead-letter rate alert")
-            wait_for(lambda: _alerts(receiver, "unknown") == ["present"], 15,
+            wait_for(lambda: receiver.alert_levels("unknown") == ["present"], 15,
                      "an unknown-messages alert")
     finally:
         pool.stop_all()

@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 
 from producer.cli import app
 from producer.core.contract import State
-from tests.kirim_stack import wait_states
+from tests.support.waiting import wait_states
 
 pytestmark = pytest.mark.timeout(120)
 

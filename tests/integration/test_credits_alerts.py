@@ -1,12 +1,11 @@
 """Credits polling, balance alerts and automatic resume, against a real Redis, the sandbox,
-real worker and beat processes, and a local webhook receiver."""
+real worker and beat processes, and the local receiver as the alert webhook."""
 
 from __future__ import annotations
 
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from datetime import date, timedelta
 from typing import Any
 
@@ -17,26 +16,11 @@ from producer.core.account import AccountCircuits
 from producer.core.contract import State
 from producer.core.deadletters import DeadLetters
 from producer.core.keys import Keys
-from producer.core.settings import Settings
-from tests.integration.test_status_callbacks import Receiver, serving_receiver
-from tests.kirim_stack import Workers, wait_for, wait_states
+from tests.support.settings import settings_from_env
+from tests.support.waiting import wait_for, wait_states
+from tests.support.workers import FAST_CREDITS_POLL, Workers
 
 pytestmark = pytest.mark.timeout(150)
-
-FAST_POLL = {"KIRIM_CREDITS_POLL_INTERVAL_S": "0.3", "KIRIM_CREDITS_WARN_BELOW": "5000",
-             "KIRIM_CREDITS_CRITICAL_BELOW": "100", "KIRIM_CREDITS_EXPIRY_WARN_DAYS": "7"}
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    """The alert webhook: a local receiver for one test."""
-    with serving_receiver() as rec:
-        yield rec
-
-
-def _settings(env: dict[str, str]) -> Settings:
-    return Settings(**{k.removeprefix("KIRIM_").lower(): v  # type: ignore[arg-type]
-                       for k, v in env.items()})
 
 
 def _in_process(env: dict[str, str]) -> tuple[Any, Any]:
@@ -44,13 +28,9 @@ def _in_process(env: dict[str, str]) -> tuple[Any, Any]:
     from worker.app import create_app
     from worker.services import build_services
 
-    settings = _settings(env)
+    settings = settings_from_env(env)
     app = create_app(settings)
     return app, build_services(settings, app)
-
-
-def _alerts(receiver: Receiver, kind: str) -> list[str]:
-    return [b["level"] for b in receiver.json_ok() if b.get("kind") == kind]
 
 
 def test_poll_stores_the_reading_and_a_failed_poll_keeps_it(kirim_env, redis, sandbox):
@@ -91,26 +71,26 @@ def test_alert_levels_change_once_under_concurrent_workers(redis):
 def test_balance_and_expiry_alerts_fire_once_per_crossing(kirim_env, tmp_path, sandbox,
                                                           receiver):
     operator = "6281200000001"
-    env = {**kirim_env, **FAST_POLL, "KIRIM_ALERT_WEBHOOK_URL": receiver.url,
+    env = {**kirim_env, **FAST_CREDITS_POLL, "KIRIM_ALERT_WEBHOOK_URL": receiver.url,
            "KIRIM_ALERT_SMS_NUMBERS": operator}
     pool = Workers(env, tmp_path)
     pool.start()
     pool.beat()
     try:
         sandbox.set_credits(3000)
-        wait_for(lambda: _alerts(receiver, "balance") == ["warn"], 20, "a warn alert")
+        wait_for(lambda: receiver.alert_levels("balance") == ["warn"], 20, "a warn alert")
         sandbox.set_credits(50)
-        wait_for(lambda: _alerts(receiver, "balance") == ["warn", "critical"], 10, "critical")
+        wait_for(lambda: receiver.alert_levels("balance") == ["warn", "critical"], 10, "critical")
         sandbox.set_credits(90000, date.today() + timedelta(days=3))
-        wait_for(lambda: _alerts(receiver, "balance")[-1:] == ["ok"], 10, "a recovery alert")
-        wait_for(lambda: _alerts(receiver, "expiry") == ["expiring"], 10, "an expiry alert")
+        wait_for(lambda: receiver.alert_levels("balance")[-1:] == ["ok"], 10, "a recovery alert")
+        wait_for(lambda: receiver.alert_levels("expiry") == ["expiring"], 10, "an expiry alert")
         wait_for(lambda: len(sandbox.messages(gsm=operator)) == 4, 20, "4 alert SMS")
         ticks = len(receiver.hits)
         time.sleep(1.5)  # five more polls at the same levels: no new alert
     finally:
         pool.stop_all()
     assert len(receiver.hits) == ticks
-    assert _alerts(receiver, "balance") == ["warn", "critical", "ok"]
+    assert receiver.alert_levels("balance") == ["warn", "critical", "ok"]
     texts = [m["text"] for m in sandbox.messages(gsm=operator)]
     assert any("critical" in t for t in texts) and all(t.startswith("[kirim]") for t in texts)
     assert all(b["text"].startswith("[kirim] ") for b in receiver.json_ok())
@@ -118,24 +98,24 @@ def test_balance_and_expiry_alerts_fire_once_per_crossing(kirim_env, tmp_path, s
 
 def test_out_of_credit_mid_campaign_resumes_by_itself_after_top_up(kirim_env, tmp_path,
                                                                   sandbox, receiver):
-    env = {**kirim_env, **FAST_POLL, "KIRIM_ALERT_WEBHOOK_URL": receiver.url}
+    env = {**kirim_env, **FAST_CREDITS_POLL, "KIRIM_ALERT_WEBHOOK_URL": receiver.url}
     pool = Workers(env, tmp_path)
     pool.start()
     pool.beat()
     try:
         sandbox.set_credits(12)
-        with KirimClient(_settings(env), source="campaign") as kirim:
+        with KirimClient(settings_from_env(env), source="campaign") as kirim:
             ids = [kirim.send_sms(f"62812666{i:05d}", f"promo {i}") for i in range(30)]
             circuits = AccountCircuits(kirim.redis, kirim.keys)
             wait_for(lambda: circuits.state("sms").paused, 30, "the SMS lanes to pause on -2")
             states = wait_states(kirim, ids, {State.SENT, State.DEFERRED})
             assert Counter(states)[State.SENT] == 12, Counter(states)
             assert DeadLetters(kirim.redis, kirim.keys, kirim.requeuer).count() == 0
-            wait_for(lambda: "paused" in _alerts(receiver, "circuit:sms"), 10, "a paused alert")
+            wait_for(lambda: "paused" in receiver.alert_levels("circuit:sms"), 10, "a paused alert")
             sandbox.set_credits(1000)
             wait_states(kirim, ids, {State.SENT}, timeout_s=60)
             assert not circuits.state("sms").paused
-        wait_for(lambda: _alerts(receiver, "circuit:sms") == ["paused", "resumed"], 10,
+        wait_for(lambda: receiver.alert_levels("circuit:sms") == ["paused", "resumed"], 10,
                  "a resumed alert")
     finally:
         pool.stop_all()

@@ -11,8 +11,8 @@ import pytest
 
 from producer.core.contract import State
 from producer.core.routing import Queues
-from tests.integration.reliability import REACHED
-from tests.kirim_stack import wait_for, wait_states
+from tests.support.reliability import REACHED
+from tests.support.waiting import wait_for, wait_states
 
 pytestmark = pytest.mark.timeout(180)
 ROOT = Path(__file__).resolve().parents[2]

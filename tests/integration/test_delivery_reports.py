@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from producer.core.contract import State
-from tests.kirim_stack import wait_for, wait_states
+from tests.support.waiting import wait_for, wait_states
 from worker.delivery import Applied, DeliveryReports
 from worker.dr_poll import DRPoller
 from worker.nusasms import report_from_fields

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import pytest
 
 from producer.core.contract import State
-from tests.kirim_stack import wait_for, wait_states
+from tests.support.waiting import wait_for, wait_states
 from worker.delivery import Applied, DeliveryReports
 from worker.dr_poll import DRPoller, account_refused
 from worker.nusasms import NusaSMSClient, NusaSMSConfig, ProviderRejected, build_http_client

@@ -10,9 +10,9 @@ import httpx
 import pytest
 
 from producer.client import KirimClient
-from tests.conftest import ARTIFACTS
-from tests.flower import PASSWORD, USER, Flower, headless
-from tests.kirim_stack import Workers, wait_for, wait_states
+from tests.support.flower import ARTIFACTS, PASSWORD, USER, Flower, headless
+from tests.support.waiting import wait_for, wait_states
+from tests.support.workers import Workers
 
 NUMBERS = [f"6281234567{i:03d}" for i in range(4)]
 TEXT = "Kode OTP Anda 778899"

@@ -20,7 +20,6 @@ from hypothesis import strategies as st
 
 from sandbox import segments as oracle
 
-pytest_plugins = ("tests.api_server",)
 pytestmark = pytest.mark.timeout(120)
 
 FUZZ = settings(max_examples=3000, deadline=None, database=None,

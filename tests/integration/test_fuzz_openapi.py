@@ -17,7 +17,6 @@ from schemathesis.checks import (
     response_schema_conformance,
 )
 
-pytest_plugins = ("tests.api_server",)
 pytestmark = pytest.mark.timeout(120)
 
 EXAMPLES_PER_OPERATION = 100

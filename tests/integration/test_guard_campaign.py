@@ -7,25 +7,23 @@ from collections import Counter
 
 import pytest
 
+from producer.client import KirimClient
 from producer.core.contract import State
-from tests.kirim_stack import wait_states
+from tests.support.settings import settings_from_env
+from tests.support.waiting import wait_states
+from tests.support.workers import Workers
 
 pytestmark = pytest.mark.timeout(180)
 
 
 def test_campaign_breaking_both_limits_earns_no_77_or_78(kirim_env, redis_url, sandbox, tmp_path):
-    from producer.client import KirimClient
-    from producer.core.settings import Settings
-    from tests.kirim_stack import Workers
-
     env = {**kirim_env, "KIRIM_GUARD_PER_RECIPIENT_LIMIT": "20"}
     sandbox.configure(same_text_limit=10, per_number_limit=20, latency_ms=10)
     pool = Workers(env, tmp_path)
     try:
         for i in range(8):  # 8 processes × 8 threads on one campaign
             pool.start(concurrency=8, name=f"w{i}-")
-        settings = Settings(**{k.removeprefix("KIRIM_").lower(): v for k, v in env.items()})
-        with KirimClient(settings, source="campaign") as kirim:
+        with KirimClient(settings_from_env(env), source="campaign") as kirim:
             recipients = [f"6281277700{i:03d}" for i in range(6)]
             batch = [{"channel": "sms", "to": to, "text": "Promo akhir tahun!"}
                      for to in recipients for _ in range(15)]
@@ -47,18 +45,13 @@ def test_campaign_breaking_both_limits_earns_no_77_or_78(kirim_env, redis_url, s
 
 
 def test_rate_limit_holds_across_processes_and_is_used_fully(kirim_env, sandbox, tmp_path):
-    from producer.client import KirimClient
-    from producer.core.settings import Settings
-    from tests.kirim_stack import Workers
-
     rate, burst = 25, 2
     env = {**kirim_env, "KIRIM_RATE_LIMIT_PER_S": str(rate), "KIRIM_RATE_LIMIT_BURST": str(burst)}
     pool = Workers(env, tmp_path)
     try:
         for i in range(4):
             pool.start(concurrency=8, name=f"r{i}-")
-        settings = Settings(**{k.removeprefix("KIRIM_").lower(): v for k, v in env.items()})
-        with KirimClient(settings, source="rate") as kirim:
+        with KirimClient(settings_from_env(env), source="rate") as kirim:
             results = kirim.send_many([{"channel": "sms", "to": f"62812888{i:05d}",
                                         "text": f"rate {i}"} for i in range(200)])
             wait_states(kirim, [r.id for r in results], {State.SENT}, timeout_s=60)

@@ -17,10 +17,9 @@ from producer.client import KirimClient
 from producer.core.backlog import BacklogCollector
 from producer.core.keys import Keys
 from producer.core.routing import Queues
-from tests.kirim_stack import Workers, wait_for, wait_states
-from tests.procs import free_port
-
-pytest_plugins = ("tests.api_server",)
+from tests.support.processes import free_port
+from tests.support.waiting import wait_for, wait_states
+from tests.support.workers import Workers
 
 SANDBOX_OK = "6281234567"  # + 3 digits: an ordinary accepted number
 

@@ -12,7 +12,7 @@ import pytest
 from producer.core.contract import SendRequest, State
 from producer.core.deadletters import DeadLetters
 from producer.core.jobs import build_job
-from tests.kirim_stack import wait_for, wait_states
+from tests.support.waiting import wait_for, wait_states
 from worker.leases import sweep_expired_leases
 from worker.services import Services, build_services
 
@@ -62,6 +62,18 @@ def test_outbox_sweep_quarantines_a_poisoned_entry_and_publishes_the_rest(svc):
     assert svc.redis.llen("sms") == 3  # the three good tasks are on the broker's list
     assert all(svc.redis.zscore(svc.keys.outbox, g) > time.time() for g in good)  # rechecked
     assert svc.requeuer.sweep_outbox(grace_s=1) == 0  # and the bad one is gone for good
+
+
+def test_an_index_entry_that_is_not_utf8_is_dropped_and_the_sweeps_go_on(svc):
+    good = _stored(svc, State.QUEUED, svc.keys.outbox, time.time() - 3600, "good")
+    for index in (svc.keys.outbox, svc.keys.deferred, svc.keys.sending):
+        svc.redis.zadd(index, {b"\xff\xfe": time.time() - 7200})
+    assert svc.requeuer.sweep_outbox(grace_s=1) == 1
+    assert svc.requeuer.release_due() == 0
+    assert sweep_expired_leases(svc) == 0
+    for index in (svc.keys.outbox, svc.keys.deferred, svc.keys.sending):
+        assert svc.redis.zscore(index, b"\xff\xfe") is None
+    assert svc.redis.zscore(svc.keys.outbox, good) is not None  # published, rechecked later
 
 
 def test_deferred_release_quarantines_a_poisoned_entry_and_releases_the_rest(svc):

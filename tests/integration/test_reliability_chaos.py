@@ -15,13 +15,12 @@ import pytest
 
 from producer.client import KirimClient
 from producer.core.contract import State
-from producer.core.settings import Settings
-from tests.integration.reliability import REACHED, check_run
-from tests.integration.test_reliability_redis_restart import aof_redis
-from tests.kirim_stack import TEST_ENV, Workers, wait_for, wait_states
+from tests.support.reliability import REACHED, check_run
+from tests.support.settings import settings_from_env
+from tests.support.waiting import wait_for, wait_states
+from tests.support.workers import TEST_ENV, Workers
 
 pytestmark = [pytest.mark.timeout(300), pytest.mark.slow]
-__all__ = ["aof_redis"]  # the fixture, shared with the Redis restart test
 
 MESSAGES = 1500
 KILLS = 6
@@ -34,8 +33,7 @@ def test_kills_and_a_redis_restart_lose_nothing_and_leave_almost_no_blind_unknow
         aof_redis, sandbox, tmp_path):
     started = time.monotonic()
     env = {**TEST_ENV, "KIRIM_REDIS_URL": aof_redis.url, "KIRIM_NUSASMS_URL": sandbox.url}
-    settings = Settings(**{k.removeprefix("KIRIM_").lower(): v  # type: ignore[arg-type]
-                           for k, v in env.items()})
+    settings = settings_from_env(env)
     sandbox.configure(latency_ms=30)
     workers = Workers(env, tmp_path)
     pool = [workers.start(concurrency=THREADS) for _ in range(3)]

@@ -9,8 +9,8 @@ import time
 import pytest
 
 from producer.core.contract import State
-from tests.integration.reliability import REACHED, check_run
-from tests.kirim_stack import wait_for, wait_states
+from tests.support.reliability import REACHED, check_run
+from tests.support.waiting import wait_for, wait_states
 
 pytestmark = [pytest.mark.timeout(240), pytest.mark.slow]
 

@@ -10,9 +10,10 @@ import pytest
 
 from producer.core.contract import State
 from sandbox.control import SandboxControl
-from tests.integration.reliability import check_run
-from tests.kirim_stack import TEST_ENV, wait_for, wait_states
-from tests.procs import free_port, python_module, spawn, wait_http
+from tests.support.processes import free_port, start_sandbox, stop
+from tests.support.reliability import check_run
+from tests.support.waiting import wait_for, wait_states
+from tests.support.workers import TEST_ENV
 
 pytestmark = [pytest.mark.timeout(180), pytest.mark.slow]
 
@@ -80,15 +81,11 @@ def late_sandbox(tmp_path) -> Iterator[tuple[str, object]]:
     procs = []
 
     def start() -> SandboxControl:
-        procs.append(spawn(python_module("sandbox", "--host", "127.0.0.1", "--port", str(port)),
-                           log=tmp_path / "late-sandbox.log"))
-        wait_http(f"{url}/_sandbox/health", "late sandbox")
+        procs.append(start_sandbox(port, tmp_path / "late-sandbox.log"))
         return SandboxControl(url)
 
     yield url, start
-    for proc in procs:
-        proc.terminate()
-        proc.wait(10)
+    stop(procs, timeout_s=10)
 
 
 @pytest.mark.parametrize("outage", ["connection_refused", "http_5xx"])

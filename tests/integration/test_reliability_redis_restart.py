@@ -3,33 +3,21 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
 from producer.client import KirimClient
 from producer.core.contract import State
-from producer.core.settings import Settings
-from tests.integration.reliability import REACHED, check_run
-from tests.kirim_stack import TEST_ENV, Workers, wait_for, wait_states
-from tests.procs import RedisServer
+from tests.support.api_server import api_keys_setting
+from tests.support.reliability import REACHED, check_run
+from tests.support.settings import settings_from_env
+from tests.support.waiting import wait_for, wait_states
+from tests.support.workers import TEST_ENV, Workers
 
-pytest_plugins = ("tests.api_server",)
 pytestmark = [pytest.mark.timeout(200), pytest.mark.slow]
 
 DOWN_S = 5.0
-
-
-@pytest.fixture
-def aof_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    """A dedicated redis-server with AOF (appendfsync always), as in production."""
-    server = RedisServer(tmp_path / "aof", appendonly=True)
-    server.workdir.mkdir()
-    server.start()
-    yield server
-    server.stop()
 
 
 def _batch(api, first: int, n: int) -> dict[str, tuple[str, str]]:
@@ -45,12 +33,9 @@ def test_redis_restart_is_survived_by_api_and_workers(aof_redis, sandbox, api_fa
                                                       tmp_path):
     started = time.monotonic()
     env = {**TEST_ENV, "KIRIM_REDIS_URL": aof_redis.url, "KIRIM_NUSASMS_URL": sandbox.url}
-    from tests.api_server import api_keys_setting
-
     api = api_factory({**env, "KIRIM_API_KEYS": api_keys_setting()})
     pool = Workers(env, tmp_path)
-    settings = Settings(**{k.removeprefix("KIRIM_").lower(): v
-                           for k, v in env.items()})
+    settings = settings_from_env(env)
     restarted: list[str] = []
     try:
         sandbox.configure(latency_ms=30)

@@ -14,10 +14,9 @@ import pytest
 import redis as redis_lib
 
 from producer.core.contract import State
-from tests.kirim_stack import wait_for, wait_states
+from tests.support.waiting import wait_for, wait_states
 from worker.nusasms import NusaSMSClient, NusaSMSConfig, NusaSMSError, build_http_client
 
-pytest_plugins = ("tests.api_server",)
 pytestmark = pytest.mark.timeout(120)
 
 PROVIDER_PASSWORD = "Pw-Zq9!xK7#s3cr3t&sandbox"

@@ -5,14 +5,13 @@ from __future__ import annotations
 import json
 import socket
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
 from sandbox.control import SandboxControl
-from tests.procs import free_port, python_module, spawn, wait_http
+from tests.support.processes import free_port, python_module, spawn, wait_http
 
 SMS = "/api/v3/sendsms/plain"
 AUTH = {"user": "demo", "password": "demo"}
@@ -20,40 +19,33 @@ GSM = "6281234567890"
 FORM = {**AUTH, "GSM": GSM, "SMSText": "halo", "output": "json"}
 
 
-@pytest.fixture
-def api(sandbox: SandboxControl) -> Iterator[httpx.Client]:
-    """An HTTP client on the (freshly reset) sandbox."""
-    with httpx.Client(base_url=sandbox.url, timeout=5) as client:
-        yield client
-
-
 def status_of(response: httpx.Response) -> str:
     """The status in a JSON send reply."""
     return str(response.json()["results"][0]["status"])
 
 
-def test_rate_5xx_then_back_to_normal(sandbox: SandboxControl, api: httpx.Client) -> None:
+def test_rate_5xx_then_back_to_normal(sandbox: SandboxControl, sandbox_http: httpx.Client) -> None:
     sandbox.configure(rate_5xx=1.0)
-    replies = [api.post(SMS, data=FORM) for _ in range(10)]
+    replies = [sandbox_http.post(SMS, data=FORM) for _ in range(10)]
     assert {r.status_code for r in replies} <= {500, 502, 503}
     assert all(r.headers["content-type"] == "text/html" for r in replies)
     assert "<html>" in replies[0].text
     assert sandbox.messages() == []
     assert sandbox.stats()["faults"] == {"5xx": 10}
     sandbox.configure(rate_5xx=0)
-    assert status_of(api.post(SMS, data=FORM)) == "0"
+    assert status_of(sandbox_http.post(SMS, data=FORM)) == "0"
 
 
-def test_rate_429(sandbox: SandboxControl, api: httpx.Client) -> None:
+def test_rate_429(sandbox: SandboxControl, sandbox_http: httpx.Client) -> None:
     sandbox.configure(rate_429=1.0)
-    reply = api.post(SMS, data=FORM)
+    reply = sandbox_http.post(SMS, data=FORM)
     assert (reply.status_code, reply.headers["retry-after"]) == (429, "1")
     assert sandbox.messages() == []
 
 
-def test_rate_malformed(sandbox: SandboxControl, api: httpx.Client) -> None:
+def test_rate_malformed(sandbox: SandboxControl, sandbox_http: httpx.Client) -> None:
     sandbox.configure(rate_malformed=1.0, seed=7)
-    bodies = [api.post(SMS, data=FORM) for _ in range(12)]
+    bodies = [sandbox_http.post(SMS, data=FORM) for _ in range(12)]
     assert all(r.status_code == 200 for r in bodies)
     truncated = [r for r in bodies if r.text.startswith('{"results"')]
     pages = [r for r in bodies if r.text.startswith("<!DOCTYPE html>")]
@@ -63,76 +55,80 @@ def test_rate_malformed(sandbox: SandboxControl, api: httpx.Client) -> None:
     assert sandbox.messages() == []
 
 
-def test_rate_timeout_hangs_then_closes(sandbox: SandboxControl, api: httpx.Client) -> None:
+def test_rate_timeout_hangs_then_closes(sandbox: SandboxControl,
+                                        sandbox_http: httpx.Client) -> None:
     sandbox.configure(rate_timeout=1.0, hang_s=5)
     with pytest.raises(httpx.ReadTimeout):
-        api.post(SMS, data=FORM, timeout=httpx.Timeout(5, read=0.2))
+        sandbox_http.post(SMS, data=FORM, timeout=httpx.Timeout(5, read=0.2))
     sandbox.configure(hang_s=0.1)
     with pytest.raises((httpx.RemoteProtocolError, httpx.ReadError)):
-        api.post(SMS, data=FORM)
+        sandbox_http.post(SMS, data=FORM)
     assert sandbox.messages() == []
     assert [e["fault"] for e in sandbox.requests()] == ["timeout", "timeout"]
 
 
-def test_rate_drop_after_accept(sandbox: SandboxControl, api: httpx.Client) -> None:
+def test_rate_drop_after_accept(sandbox: SandboxControl, sandbox_http: httpx.Client) -> None:
     sandbox.configure(rate_drop_after_accept=1.0)
     with pytest.raises((httpx.RemoteProtocolError, httpx.ReadError)):
-        api.post(SMS, data=FORM)
+        sandbox_http.post(SMS, data=FORM)
     assert [m["gsm"] for m in sandbox.messages()] == [GSM]
 
 
-def test_magic_drop_counts_as_sent(sandbox: SandboxControl, api: httpx.Client) -> None:
+def test_magic_drop_counts_as_sent(sandbox: SandboxControl, sandbox_http: httpx.Client) -> None:
     with pytest.raises((httpx.RemoteProtocolError, httpx.ReadError)):
-        api.post(SMS, data={**FORM, "GSM": "6281193000000"})
+        sandbox_http.post(SMS, data={**FORM, "GSM": "6281193000000"})
     assert [m["gsm"] for m in sandbox.messages()] == ["6281193000000"]
     assert sandbox.counts()[("6281193000000", "halo")] == 1
-    assert status_of(api.post(SMS, data=FORM)) == "0"  # the client reconnects
+    assert status_of(sandbox_http.post(SMS, data=FORM)) == "0"  # the client reconnects
 
 
-def test_magic_hang(sandbox: SandboxControl, api: httpx.Client) -> None:
+def test_magic_hang(sandbox: SandboxControl, sandbox_http: httpx.Client) -> None:
     sandbox.configure(hang_s=0.3)
     with pytest.raises(httpx.ReadTimeout):
-        api.post(SMS, data={**FORM, "GSM": "6281194000000"}, timeout=httpx.Timeout(5, read=0.1))
+        sandbox_http.post(SMS, data={**FORM, "GSM": "6281194000000"},
+                          timeout=httpx.Timeout(5, read=0.1))
     assert [m["gsm"] for m in sandbox.messages()] == ["6281194000000"]
     started = time.monotonic()
-    assert status_of(api.post(SMS, data={**FORM, "GSM": "6281194000000", "SMSText": "2"})) == "0"
+    second = sandbox_http.post(SMS, data={**FORM, "GSM": "6281194000000", "SMSText": "2"})
+    assert status_of(second) == "0"
     assert time.monotonic() - started >= 0.3
 
 
-def test_latency_and_jitter(sandbox: SandboxControl, api: httpx.Client) -> None:
+def test_latency_and_jitter(sandbox: SandboxControl, sandbox_http: httpx.Client) -> None:
     sandbox.configure(latency_ms=150, latency_jitter_ms=50)
     started = time.monotonic()
-    assert status_of(api.post(SMS, data=FORM)) == "0"
+    assert status_of(sandbox_http.post(SMS, data=FORM)) == "0"
     assert 0.1 <= time.monotonic() - started < 1.0
 
 
-def test_down_drops_provider_calls_only(sandbox: SandboxControl, api: httpx.Client) -> None:
+def test_down_drops_provider_calls_only(sandbox: SandboxControl,
+                                        sandbox_http: httpx.Client) -> None:
     sandbox.configure(down=True)
     with pytest.raises((httpx.RemoteProtocolError, httpx.ReadError)):
-        api.post(SMS, data=FORM)
+        sandbox_http.post(SMS, data=FORM)
     assert sandbox.config()["down"] is True
     sandbox.configure(down=False)
-    assert status_of(api.post(SMS, data=FORM)) == "0"
+    assert status_of(sandbox_http.post(SMS, data=FORM)) == "0"
     assert [e["fault"] for e in sandbox.requests()] == ["down", None]
 
 
-def draw_faults(sandbox: SandboxControl, api: httpx.Client) -> list[int]:
+def draw_faults(sandbox: SandboxControl, http: httpx.Client) -> list[int]:
     sandbox.configure(seed=42, rate_5xx=0.3, rate_429=0.3)
-    return [api.post(SMS, data={**FORM, "SMSText": str(i)}).status_code for i in range(30)]
+    return [http.post(SMS, data={**FORM, "SMSText": str(i)}).status_code for i in range(30)]
 
 
-def test_seed_reproduces_faults(sandbox: SandboxControl, api: httpx.Client) -> None:
-    first = draw_faults(sandbox, api)
+def test_seed_reproduces_faults(sandbox: SandboxControl, sandbox_http: httpx.Client) -> None:
+    first = draw_faults(sandbox, sandbox_http)
     sandbox.reset()
-    assert draw_faults(sandbox, api) == first
+    assert draw_faults(sandbox, sandbox_http) == first
     assert {200, 429} <= set(first)
 
 
-def test_request_log(sandbox: SandboxControl, api: httpx.Client) -> None:
+def test_request_log(sandbox: SandboxControl, sandbox_http: httpx.Client) -> None:
     before = time.time()
-    api.post(SMS, data=FORM)
-    api.get(SMS, params={**FORM, "GSM": "0812"})
-    api.get("/api/command", params={**AUTH, "cmd": "CREDITS"})
+    sandbox_http.post(SMS, data=FORM)
+    sandbox_http.get(SMS, params={**FORM, "GSM": "0812"})
+    sandbox_http.get("/api/command", params={**AUTH, "cmd": "CREDITS"})
     log = sandbox.requests()
     assert [(e["method"], e["gsm"], e["cmd"], e["status"]) for e in log] == [
         ("POST", GSM, None, "0"), ("GET", "0812", None, "-13"), ("GET", None, "CREDITS", "0")]
@@ -158,11 +154,11 @@ def test_keep_alive_chunked_and_pipelined(sandbox: SandboxControl) -> None:
     assert len(sandbox.messages()) == 2
 
 
-def test_unknown_paths_and_methods(sandbox: SandboxControl, api: httpx.Client) -> None:
-    assert api.get("/api/v3/nope").status_code == 404
-    assert api.put(SMS, data=FORM).status_code == 405
-    assert api.get("/_sandbox/nope").status_code == 404
-    assert api.get("/_sandbox/reset").status_code == 405
+def test_unknown_paths_and_methods(sandbox: SandboxControl, sandbox_http: httpx.Client) -> None:
+    assert sandbox_http.get("/api/v3/nope").status_code == 404
+    assert sandbox_http.put(SMS, data=FORM).status_code == 405
+    assert sandbox_http.get("/_sandbox/nope").status_code == 404
+    assert sandbox_http.get("/_sandbox/reset").status_code == 405
 
 
 def test_control_api_validates_knobs(sandbox: SandboxControl) -> None:
@@ -175,7 +171,7 @@ def test_control_api_validates_knobs(sandbox: SandboxControl) -> None:
     assert sandbox.config()["rate_5xx"] == 0
 
 
-def test_reset_restores_everything(sandbox: SandboxControl, api: httpx.Client) -> None:
+def test_reset_restores_everything(sandbox: SandboxControl, sandbox_http: httpx.Client) -> None:
     sandbox.configure(same_text_limit=1, latency_ms=5)
     sandbox.set_credits(5, "2020-01-01")
     sandbox.set_credits(6, "2021-01-01", product="wa")

@@ -17,12 +17,11 @@ import pytest
 from redis import Redis
 
 from producer.client import KirimClient
-from producer.core.settings import Settings
-from tests.flower import Flower
-from tests.kirim_stack import TEST_ENV, Workers, wait_for, wait_states
-from tests.procs import RedisServer
-
-pytest_plugins = ("tests.api_server",)
+from tests.support.flower import Flower
+from tests.support.processes import RedisServer
+from tests.support.settings import settings_from_env
+from tests.support.waiting import wait_for, wait_states
+from tests.support.workers import TEST_ENV, Workers
 
 NUSASMS_USER = "kirim-secret-user"
 NUSASMS_PASSWORD = "Nusa-Pw-7f3c9e2d41"
@@ -69,9 +68,7 @@ def test_no_secret_in_logs_redis_or_flower(
         workers.start(name="secretw")
         api = api_factory(env)
         ids = _send_everywhere(api)
-        settings = Settings(**{k.removeprefix("KIRIM_").lower(): v
-                               for k, v in env.items()})
-        with KirimClient(settings, source="test") as kirim:
+        with KirimClient(settings_from_env(env), source="test") as kirim:
             wait_states(kirim, ids, {"sent", "dead"})
         wait_for(lambda: len(flower.get("/api/tasks", taskname="kirim.send")) >= len(ids),
                  30, "Flower to see the tasks", interval_s=0.5)

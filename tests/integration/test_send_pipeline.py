@@ -10,7 +10,7 @@ from producer.core.account import AccountCircuits, resume_account
 from producer.core.contract import State
 from producer.core.deadletters import DeadLetters
 from producer.core.errors import IdempotencyConflict
-from tests.kirim_stack import wait_for, wait_states
+from tests.support.waiting import wait_for, wait_states
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -1,9 +1,8 @@
-"""Pure parts of alerts, credits levels and status-callback signing (no network, no Redis)."""
+"""Pure parts of alerts and credits levels (no network, no Redis); status callbacks' are in
+test_callbacks.py."""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 from datetime import date
 from decimal import Decimal
@@ -11,7 +10,6 @@ from decimal import Decimal
 import pytest
 
 from worker.alerts import Alert, sms_numbers
-from worker.callbacks import backoff_s, callback_body, sign
 from worker.credits import balance_level, expiry_level, usable
 from worker.nusasms import Credits
 
@@ -54,24 +52,3 @@ def test_alert_payload_is_slack_compatible_and_structured():
 def test_sms_numbers_split_and_trimmed():
     assert sms_numbers(" 0812 , 62813,,") == ["0812", "62813"]
     assert sms_numbers("") == []
-
-
-def test_signature_is_hmac_sha256_of_the_raw_body():
-    body = callback_body({"id": "m1", "state": "sent", "from": "sending", "at": "1.5",
-                          "code": "0", "provider_id": "123"})
-    want = hmac.new(b"k", body, hashlib.sha256).hexdigest()
-    assert sign(b"k", body) == f"sha256={want}"
-    assert json.loads(body) == {"id": "m1", "state": "sent", "from": "sending", "code": "0",
-                                "provider_id": "123", "at": 1.5}
-
-
-def test_callback_body_uses_null_for_empty_fields():
-    body = json.loads(callback_body({"id": "m1", "state": "queued", "from": "", "at": "2",
-                                     "code": "", "provider_id": ""}))
-    assert body["from"] is None and body["code"] is None and body["provider_id"] is None
-
-
-@pytest.mark.parametrize("attempts", [1, 2, 5, 20])
-def test_callback_backoff_grows_and_is_capped(attempts):
-    ceiling = min(300.0, 2 ** (attempts - 1))
-    assert ceiling / 2 <= backoff_s(attempts) <= ceiling

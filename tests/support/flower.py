@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
 from pathlib import Path
@@ -13,7 +12,10 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.procs import free_port, python_module, spawn, wait_tcp
+from producer.cli.processes import celery
+from tests.support.processes import Process, free_port, spawn, stop, wait_tcp
+
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"  # screenshots (git-ignored)
 
 USER, PASSWORD = "admin", "flower-test-pw"
 
@@ -26,15 +28,13 @@ class Flower:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = logdir / "flower.log"
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.proc: Process | None = None
         self.http = httpx.Client(base_url=self.url, auth=(USER, PASSWORD), timeout=10)
 
     def start(self) -> Flower:
         """Start and wait until it listens."""
-        self.proc = spawn(python_module("celery", "-A", "worker.app", "flower",
-                                        f"--port={self.port}", "--address=127.0.0.1",
-                                        f"--basic-auth={USER}:{PASSWORD}"),
-                          env=self.env, log=self.log)
+        self.proc = spawn(celery("flower", f"--port={self.port}", "--address=127.0.0.1",
+                                 f"--basic-auth={USER}:{PASSWORD}"), env=self.env, log=self.log)
         wait_tcp(self.port, "flower", timeout_s=30)
         return self
 
@@ -47,13 +47,8 @@ class Flower:
     def stop(self) -> None:
         """SIGTERM its process group."""
         self.http.close()
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
+        if self.proc is not None:
+            stop([self.proc], timeout_s=10)
 
 
 def chromium() -> str:
