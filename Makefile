@@ -24,6 +24,9 @@ redis:
 run: $(STAMP) redis
 	$(BIN)/kirim demo --stack
 
+# Two test processes: most tests wait on real processes and HTTP, so two halve the wall time
+# on two cores (each has its own redis-server and sandbox on free ports).
+PYTEST_ARGS ?= -n 2
 test: $(STAMP) redis
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import sys
 import time
 from collections.abc import Iterator
 
@@ -14,8 +16,19 @@ from producer.client import KirimClient
 from producer.core.errors import KirimError
 from producer.core.settings import load_settings
 
+PIPED_WIDTH = 240
 console = Console()
 err_console = Console(stderr=True)
+
+
+def fit_console() -> None:
+    """Size the console for this run: COLUMNS if set, the terminal's own width, or (piped into a
+    file or a script) wide enough that rich never cuts a message id in a table."""
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdigit():
+        console.width = int(columns)
+    elif not sys.stdout.isatty():
+        console.width = PIPED_WIDTH
 
 
 @contextlib.contextmanager

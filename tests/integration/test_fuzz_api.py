@@ -22,7 +22,7 @@ from sandbox import segments as oracle
 
 pytestmark = pytest.mark.timeout(120)
 
-FUZZ = settings(max_examples=3000, deadline=None, database=None,
+FUZZ = settings(max_examples=1500, deadline=None, database=None,
                 suppress_health_check=list(HealthCheck))
 GSM_EXTENSION = "^{}\\[~]|€\f"
 TRICKY_TEXTS = [
@@ -115,7 +115,7 @@ def test_fuzz_send_one_never_5xx(api):
 def test_fuzz_batch_never_5xx(api):
     seen = []
 
-    @settings(FUZZ, max_examples=600)
+    @settings(FUZZ, max_examples=300)
     @given(items=st.one_of(st.lists(bodies, max_size=12), json_values))
     def batch(items: Any) -> None:
         reply = api.client.post("/v1/messages/batch", json={"messages": items})
@@ -143,7 +143,7 @@ dropin_params = st.dictionaries(
 def test_fuzz_dropin_always_answers_in_nusasms_shape(api):
     seen = []
 
-    @settings(FUZZ, max_examples=2500)
+    @settings(FUZZ, max_examples=1200)
     @given(params=dropin_params, authed=st.booleans(), post=st.booleans(),
            wa=st.booleans(), gsm=phones, text=texts)
     def dropin(params: dict[str, str], authed: bool, post: bool, wa: bool, gsm: str,
