@@ -55,9 +55,7 @@ def _free_guard_slot(svc: Services, record: MessageRecord) -> Effects:
     if svc.guard is None or not to or not text_hash:
         return Effects()
     route = route_for(record.get("channel") or "sms")
-    keys = svc.keys
-    return Effects(zrem=[(keys.guard_text(route, to, text_hash), record.id),
-                         (keys.guard_recipient(route, to), record.id)])
+    return Effects(zrem=svc.guard.slot(record.id, route, to, text_hash))
 
 
 def sweep_expired_leases(svc: Services, limit: int = 500) -> int:

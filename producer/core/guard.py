@@ -114,9 +114,16 @@ class RecipientGuard:
     def release(self, message_id: str, route: str, recipient: str, text_hash: str) -> None:
         """Uncount a reserved message the provider did not take."""
         with self._redis.pipeline(transaction=True) as pipe:
-            pipe.zrem(self._keys.guard_text(route, recipient, text_hash), message_id)
-            pipe.zrem(self._keys.guard_recipient(route, recipient), message_id)
+            for key, member in self.slot(message_id, route, recipient, text_hash):
+                pipe.zrem(key, member)
             pipe.execute()
+
+    def slot(self, message_id: str, route: str, recipient: str, text_hash: str
+             ) -> list[tuple[str, str]]:
+        """The (window key, member) pairs that count one message: what `release` removes,
+        for a caller that removes them inside another atomic step."""
+        return [(self._keys.guard_text(route, recipient, text_hash), message_id),
+                (self._keys.guard_recipient(route, recipient), message_id)]
 
     def fill_text(self, route: str, recipient: str, text_hash: str) -> None:
         """Count this text to this recipient as at its cap for a whole window from now.
