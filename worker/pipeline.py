@@ -231,15 +231,16 @@ class SendPipeline:
             self._block(job, step)
         if step.next == Next.PAUSE and step.circuit is not None:
             return self._pause(job, attempt, step.circuit)
-        write = {Next.RETRY: lambda: self.writer.retry(job, attempt, step.delay_s,
-                                                       claim=self.token),
-                 Next.DEFER: lambda: self.writer.defer(job, attempt, step.until or 0.0,
-                                                       step.reason, claim=self.token),
-                 Next.EXPIRED: lambda: self.writer.expired(job, step.reason, claim=self.token),
-                 Next.DEAD: lambda: self.writer.dead(job, attempt, step.reason,
-                                                    claim=self.token)}
-        write[step.next]()
-        return {Next.DEFER: "deferred"}.get(step.next, step.next.value)
+        if step.next == Next.RETRY:
+            self.writer.retry(job, attempt, step.delay_s, claim=self.token)
+        elif step.next == Next.DEFER:
+            self.writer.defer(job, attempt, step.until or 0.0, step.reason, claim=self.token)
+            return "deferred"
+        elif step.next == Next.EXPIRED:
+            self.writer.expired(job, step.reason, claim=self.token)
+        else:
+            self.writer.dead(job, attempt, step.reason, claim=self.token)
+        return step.next.value
 
     def _unknown(self, job: Job, step: Step, attempt: Attempt) -> str:
         self.writer.unknown(job.id, attempt, step.reason, claim=self.token)
