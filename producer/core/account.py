@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from redis import Redis
 
+from producer.core import lua
 from producer.core.contract import Channel, State
 from producer.core.keys import Keys
 from producer.core.redis_text import text, text_map
@@ -44,14 +45,12 @@ class AccountCircuits:
     def __init__(self, redis: Redis, keys: Keys) -> None:
         self.redis = redis
         self.keys = keys
+        self._pause = lua.register(redis, "circuit_pause")
 
     def pause(self, circuit: Circuit | str, reason: str, code: int | str) -> bool:
         """Open `circuit`; True if this call opened it (so alert once)."""
-        key = self.keys.circuit(str(circuit))
-        opened = self.redis.hsetnx(key, "paused", "1")
-        if opened:
-            self.redis.hset(key, mapping={"reason": reason, "code": str(code),
-                                          "since": str(time.time())})
+        opened = self._pause(keys=[self.keys.circuit(str(circuit))],
+                             args=[reason, str(code), str(time.time())])
         return bool(opened)
 
     def resume(self, circuit: Circuit | str) -> list[str]:
