@@ -12,10 +12,10 @@ help:
 	@echo "make lint   ruff + mypy"
 	@echo "make bench  run the benchmarks (BENCH_ARGS=--quick: about 2 min); results in bench/results/"
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml deploy/constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -c deploy/constraints.txt -e '.[dev]'
 	@touch $(STAMP)
 
 redis:
@@ -31,7 +31,7 @@ test: $(STAMP) redis
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP) redis
-	$(BIN)/pip install -q -e '.[bench]'
+	$(BIN)/pip install -q -c deploy/constraints.txt -e '.[bench]'
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
 lint: $(STAMP)

@@ -22,6 +22,8 @@ from tests.support.processes import RedisServer, sandbox_process  # noqa: E402
 
 # Any accidental enqueue without a test's own settings goes nowhere, loudly.
 os.environ.setdefault("KIRIM_REDIS_URL", "redis://127.0.0.1:1/0")
+# Settings built in a test process (unit tests, in-process clients) hash texts with this key.
+os.environ.setdefault("KIRIM_HASH_KEY", "test-hash-key-0123456789abcdefghijklmnop")
 
 
 @pytest.fixture(scope="session")

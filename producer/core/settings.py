@@ -7,7 +7,7 @@ worker starts, so a client service never needs the provider's password.
 
 from __future__ import annotations
 
-import re
+import ipaddress
 from functools import cached_property
 from typing import Literal
 
@@ -15,10 +15,16 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from producer.core.errors import ConfigError
+from producer.core.tenants import (
+    KeyEntry,
+    KeyPolicy,
+    check_region,
+    parse_callback_secrets,
+    parse_key_entries,
+)
 
 ENV_PREFIX = "KIRIM_"
-_API_KEY_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
-_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+MIN_TOKEN_CHARS = 32
 
 
 class Settings(BaseSettings):
@@ -80,7 +86,11 @@ class Settings(BaseSettings):
     # dr_pause_min_s, doubling on each refused probe up to dr_pause_max_s.
     dr_pause_min_s: float = Field(60.0, gt=0)
     dr_pause_max_s: float = Field(1800.0, gt=0)
-    callback_token: SecretStr = SecretStr("")  # the secret in the DR/inbound push URLs
+    # The secret in the DR/inbound push URLs: at least 32 characters of a random token
+    # (`python -c "import secrets;print(secrets.token_urlsafe(32))"`); "" refuses every push.
+    callback_token: SecretStr = SecretStr("")
+    # Addresses NusaSMS pushes from (comma-separated IPs or CIDRs; "": any address).
+    callback_allowed_ips: str = ""
     inbound_task: str | None = None  # a Celery task name to forward inbound SMS to
     inbound_webhook_url: str | None = None
 
@@ -94,7 +104,10 @@ class Settings(BaseSettings):
     alert_webhook_url: str | None = None
     alert_sms_numbers: str = ""  # comma-separated operator numbers alerted through kirim
     alert_dead_letters_per_min: int = Field(50, ge=0)  # alert above this rate (0: off)
-    status_callback_secret: SecretStr = SecretStr("")  # HMAC-SHA256 key for producer callbacks
+    # Standard Webhooks secrets per key: "name:whsec_…[|whsec_…],…" (two during a rotation).
+    callback_secrets: SecretStr = SecretStr("")
+    # Let callbacks reach loopback and private addresses: development and tests only.
+    callback_allow_private: bool = False
     status_callback_timeout_s: float = Field(5.0, gt=0)
     status_callback_max_attempts: int = Field(8, ge=1)
     status_callback_base_delay_s: float = Field(1.0, gt=0)  # backoff: base·2^(n-1), jittered
@@ -122,6 +135,21 @@ class Settings(BaseSettings):
     api_max_body_bytes: int = Field(1024 * 1024, ge=1024)
     api_batch_max: int = Field(1000, ge=1, le=10000)
     api_dropin_enabled: bool = True  # the NusaSMS-compatible /api/v3/… and /api/command routes
+    # Per-key policy (producer/core/tenants.py): JSON {"name": {"rate_per_s": …, "countries":
+    # […], "groups": […], "callback_hosts": […], "callback_http": false}}; the defaults below
+    # apply to a key (or a field) not listed; a "*" entry is the policy of every key not listed.
+    api_key_policies: dict[str, KeyPolicy] = Field(default_factory=dict)
+    api_key_rate_per_s: float = Field(100.0, gt=0)  # messages per second per key
+    api_key_burst: int = Field(1000, ge=1)  # messages at once above that rate
+    api_key_countries: str = "ID"  # regions a message may go to ("ID,MY"; "*": any)
+    # Failed authentications from one client address per minute before it is made to wait.
+    api_auth_failures_per_min: int = Field(10, ge=1)
+
+    # The server secret that keys text hashes (recipient guard, idempotency fingerprints), so a
+    # short OTP cannot be recovered from its hash. Required wherever messages are enqueued or
+    # sent; at least 32 characters (`python -c "import secrets;print(secrets.token_urlsafe(32))"`).
+    # Changing it restarts the guard's same-text counts.
+    hash_key: SecretStr = SecretStr("")
 
     @field_validator("redis_url")
     @classmethod
@@ -140,12 +168,49 @@ class Settings(BaseSettings):
     @field_validator("api_keys")
     @classmethod
     def _api_key_entries(cls, value: SecretStr) -> SecretStr:
-        for entry in filter(None, (e.strip() for e in value.get_secret_value().split(","))):
-            name, _, digest = entry.partition(":")
-            if not _API_KEY_NAME.fullmatch(name) or not _SHA256_HEX.fullmatch(digest.lower()):
-                raise ValueError(
-                    "each entry must be name:sha256hex (name of letters, digits, _ . -; the"
-                    " 64-hex-digit SHA-256 of the key, never the key itself)")
+        parse_key_entries(value.get_secret_value())
+        return value
+
+    @field_validator("callback_secrets")
+    @classmethod
+    def _callback_secret_entries(cls, value: SecretStr) -> SecretStr:
+        parse_callback_secrets(value.get_secret_value())
+        return value
+
+    @field_validator("api_key_countries")
+    @classmethod
+    def _countries(cls, value: str) -> str:
+        regions = [check_region(v) for v in value.split(",") if v.strip()]
+        if not regions:
+            raise ValueError('must name at least one region (e.g. "ID"), or "*" for any')
+        return ",".join(regions)
+
+    @field_validator("callback_token")
+    @classmethod
+    def _long_token(cls, value: SecretStr) -> SecretStr:
+        token = value.get_secret_value()
+        if token and (len(token) < MIN_TOKEN_CHARS or len(set(token)) < 10):
+            raise ValueError(
+                f"must be at least {MIN_TOKEN_CHARS} characters of a random token (it is the"
+                " only thing that authenticates NusaSMS's pushes); make one with `python -c"
+                ' "import secrets;print(secrets.token_urlsafe(32))"`')
+        return value
+
+    @field_validator("callback_allowed_ips")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        for item in filter(None, (v.strip() for v in value.split(","))):
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not an IP address or CIDR range") from None
+        return value
+
+    @field_validator("hash_key")
+    @classmethod
+    def _hash_key_length(cls, value: SecretStr) -> SecretStr:
+        if value.get_secret_value() and len(value.get_secret_value()) < MIN_TOKEN_CHARS:
+            raise ValueError(f"must be at least {MIN_TOKEN_CHARS} characters of a random token")
         return value
 
     @field_validator("credits_products")
@@ -178,6 +243,40 @@ class Settings(BaseSettings):
                 f"{', '.join(missing)} not set: a worker needs the NusaSMS API credentials"
                 " (the API user, not the web login); set them in the environment or .env"
             )
+
+    @cached_property
+    def hash_key_bytes(self) -> bytes:
+        """KIRIM_HASH_KEY as bytes; ConfigError when it is not set."""
+        key = self.hash_key.get_secret_value()
+        if not key:
+            raise ConfigError(
+                "KIRIM_HASH_KEY not set: it keys the hashes of message texts, so an OTP cannot"
+                " be recovered from them. Set the same random value (at least"
+                f" {MIN_TOKEN_CHARS} characters) on every API, producer and worker:"
+                ' python -c "import secrets;print(secrets.token_urlsafe(32))"')
+        return key.encode()
+
+    @cached_property
+    def key_entries(self) -> list[KeyEntry]:
+        """KIRIM_API_KEYS parsed (checked when the settings were loaded)."""
+        return parse_key_entries(self.api_keys.get_secret_value())
+
+    @cached_property
+    def callback_secret_map(self) -> dict[str, list[bytes]]:
+        """KIRIM_CALLBACK_SECRETS parsed: {key name: [secret bytes…]}."""
+        return parse_callback_secrets(self.callback_secrets.get_secret_value())
+
+    def callback_secrets_for(self, source: str) -> list[bytes]:
+        """The secrets `source`'s status callbacks are signed with ([] when it has none)."""
+        return self.callback_secret_map.get(source, [])
+
+    def policy_for(self, name: str) -> KeyPolicy:
+        """`name`'s KeyPolicy with the deployment's defaults filled in."""
+        policy = self.api_key_policies.get(name) or self.api_key_policies.get("*") or KeyPolicy()
+        return policy.model_copy(update={
+            "rate_per_s": policy.rate_per_s or self.api_key_rate_per_s,
+            "burst": policy.burst or self.api_key_burst,
+            "countries": policy.countries or self.api_key_countries.split(",")})
 
     @cached_property
     def safe_redis_url(self) -> str:

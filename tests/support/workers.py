@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
 import signal
 from pathlib import Path
@@ -10,6 +12,13 @@ from producer.cli.processes import celery
 from tests.support.processes import Process, spawn, stop
 
 ALL_QUEUES = "otp,sms,wa,reports,maintenance"
+
+TEST_HASH_KEY = "test-hash-key-0123456789abcdefghijklmnop"
+# Standard Webhooks secrets of the sources tests send callbacks from (whsec_ + base64).
+CALLBACK_SECRETS = {
+    name: "whsec_" + base64.b64encode(hashlib.sha256(f"kirim test {name}".encode()).digest()
+                                      ).decode()
+    for name in ("shop", "billing", "test", "python", "api")}
 
 # Fast but realistic knobs for tests: short timeouts and backoff, visibility timeout short
 # enough that a SIGKILLed worker's tasks come back within the test.
@@ -27,6 +36,14 @@ TEST_ENV = {
     "KIRIM_RATE_LIMIT_BURST": "200",
     "KIRIM_OUTBOX_GRACE_S": "2",
     "KIRIM_METRICS_PORT": "0",  # a test that wants /metrics gives its worker a free port
+    # Tenancy: a fixed hash key; callbacks may reach the tests' receivers on 127.0.0.1 over
+    # http, and every test source signs its callbacks with its own secret. Tests of the
+    # policies themselves (test_tenancy.py, test_callback_ssrf.py) override these.
+    "KIRIM_HASH_KEY": TEST_HASH_KEY,
+    "KIRIM_CALLBACK_ALLOW_PRIVATE": "true",
+    "KIRIM_API_KEY_POLICIES": '{"*": {"callback_http": true, "groups": ["*"]}}',
+    "KIRIM_CALLBACK_SECRETS": ",".join(f"{name}:{secret}"
+                                       for name, secret in CALLBACK_SECRETS.items()),
 }
 
 # The credits poll every 0.3 s with alert levels a test can cross with the sandbox's knobs.
