@@ -29,6 +29,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         rt = Runtime.build(settings or load_settings())
+        rt.settings.hash_key_bytes  # noqa: B018 - refuse to start rather than 500 every send
         configure_logging(rt.settings)
         app.state.runtime = rt
         try:

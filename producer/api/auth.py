@@ -1,63 +1,134 @@
-"""API keys: only SHA-256 hashes are configured; a key's name is the `source` of its messages.
+"""API keys: who is calling, what they may do, and slowing down whoever keeps guessing.
 
-`KIRIM_API_KEYS="shop:<sha256hex>,billing:<sha256hex>"`; make a hash with
-`python -c "import hashlib;print(hashlib.sha256(b'secret').hexdigest())"`.
-No keys configured means every request is refused: there is no open mode.
+Only SHA-256 hashes are configured (`KIRIM_API_KEYS="shop:<sha256hex>,ops:<sha256hex>:admin"`,
+format in producer/core/tenants.py). A key's name is the `source` of its messages: it owns
+them. No keys configured means every request is refused: there is no open mode.
+
+Failed authentications are counted per client address in Redis (one INCR per failure, none
+per success). Past `KIRIM_API_AUTH_FAILURES_PER_MIN` in a minute, that address gets 429 with
+Retry-After for the rest of the minute, whatever it presents, on every API replica that
+sees its next failure (each replica then remembers the block locally).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 from fastapi import Request
+from redis import Redis
+from starlette.concurrency import run_in_threadpool
 
 from producer.api.errors import ApiError
+from producer.core.keys import Keys
+from producer.core.settings import Settings
+from producer.core.tenants import KeyEntry, KeyPolicy, Scope
 
 NO_KEYS = ("no API keys are configured: set KIRIM_API_KEYS=name:sha256hex[,name2:sha256hex]"
            " (the hash of each key, never the key) and restart the API")
 # Compared against when a name is unknown, so a wrong name costs the same time as a wrong key.
 _DUMMY = hashlib.sha256(b"kirim: no such key").digest()
+FAILURE_WINDOW_S = 60
 
 
 @dataclass(frozen=True)
-class ApiKey:
-    """A named key; only its hash is held."""
+class Caller:
+    """An authenticated key: its name (the source it owns), scopes and policy."""
 
     name: str
-    digest: bytes
+    scopes: frozenset[Scope]
+    policy: KeyPolicy
+
+    @property
+    def admin(self) -> bool:
+        """Sees and replays every key's messages."""
+        return Scope.ADMIN in self.scopes
+
+    def owns(self, source: str | None) -> bool:
+        """Whether this key may see a message or dead letter created by `source`."""
+        return self.admin or (source is not None and hmac.compare_digest(
+            source.encode(), self.name.encode()))
 
 
 class KeyRing:
     """The configured keys; answers which (if any) a presented secret is."""
 
-    def __init__(self, keys: list[ApiKey]) -> None:
+    def __init__(self, keys: list[KeyEntry], settings: Settings | None = None) -> None:
         self.keys = keys
+        self.settings = settings
 
     @classmethod
-    def parse(cls, raw: str) -> KeyRing:
-        """From the KIRIM_API_KEYS value (Settings has already checked its format)."""
-        keys = []
-        for entry in filter(None, (e.strip() for e in raw.split(","))):
-            name, _, digest = entry.partition(":")
-            keys.append(ApiKey(name, bytes.fromhex(digest)))
-        return cls(keys)
+    def from_settings(cls, settings: Settings) -> KeyRing:
+        """The ring of KIRIM_API_KEYS, with KIRIM_API_KEY_POLICIES for each key."""
+        return cls(settings.key_entries, settings)
 
-    def identify(self, secret: str) -> str | None:
-        """The name of the key whose hash matches `secret`, or None (every key is compared)."""
+    def identify(self, secret: str) -> KeyEntry | None:
+        """The key whose hash matches `secret`, or None (every key is compared)."""
         presented = hashlib.sha256(secret.encode()).digest()
         found = None
         for key in self.keys:
             if hmac.compare_digest(presented, key.digest) and found is None:
-                found = key.name
+                found = key
         return found
 
-    def check(self, name: str, secret: str) -> bool:
-        """True when `secret` is the key called `name` (the drop-in's user + password)."""
+    def check(self, name: str, secret: str) -> KeyEntry | None:
+        """The key called `name` if `secret` is it (the drop-in's user + password), else None."""
         presented = hashlib.sha256(secret.encode()).digest()
-        digest = next((k.digest for k in self.keys if k.name == name), None)
-        return hmac.compare_digest(presented, digest or _DUMMY) and digest is not None
+        named: list[KeyEntry | None] = [k for k in self.keys if k.name == name] or [None]
+        found = None
+        for entry in named:
+            ok = hmac.compare_digest(presented, entry.digest if entry else _DUMMY)
+            if ok and entry is not None and found is None:
+                found = entry
+        return found
+
+    def caller(self, entry: KeyEntry) -> Caller:
+        """The Caller of a key entry (its policy with the deployment's defaults)."""
+        policy = self.settings.policy_for(entry.name) if self.settings else KeyPolicy()
+        return Caller(entry.name, entry.scopes, policy)
+
+
+class FailedAuth:
+    """Counts failed authentications per client address; blocks an address over the limit."""
+
+    def __init__(self, redis: Redis, keys: Keys, limit: int) -> None:
+        self.redis, self.keys, self.limit = redis, keys, limit
+        self._blocked: OrderedDict[str, float] = OrderedDict()  # address -> blocked until
+        self._lock = threading.Lock()
+
+    def blocked_for(self, address: str, now: float | None = None) -> float:
+        """Seconds `address` must still wait (0: not blocked). No Redis call."""
+        now = time.time() if now is None else now
+        with self._lock:
+            until = self._blocked.get(address, 0.0)
+            if until and until <= now:
+                del self._blocked[address]
+            return max(0.0, until - now)
+
+    def failed(self, address: str) -> float:
+        """Count one failure (one INCR); seconds the address must now wait (0: not yet)."""
+        key = self.keys.auth_failures(address)
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.incr(key)
+        pipe.expire(key, FAILURE_WINDOW_S, nx=True)
+        pipe.pttl(key)
+        count, _, ttl_ms = pipe.execute()
+        if int(count) <= self.limit:
+            return 0.0
+        wait = max(int(ttl_ms), 1000) / 1000
+        with self._lock:
+            self._blocked[address] = time.time() + wait
+            self._blocked.move_to_end(address)
+            while len(self._blocked) > 10_000:
+                self._blocked.popitem(last=False)
+        return wait
 
 
 def presented_key(request: Request) -> str | None:
@@ -69,29 +140,57 @@ def presented_key(request: Request) -> str | None:
     return request.headers.get("x-api-key") or None
 
 
-async def require_key(request: Request) -> str:
-    """FastAPI dependency: the calling key's name, or 401.
+def client_address(request: Request) -> str:
+    """The client's address as uvicorn reports it (behind a proxy: --forwarded-allow-ips);
+    an IPv6 client counts as its /64, which one host can fill with addresses."""
+    host = request.client.host if request.client else "unknown"
+    if ":" in host:
+        try:
+            return str(ipaddress.ip_network(f"{host.split('%', 1)[0]}/64", strict=False))
+        except ValueError:
+            return host
+    return host
 
-    `async` although it never awaits: FastAPI runs a plain `def` dependency in its thread
-    pool, a hop that cost more than the check itself.
-    """
-    return check_key(request)
+
+def too_many_failures(wait: float) -> ApiError:
+    """The 429 an address gets while it is blocked for failing to authenticate."""
+    return ApiError(429, "too_many_auth_failures", "too many failed authentications from this"
+                    f" address: wait {wait:.0f} s before trying again, with a valid key",
+                    "Authorization", headers={"Retry-After": str(max(1, round(wait)))})
 
 
-def check_key(request: Request) -> str:
-    """The calling key's name, or raise ApiError 401."""
-    ring: KeyRing = request.app.state.runtime.keyring
+def require(*scopes: Scope) -> Callable[[Request], Coroutine[Any, Any, Caller]]:
+    """FastAPI dependency: the calling key, which must hold one of `scopes` (or admin)."""
+
+    async def dependency(request: Request) -> Caller:
+        caller = await authenticate(request)
+        if not caller.scopes & {*scopes, Scope.ADMIN}:
+            raise ApiError(403, "forbidden", f"key {caller.name!r} lacks the scope this route"
+                           f" needs ({' or '.join(scopes)}); ask an operator to add it to the"
+                           " key's entry in KIRIM_API_KEYS", "Authorization")
+        return caller
+
+    return dependency
+
+
+async def authenticate(request: Request) -> Caller:
+    """The calling key, or raise ApiError 401 (429 while the address is blocked)."""
+    rt = request.app.state.runtime
+    ring: KeyRing = rt.keyring
     if not ring.keys:
         raise ApiError(401, "unauthorized", NO_KEYS, "Authorization")
+    address = client_address(request)
+    if wait := rt.failed_auth.blocked_for(address):
+        raise too_many_failures(wait)
     secret = presented_key(request)
-    if secret is None:
-        raise ApiError(401, "unauthorized", "missing API key: send `Authorization: Bearer"
-                       " <key>` or `X-API-Key: <key>`", "Authorization",
+    entry = ring.identify(secret) if secret is not None else None
+    if entry is None:
+        if wait := await run_in_threadpool(rt.failed_auth.failed, address):
+            raise too_many_failures(wait)
+        message = ("missing API key: send `Authorization: Bearer <key>` or `X-API-Key: <key>`"
+                   if secret is None else "API key not recognised: check the key, or ask for"
+                   " one to be added to KIRIM_API_KEYS")
+        raise ApiError(401, "unauthorized", message, "Authorization",
                        headers={"WWW-Authenticate": "Bearer"})
-    name = ring.identify(secret)
-    if name is None:
-        raise ApiError(401, "unauthorized", "API key not recognised: check the key, or ask"
-                       " for one to be added to KIRIM_API_KEYS", "Authorization",
-                       headers={"WWW-Authenticate": "Bearer"})
-    request.state.key_name = name
-    return name
+    request.state.key_name = entry.name
+    return ring.caller(entry)

@@ -25,10 +25,13 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 
+from producer.api.auth import Caller, client_address
+from producer.api.errors import ApiError
 from producer.api.messages import stored_credits
 from producer.api.runtime import Runtime
 from producer.core.contract import Channel
-from producer.core.errors import InvalidMessage, RecipientLimited, StoreUnavailable
+from producer.core.errors import InvalidMessage, KirimError, RecipientLimited, StoreUnavailable
+from producer.core.tenants import NotAllowed, Scope
 
 log = structlog.get_logger(__name__)
 router = APIRouter(tags=["NusaSMS drop-in"])
@@ -66,8 +69,9 @@ async def command(request: Request) -> Response:
     """The provider's command endpoint (CREDITS only)."""
     params = await _params(request)
     rt: Runtime = request.app.state.runtime
-    if not _authorised(rt, params):
-        return _reply(request, params, "-5", "", "", force_json=True)
+    caller = await _authorised(request, rt, params, Scope.READ)
+    if isinstance(caller, str):
+        return _reply(request, params, caller, "", "", force_json=True)
     if params.get("cmd", "").upper() != "CREDITS":
         return _reply(request, params, "-22", "", "", force_json=True)
     try:
@@ -88,9 +92,25 @@ async def _params(request: Request) -> dict[str, str]:
     return params
 
 
-def _authorised(rt: Runtime, params: dict[str, str]) -> bool:
+async def _authorised(request: Request, rt: Runtime, params: dict[str, str],
+                      scope: Scope = Scope.SEND) -> Caller | str:
+    """The key named by user/username whose key is `password` and that holds `scope`, or
+    the status to answer: -5 (bad credentials or scope), -26 (transient: this address is
+    waiting out too many failures, or Redis is down). Failures count toward the address's
+    limit (producer/api/auth.py)."""
+    address = client_address(request)
+    if rt.failed_auth.blocked_for(address):
+        return "-26"
     user = params.get("user") or params.get("username") or ""
-    return rt.keyring.check(user, params.get("password", ""))
+    entry = rt.keyring.check(user, params.get("password", ""))
+    if entry is None:
+        try:
+            await run_in_threadpool(rt.failed_auth.failed, address)
+        except redis_lib.RedisError:
+            return "-26"
+        return "-5"
+    caller = rt.keyring.caller(entry)
+    return caller if caller.scopes & {scope, Scope.ADMIN} else "-5"
 
 
 async def _send(request: Request, params: dict[str, str], channel: Channel,
@@ -99,16 +119,25 @@ async def _send(request: Request, params: dict[str, str], channel: Channel,
     gsm = params.get("GSM", "")
     if not rt.settings.api_dropin_enabled:
         return _reply(request, params, "-22", "", gsm)
-    if not _authorised(rt, params):
-        return _reply(request, params, "-5", "", gsm)
+    caller = await _authorised(request, rt, params)
+    if isinstance(caller, str):
+        return _reply(request, params, caller, "", gsm)
     if not gsm.strip():
         return _reply(request, params, "-6", "", gsm)
     if not text.strip():
         return _reply(request, params, "-12", "", gsm)
-    source = params.get("user") or params.get("username") or ""
     body: dict[str, Any] = {"channel": channel, "to": gsm, "text": text}
     try:
-        accepted = await run_in_threadpool(rt.kirim.enqueuer.submit, body, source)
+        await run_in_threadpool(rt.quota.take, caller, 1)
+        admit = rt.kirim.enqueuer.prepare(body, caller.name, caller.policy)
+        outcome = await rt.commits.commit(admit)
+        if isinstance(outcome, KirimError):
+            raise outcome
+        accepted = outcome
+    except ApiError:  # over the key's rate: transient, as NusaSMS's own -26
+        return _reply(request, params, "-26", "", gsm)
+    except NotAllowed as exc:  # a country not covered for this key: NusaSMS's -3
+        return _reply(request, params, "-3" if exc.rule == "countries" else "-22", "", gsm)
     except InvalidMessage as exc:
         return _reply(request, params, "-13" if exc.field == "to" else "-22", "", gsm)
     except RecipientLimited as exc:

@@ -23,6 +23,7 @@ from producer.core.errors import (
     MessageNotFound,
     RecipientLimited,
     StoreUnavailable,
+    TextErased,
 )
 from producer.core.jobs import field_name, printable
 
@@ -68,6 +69,8 @@ def kirim_error_detail(exc: KirimError) -> tuple[int, str, str | None, str]:
         return 404, "not_found", None, str(exc)
     if isinstance(exc, StoreUnavailable):
         return 503, "store_unavailable", None, f"{exc}; nothing was written, retry shortly"
+    if isinstance(exc, TextErased):
+        return 409, "text_erased", None, str(exc)
     return 500, "internal_error", None, str(exc)
 
 
@@ -99,7 +102,7 @@ async def _on_redis_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _on_validation(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    refusal = _auth_refusal(request)
+    refusal = await _auth_refusal(request)
     if refusal is not None:  # FastAPI parses the body before dependencies: 401 comes first
         return await _on_api_error(request, refusal)
     err: dict[str, Any] = exc.errors()[0] if exc.errors() else {}
@@ -130,13 +133,13 @@ async def _on_http(request: Request, exc: Exception) -> JSONResponse:
                           headers=getattr(exc, "headers", None))
 
 
-def _auth_refusal(request: Request) -> ApiError | None:
-    from producer.api.auth import check_key  # auth imports this module
+async def _auth_refusal(request: Request) -> ApiError | None:
+    from producer.api.auth import authenticate  # auth imports this module
 
     if not request.url.path.startswith("/v1/"):
         return None
     try:
-        check_key(request)
+        await authenticate(request)
     except ApiError as exc:
         return exc
     return None

@@ -8,8 +8,9 @@ import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Response
+from starlette.concurrency import run_in_threadpool
 
-from producer.api.auth import require_key
+from producer.api.auth import Caller, require
 from producer.api.errors import ApiError, kirim_error_detail
 from producer.api.runtime import Runtime, runtime
 from producer.api.schemas import (
@@ -31,9 +32,11 @@ from producer.core.enqueue import Accepted
 from producer.core.errors import KirimError, MessageNotFound
 from producer.core.records import Admit, MessageRecord
 from producer.core.redis_text import text_map
+from producer.core.tenants import Scope
 
 Rt = Annotated[Runtime, Depends(runtime)]
-Source = Annotated[str, Depends(require_key)]
+Sender = Annotated[Caller, Depends(require(Scope.SEND))]
+Reader = Annotated[Caller, Depends(require(Scope.READ))]
 
 
 def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
@@ -50,7 +53,7 @@ v1 = APIRouter(prefix="/v1", tags=["messages"])
          " recipient guard refuses now gets 429 with Retry-After; an SMS or WhatsApp is deferred"
          " instead. The same `Idempotency-Key` (header or body) with the same body returns the"
          " first message (`duplicate: true`); with a different body, 409.")
-async def send_one(body: SendRequest, rt: Rt, source: Source,
+async def send_one(body: SendRequest, rt: Rt, caller: Sender,
                    idempotency_key: Annotated[str | None, Header(max_length=128)] = None
                    ) -> Response:
     """Enqueue one message: validated here, written by the group commit (commits.py)."""
@@ -59,7 +62,9 @@ async def send_one(body: SendRequest, rt: Rt, source: Source,
             raise ApiError(422, "invalid_request", "idempotency_key: the body and the"
                            " Idempotency-Key header disagree; send one of them", "idempotency_key")
         body = body.model_copy(update={"idempotency_key": idempotency_key})
-    outcome = await rt.commits.commit(rt.kirim.enqueuer.prepare(body, source))
+    await run_in_threadpool(rt.quota.take, caller, 1)
+    admit = rt.kirim.enqueuer.prepare(body, caller.name, caller.policy)
+    outcome = await rt.commits.commit(admit)
     if isinstance(outcome, KirimError):
         raise outcome
     return _json(202, _accepted(outcome))
@@ -71,7 +76,7 @@ async def send_one(body: SendRequest, rt: Rt, source: Source,
          description="Each item has the shape of POST /v1/messages and gets its own result;"
          " valid items are accepted even when others are refused (one Redis round trip)."
          " 200 when every item was accepted, 207 when any was refused.")
-async def send_batch(body: BatchRequest, rt: Rt, source: Source) -> Response:
+async def send_batch(body: BatchRequest, rt: Rt, caller: Sender) -> Response:
     """Enqueue many messages: validated here in slices, written by the group commit."""
     limit = rt.settings.api_batch_max
     if not body.messages:
@@ -80,12 +85,13 @@ async def send_batch(body: BatchRequest, rt: Rt, source: Source) -> Response:
     if len(body.messages) > limit:
         raise ApiError(422, "invalid_request", f"messages: {len(body.messages)} items; at most"
                        f" {limit} per request (KIRIM_API_BATCH_MAX): split the batch", "messages")
+    await run_in_threadpool(rt.quota.take, caller, len(body.messages))
     enqueuer = rt.kirim.enqueuer
     outcomes: list[Accepted | KirimError | None] = [None] * len(body.messages)
     staged: list[tuple[int, Admit]] = []
     for i, raw in enumerate(body.messages):
         try:
-            staged.append((i, enqueuer.prepare(raw, source)))
+            staged.append((i, enqueuer.prepare(raw, caller.name, caller.policy)))
         except KirimError as exc:
             outcomes[i] = exc
         if i % _SLICE == _SLICE - 1:
@@ -133,11 +139,13 @@ _NO_MESSAGE = dict.fromkeys(("id", "channel", "to", "encoding", "parts", "state"
 
 
 @v1.get("/messages/{message_id}", response_model=MessageStatus, summary="A message's state",
-        responses=_errors(404), description="State, delivery facts and the full timeline.")
-def get_message(message_id: str, rt: Rt, source: Source) -> MessageStatus:
-    """Read one message."""
+        responses=_errors(403, 404), description="State, delivery facts and the full timeline."
+        " A key sees only the messages it created (an `admin` key sees all); any other id"
+        " answers 404, as if it did not exist.")
+def get_message(message_id: str, rt: Rt, caller: Reader) -> MessageStatus:
+    """Read one message (the caller's own)."""
     record = rt.kirim.store.get(message_id)
-    if record is None:
+    if record is None or not caller.owns(record.fields.get("source")):
         raise MessageNotFound(f"no message {message_id!r} (unknown id, or older than"
                               f" KIRIM_MESSAGE_TTL_S={rt.settings.message_ttl_s} s)")
     return _status(record)
@@ -172,7 +180,7 @@ def _job_facts(record: MessageRecord) -> tuple[float | None, dict[str, Any], lis
 @v1.get("/credits", response_model=Credits, summary="Account balance",
         responses=_errors(), description="The balance the credits poller last read from"
         " NusaSMS (this does not call the provider); 503 until a first reading exists.")
-def credits(rt: Rt, source: Source) -> Credits:
+def credits(rt: Rt, caller: Reader) -> Credits:
     """The last CREDITS reading."""
     reading = stored_credits(rt)
     if reading is None:
@@ -207,21 +215,24 @@ dlq = APIRouter(prefix="/v1/dead-letters", tags=["dead letters"])
 
 
 @dlq.get("", response_model=DeadLetterList, summary="List dead letters", responses=_errors(),
-         description="Newest first; `code` keeps only one NusaSMS status code (e.g. -13).")
-def list_dead(rt: Rt, source: Source, code: str | None = None,
+         description="Newest first; `code` keeps only one NusaSMS status code (e.g. -13). A key"
+         " lists only its own messages' dead letters (an `admin` key lists all).")
+def list_dead(rt: Rt, caller: Reader, code: str | None = None,
               limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> DeadLetterList:
-    """Dead letters."""
-    items = [_letter(d) for d in rt.dead_letters.list(limit, code=code)]
+    """Dead letters (the caller's own)."""
+    source = None if caller.admin else caller.name
+    items = [_letter(d) for d in rt.dead_letters.list(limit, code=code, source=source)]
     return DeadLetterList(count=len(items), items=items)
 
 
 @dlq.post("/{letter_id}/replay", response_model=Replayed, summary="Replay a dead letter",
-          responses=_errors(404, 409), description="By stream entry id or message id: the"
-          " message goes back to `queued` and through the whole pipeline (guard included).")
-def replay_dead(letter_id: str, rt: Rt, source: Source) -> Replayed:
-    """Send one dead message again."""
+          responses=_errors(403, 404, 409), description="By stream entry id or message id: the"
+          " message goes back to `queued` and through the whole pipeline (guard included). A"
+          " key replays only its own messages (needs the `send` scope; `admin` replays any).")
+def replay_dead(letter_id: str, rt: Rt, caller: Sender) -> Replayed:
+    """Send one dead message (the caller's own) again."""
     letter = rt.dead_letters.get(letter_id)
-    if letter is None:
+    if letter is None or not caller.owns(letter.job.get("source")):
         raise ApiError(404, "not_found", f"no dead letter {letter_id!r} (entry id or message"
                        " id); list them with GET /v1/dead-letters")
     if not rt.dead_letters.replay(letter):

@@ -6,8 +6,9 @@ from dataclasses import dataclass
 
 from fastapi import Request
 
-from producer.api.auth import KeyRing
+from producer.api.auth import FailedAuth, KeyRing
 from producer.api.commits import GroupCommit
+from producer.api.quota import KeyQuota
 from producer.client import KirimClient
 from producer.core.deadletters import DeadLetters
 from producer.core.settings import Settings
@@ -22,14 +23,18 @@ class Runtime:
     keyring: KeyRing
     dead_letters: DeadLetters
     commits: GroupCommit
+    failed_auth: FailedAuth
+    quota: KeyQuota
 
     @classmethod
     def build(cls, settings: Settings) -> Runtime:
         """Wire everything from settings (the Redis connection opens on first use)."""
         kirim = KirimClient(settings, source="api")
-        return cls(settings, kirim, KeyRing.parse(settings.api_keys.get_secret_value()),
+        return cls(settings, kirim, KeyRing.from_settings(settings),
                    DeadLetters(kirim.redis, kirim.keys, kirim.requeuer),
-                   GroupCommit(kirim.enqueuer))
+                   GroupCommit(kirim.enqueuer),
+                   FailedAuth(kirim.redis, kirim.keys, settings.api_auth_failures_per_min),
+                   KeyQuota(kirim.redis, kirim.keys))
 
     def close(self) -> None:
         """Write what is waiting, then release connections."""

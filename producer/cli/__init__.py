@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from producer.cli import account, api, credits, dlq, send, settle, status
+from producer.cli import account, api, credits, dlq, keys, send, settle, status
 from producer.cli.common import fit_console
 from producer.cli.demo import demo
 
@@ -15,6 +15,7 @@ app.command(name="send")(send.send)
 app.command(name="status")(status.status)
 app.add_typer(dlq.app, name="dlq")
 app.add_typer(account.app, name="account")
+app.add_typer(keys.app, name="keys")
 app.command(name="demo")(demo)
 app.command(name="api")(api.api)
 app.command(name="credits")(credits.credits)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import secrets
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,6 +81,10 @@ class LocalStack:
             "KIRIM_RETRY_BASE_DELAY_S": "0.5", "KIRIM_RETRY_MAX_DELAY_S": "5",
             "KIRIM_NUSASMS_READ_TIMEOUT_S": "5", "KIRIM_SEND_LEASE_S": "20",
             "KIRIM_API_KEYS": f"demo:{hashlib.sha256(DEMO_API_KEY.encode()).hexdigest()}",
+            # The demo batch goes in at once: the demo key's rate allows it.
+            "KIRIM_API_KEY_POLICIES": '{"demo": {"rate_per_s": 1000, "burst": 10000}}',
+            # Keys the text hashes; one per run is enough, as each run starts an empty Redis.
+            "KIRIM_HASH_KEY": os.environ.get("KIRIM_HASH_KEY") or secrets.token_urlsafe(32),
         }
 
     def _start_redis(self) -> None:

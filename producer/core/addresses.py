@@ -14,6 +14,7 @@ import httpx
 # Cloud metadata services not already inside a private or link-local range.
 _METADATA = frozenset({ipaddress.ip_address("100.100.100.200"),  # Alibaba Cloud
                        ipaddress.ip_address("fd00:ec2::254")})  # AWS IMDS over IPv6
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
 _NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback",
                     "metadata", "metadata.google.internal"})
 
@@ -26,6 +27,8 @@ def address_problem(address: str) -> str | None:
         return f"{address!r} is not an IP address"
     if isinstance(ip, ipaddress.IPv6Address):
         mapped = ip.ipv4_mapped or ip.sixtofour or (ip.teredo[1] if ip.teredo else None)
+        if mapped is None and ip in _NAT64:  # DNS64: an IPv4 host reached over IPv6
+            mapped = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
         if mapped is not None:
             return address_problem(str(mapped))
     kind = next((name for name, hit in (

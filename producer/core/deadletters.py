@@ -2,10 +2,16 @@
 
 Entries are written by the worker in the same atomic step that moves a message to `dead`.
 Replaying moves it back to `queued`, so it goes through the whole pipeline (guard included).
+
+An OTP's dead letter keeps its job without the text (`"text": ""`, `"text_erased": true`):
+stream entries cannot be edited later, and a dead OTP's code must not outlive it. The record
+loses the text in the same step (erase_text.lua), so a dead OTP cannot be replayed: the
+user asks for a new code instead (TextErased).
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -13,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 from redis import Redis
 
-from producer.core.contract import State
+from producer.core.contract import Channel, State
+from producer.core.errors import TextErased
 from producer.core.keys import Keys
 from producer.core.redis_text import text, text_map
 
@@ -21,6 +28,10 @@ if TYPE_CHECKING:  # the requeuer quarantines with this module's fields: no impo
     from producer.core.requeue import Requeuer
 
 FIELDS = ("id", "reason", "code", "code_name", "attempts", "last_reply", "at", "job")
+JOB_MAX_CHARS = 20000  # a payload kept for a person to read; a valid job is far shorter
+# What is kept of an OTP's payload that does not read as a JSON object: nothing.
+UNREADABLE_OTP = json.dumps({"unreadable": "(an OTP's payload that does not read as a job;"
+                                           " erased with its text)", "text_erased": True})
 
 
 @dataclass(frozen=True)
@@ -37,13 +48,44 @@ class DeadLetter:
     at: float
     job: dict[str, Any]
 
+    @property
+    def text_erased(self) -> bool:
+        """True when this letter's job was kept without its text (an OTP)."""
+        return self.job.get("text_erased") is True
+
 
 def dead_letter_fields(message_id: str, reason: str, code: object, code_name: str,
-                       attempts: int, last_reply: str, at: float, job_json: str) -> list[str]:
-    """Flat field list for XADD (the worker calls this; readers parse it back)."""
+                       attempts: int, last_reply: str, at: float, job_json: str,
+                       channel: str | None = None) -> list[str]:
+    """Flat field list for XADD (the worker calls this; readers parse it back).
+
+    An OTP's job (by its own `channel`, or `channel` when the caller knows it from the
+    record) is kept without its text; see `without_otp_text`.
+    """
     values = (message_id, reason, "" if code is None else str(code), code_name, str(attempts),
-              last_reply[:1000], f"{at:.3f}", job_json)
+              last_reply[:1000], f"{at:.3f}", without_otp_text(job_json, channel)[:JOB_MAX_CHARS])
     return [x for pair in zip(FIELDS, values, strict=True) for x in pair]
+
+
+def without_otp_text(job_json: str, channel: str | None = None) -> str:
+    """`job_json` as a dead letter may keep it: an OTP's with `"text": ""` and
+    `"text_erased": true`, anything else as it is.
+
+    An OTP is one whose job says `"channel": "otp"` or, for a payload that does not read as
+    a job, one the caller knows is (`channel`, from the record); such a payload is not kept
+    at all, as the code may be anywhere in it.
+    """
+    try:
+        job = json.loads(job_json)
+    except ValueError:
+        job = None
+    if not isinstance(job, dict):
+        return UNREADABLE_OTP if channel == Channel.OTP else job_json
+    if Channel.OTP not in (channel, job.get("channel")):
+        return job_json
+    # Python's json keeps every number exact and the key order: only the text changes.
+    # (ASCII escapes: a lone surrogate, which json reads from "\\ud800", stays writable.)
+    return json.dumps({**job, "text": "", "text_erased": True}, separators=(",", ":"))
 
 
 class DeadLetters:
@@ -51,13 +93,17 @@ class DeadLetters:
 
     def __init__(self, redis: Redis, keys: Keys, requeuer: Requeuer) -> None:
         self.redis = redis
+        self.keys = keys
         self.key = keys.dead_letters
         self.requeuer = requeuer
 
-    def list(self, count: int = 100, code: str | None = None) -> list[DeadLetter]:
-        """Newest first, optionally only those with one provider code."""
-        found = [d for d in self._iter(newest_first=True) if code is None or d.code == code]
-        return found[:count]
+    def list(self, count: int = 100, code: str | None = None, source: str | None = None
+             ) -> list[DeadLetter]:
+        """Newest first; optionally only one provider code, or one key's (`source`) messages."""
+        found = (d for d in self._iter(newest_first=True)
+                 if (code is None or d.code == code)
+                 and (source is None or d.job.get("source") == source))
+        return list(itertools.islice(found, count))
 
     def get(self, entry_or_message_id: str) -> DeadLetter | None:
         """One dead letter by stream entry id or by message id."""
@@ -65,7 +111,13 @@ class DeadLetters:
                      if entry_or_message_id in (d.entry_id, d.message_id)), None)
 
     def replay(self, letter: DeadLetter) -> bool:
-        """Send one dead message again through the whole pipeline; drops the entry."""
+        """Send one dead message again through the whole pipeline; drops the entry.
+
+        False when the message is no longer dead; TextErased for an OTP, whose text was
+        erased when it died (nothing is changed then).
+        """
+        if letter.text_erased or self._text_erased(letter.message_id):
+            raise TextErased(letter.message_id)
         ok = self.requeuer.requeue(letter.message_id, allowed_from=[State.DEAD],
                                      note=f"replayed from dead letter {letter.entry_id}",
                                      set_fields={"attempts": 0, "reason": ""})
@@ -74,16 +126,25 @@ class DeadLetters:
         return ok
 
     def replay_where(self, code: str | None = None) -> tuple[int, int]:
-        """Replay all (or one code's) dead letters; returns (replayed, skipped)."""
+        """Replay all (or one code's) dead letters; returns (replayed, skipped): skipped are
+        those no longer dead and OTPs whose text was erased."""
         done = skipped = 0
         for letter in list(self._iter(newest_first=False)):
             if code is not None and letter.code != code:
                 continue
-            if self.replay(letter):
+            try:
+                replayed = self.replay(letter)
+            except TextErased:
+                replayed = False
+            if replayed:
                 done += 1
             else:
                 skipped += 1
         return done, skipped
+
+    def _text_erased(self, message_id: str) -> bool:
+        """True when the message's record no longer holds its text (erase_text.lua)."""
+        return self.redis.hget(self.keys.message(message_id), "text_erased") == b"1"
 
     def purge(self) -> int:
         """Delete every dead letter; returns how many there were."""

@@ -21,13 +21,14 @@ from redis import Redis
 
 from producer.core.contract import Job, SendRequest, State
 from producer.core.envelope import build_send_task
-from producer.core.errors import KirimError, StoreUnavailable
+from producer.core.errors import InvalidMessage, KirimError, StoreUnavailable
 from producer.core.guard import RecipientGuard, route_for
 from producer.core.jobs import build_job, parse_request
 from producer.core.records import AcceptResult, Admit, MessageStore, Stored
 from producer.core.requeue import Requeuer, new_dispatch_token
 from producer.core.routing import queue_for
 from producer.core.settings import Settings
+from producer.core.tenants import KeyPolicy, policy_refusal
 
 log = structlog.get_logger(__name__)
 
@@ -81,10 +82,25 @@ class Enqueuer:
             results[i] = result
         return results
 
-    def prepare(self, request: SendRequest | dict[str, object], source: str) -> Admit:
-        """Validate one request into what `commit` writes (no I/O); raises InvalidMessage."""
+    def prepare(self, request: SendRequest | dict[str, object], source: str,
+                policy: KeyPolicy | None = None) -> Admit:
+        """Validate one request into what `commit` writes (no I/O); raises InvalidMessage.
+
+        `policy` is the calling API key's (countries, groups, callback hosts); the Python
+        client runs inside a trusted service and passes none. Either way a callback needs a
+        signing secret for `source` in KIRIM_CALLBACK_SECRETS: nothing is sent unsigned.
+        """
         req = request if isinstance(request, SendRequest) else parse_request(request)
-        return self._admit(build_job(req, self.settings, source=source))
+        job = build_job(req, self.settings, source=source)
+        if policy is not None:
+            refusal = policy_refusal(job, source, policy, self.settings.callback_allow_private)
+            if refusal is not None:
+                raise refusal
+        if job.callback_url is not None and not self.settings.callback_secrets_for(source):
+            raise InvalidMessage("callback_url", f"{source!r} has no callback signing secret:"
+                                 f" add {source}:whsec_… to KIRIM_CALLBACK_SECRETS (make one"
+                                 " with `kirim keys secret`), then send again")
+        return self._admit(job)
 
     def commit(self, items: Sequence[Admit]) -> list[Accepted | KirimError]:
         """Write prepared messages in one round trip; each gets its own result.

@@ -27,6 +27,14 @@ class Keys:
         """String: kirim message id for a NusaSMS messageid (for DR callbacks)."""
         return f"{self.prefix}:pid:{provider_id}"
 
+    def auth_failures(self, address: str) -> str:
+        """String with TTL: failed API authentications from one client address this minute."""
+        return f"{self.prefix}:authfail:{address}"
+
+    def key_rate(self, key_name: str) -> str:
+        """String: an API key's GCRA limiter (its theoretical arrival time, µs)."""
+        return f"{self.prefix}:keyrate:{key_name}"
+
     def guard_text(self, route: str, recipient: str, text_hash: str) -> str:
         """Sorted set: sends of one text to one recipient on a route in the rolling window."""
         return f"{self.prefix}:guard:t:{route}:{recipient}:{text_hash}"

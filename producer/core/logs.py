@@ -40,11 +40,13 @@ def secrets_of(settings: Settings) -> list[str]:
     found = [
         settings.nusasms_password.get_secret_value() if settings.nusasms_password else "",
         settings.callback_token.get_secret_value(),
-        settings.status_callback_secret.get_secret_value(),
+        settings.hash_key.get_secret_value(),
         unquote(urlsplit(settings.redis_url).password or ""),
     ]
-    for entry in settings.api_keys.get_secret_value().split(","):
-        found.append(entry.partition(":")[2].strip())  # the stored hash is secret-ish too
+    for entry in settings.key_entries:
+        found.append(entry.digest.hex())  # the stored hash is secret-ish too
+    for item in settings.callback_secrets.get_secret_value().split(","):
+        found.extend(s.strip() for s in item.partition(":")[2].split("|"))
     return sorted({s for s in found if len(s) >= _MIN_SECRET_CHARS}, key=len, reverse=True)
 
 

@@ -8,11 +8,13 @@ worker starts, so a client service never needs the provider's password.
 from __future__ import annotations
 
 import ipaddress
+import json
+import os
 from functools import cached_property
 from typing import Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from producer.core.errors import ConfigError
 from producer.core.tenants import (
@@ -138,7 +140,7 @@ class Settings(BaseSettings):
     # Per-key policy (producer/core/tenants.py): JSON {"name": {"rate_per_s": …, "countries":
     # […], "groups": […], "callback_hosts": […], "callback_http": false}}; the defaults below
     # apply to a key (or a field) not listed; a "*" entry is the policy of every key not listed.
-    api_key_policies: dict[str, KeyPolicy] = Field(default_factory=dict)
+    api_key_policies: dict[str, KeyPolicy] = {}
     api_key_rate_per_s: float = Field(100.0, gt=0)  # messages per second per key
     api_key_burst: int = Field(1000, ge=1)  # messages at once above that rate
     api_key_countries: str = "ID"  # regions a message may go to ("ID,MY"; "*": any)
@@ -169,6 +171,16 @@ class Settings(BaseSettings):
     @classmethod
     def _api_key_entries(cls, value: SecretStr) -> SecretStr:
         parse_key_entries(value.get_secret_value())
+        return value
+
+    @field_validator("api_key_policies", mode="before")
+    @classmethod
+    def _policies_json(cls, value: object) -> object:
+        if isinstance(value, str):  # given as text (not from the environment, which parses)
+            try:
+                return json.loads(value) if value.strip() else {}
+            except ValueError as exc:
+                raise ValueError(f"must be a JSON object of key name -> policy: {exc}") from None
         return value
 
     @field_validator("callback_secrets")
@@ -221,6 +233,15 @@ class Settings(BaseSettings):
         if unknown or not products:
             raise ValueError(f"must be a comma-separated list of sms and wa, got {value!r}")
         return ",".join(products)
+
+    @model_validator(mode="after")
+    def _policies_name_keys(self) -> Settings:
+        names = {entry.name for entry in self.key_entries}
+        unknown = sorted(set(self.api_key_policies) - names - {"*"})
+        if names and unknown:  # workers may load policies without the API's keys
+            raise ValueError(f"KIRIM_API_KEY_POLICIES names no key of KIRIM_API_KEYS: {unknown}"
+                             " (a typo would give that key the defaults)")
+        return self
 
     @model_validator(mode="after")
     def _retry_fits_visibility(self) -> Settings:
@@ -293,10 +314,22 @@ def _mask_url_password(url: str) -> str:
     return f"{scheme}{sep}{user}:***@{host}"
 
 
+# Settings that were removed, and what replaced them: set, they would be ignored silently.
+REMOVED = {"KIRIM_STATUS_CALLBACK_SECRET": "KIRIM_CALLBACK_SECRETS (a Standard Webhooks secret"
+           " per API key: name:whsec_…; docs/security.md#callbacks)",
+           "KIRIM_TASK_SENT_EVENTS": "nothing (Flower shows a task once a worker receives it)"}
+
+
 def load_settings(**overrides: object) -> Settings:
     """Build Settings from the environment; a bad value raises ConfigError naming the variable."""
+    removed = [f"{name} was removed: use {instead}" for name, instead in REMOVED.items()
+               if os.environ.get(name)]
+    if removed:
+        raise ConfigError("invalid configuration: " + "; ".join(removed))
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
+    except SettingsError as exc:  # a value pydantic-settings could not even parse (bad JSON)
+        raise ConfigError(f"invalid configuration: {_first_line(exc)}") from None
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
@@ -305,3 +338,8 @@ def load_settings(**overrides: object) -> Settings:
             problems.append(f"{name}: {err['msg']}")
         # `from None`: pydantic's error repeats the raw input, which may be a secret.
         raise ConfigError("invalid configuration: " + "; ".join(problems)) from None
+
+
+def _first_line(exc: Exception) -> str:
+    """The parse error's first line: which variable, never the value (it may be a secret)."""
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__

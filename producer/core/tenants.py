@@ -3,8 +3,9 @@
 Three settings describe the tenants (docs/security.md):
 
 - `KIRIM_API_KEYS`: `name:sha256hex[:scope+scope…]`, comma-separated. Scopes are `send`,
-  `read` (its own messages and dead letters) and `admin` (every key's, and replay of them);
-  an entry without scopes means `send+read`.
+  `read` (its own messages and dead letters) and `admin` (all of that, on every key's);
+  an entry without scopes means `send+read`. A name may appear twice while its key is
+  rotated (old and new key, both owning the name's messages).
 - `KIRIM_API_KEY_POLICIES`: JSON, `{"<name>": {...KeyPolicy...}}`; a key not listed gets
   the defaults (`KIRIM_API_KEY_RATE_PER_S`, `…_BURST`, `…_COUNTRIES`, no groups, any public
   https callback host).
@@ -21,10 +22,18 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 
+import httpx
 import phonenumbers
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from producer.core.addresses import literal_host_problem
+from producer.core.contract import Job
+from producer.core.errors import InvalidMessage
+
 KEY_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+# Sources of messages kirim's own parts create (the Python client's default, the CLI, alert
+# SMS, the DR poll): no key may take these names, or it would own those messages.
+RESERVED_NAMES = frozenset({"python", "api", "cli", "alerts", "poll", "kirim"})
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 SECRET_PREFIX = "whsec_"
 MIN_SECRET_BYTES = 24
@@ -36,7 +45,7 @@ class Scope(StrEnum):
 
     SEND = "send"
     READ = "read"  # its own messages and dead letters
-    ADMIN = "admin"  # every key's messages and dead letters
+    ADMIN = "admin"  # every scope, on every key's messages and dead letters
 
 
 DEFAULT_SCOPES = frozenset({Scope.SEND, Scope.READ})
@@ -57,8 +66,10 @@ def parse_key_entries(raw: str) -> list[KeyEntry]:
     for n, entry in enumerate(filter(None, (e.strip() for e in raw.split(","))), start=1):
         name, _, rest = entry.partition(":")
         digest, _, scopes = rest.partition(":")
-        where = f"entry {n} ({name!r})" if KEY_NAME.fullmatch(name) else f"entry {n}"
-        if not KEY_NAME.fullmatch(name) or not _SHA256_HEX.fullmatch(digest.lower()):
+        well_formed = KEY_NAME.fullmatch(name) and _SHA256_HEX.fullmatch(digest.lower())
+        # A malformed entry may be a pasted key: name it by position only, never echo it.
+        where = f"entry {n} ({name!r})" if well_formed else f"entry {n}"
+        if not well_formed:
             raise ValueError(
                 f"{where}: must be name:sha256hex[:scope+scope] (name of letters, digits,"
                 " _ . -; the 64-hex-digit SHA-256 of the key, never the key itself)")
@@ -68,8 +79,10 @@ def parse_key_entries(raw: str) -> list[KeyEntry]:
         except ValueError:
             raise ValueError(f"{where}: scopes must be send, read or admin joined by +,"
                              f" got {scopes!r}") from None
-        if any(e.name == name for e in entries):
-            raise ValueError(f"{where}: the name {name!r} is given twice")
+        if name.lower() in RESERVED_NAMES:
+            raise ValueError(f"{where}: {name!r} is the source of kirim's own messages"
+                             f" ({', '.join(sorted(RESERVED_NAMES))} are reserved): a key of that"
+                             " name would own them; choose another name")
         entries.append(KeyEntry(name, bytes.fromhex(digest), granted))
     return entries
 
@@ -79,16 +92,17 @@ class KeyPolicy(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    rate_per_s: float | None = Field(None, gt=0, description="messages per second")
-    burst: int | None = Field(None, ge=1, description="messages at once above the rate")
+    rate_per_s: float | None = Field(default=None, gt=0, description="messages per second")
+    burst: int | None = Field(default=None, ge=1, description="messages at once above the rate")
     countries: list[str] | None = Field(
-        None, description='ISO 3166 regions a message may go to ("ID", "MY"; "*" for any)')
+        default=None, description='ISO 3166 regions a message may go to ("ID", "MY"; "*" for any)')
     groups: list[str] = Field(default_factory=list,
                               description='address-book groups it may send to ("*": any)')
     callback_hosts: list[str] = Field(
         default_factory=list, description='hosts its callback_url may name ("*.example.com"'
         " for subdomains); empty: any public host")
-    callback_http: bool = Field(False, description="allow http:// callback URLs (development)")
+    callback_http: bool = Field(default=False,
+                                description="allow http:// callback URLs (development)")
 
     @field_validator("countries")
     @classmethod
@@ -157,3 +171,62 @@ def decode_secret(value: str, where: str = "secret") -> bytes:
         raise ValueError(f"{where}: a secret must hold at least {MIN_SECRET_BYTES} random"
                          f" bytes, this one has {len(key)}")
     return key
+
+
+class NotAllowed(InvalidMessage):
+    """A valid message this key's policy refuses; `rule` is countries, groups or callbacks."""
+
+    def __init__(self, field: str, reason: str, rule: str) -> None:
+        super().__init__(field, reason)
+        self.rule = rule
+
+
+def destination_region(number: str) -> str:
+    """The ISO region of a normalised number (`6281…` → "ID"); "ZZ" when unknown."""
+    try:
+        return phonenumbers.region_code_for_number(phonenumbers.parse("+" + number)) or "ZZ"
+    except phonenumbers.NumberParseException:
+        return "ZZ"
+
+
+def policy_refusal(job: Job, key: str, policy: KeyPolicy, allow_private: bool
+                   ) -> NotAllowed | None:
+    """Why `key`'s policy refuses this job (an InvalidMessage naming the field), or None."""
+    countries = policy.countries or ["ID"]
+    if job.to is not None and "*" not in countries:
+        region = destination_region(job.to)
+        if region not in countries:
+            return NotAllowed("to", f"goes to {region}; key {key!r} may send to"
+                              f" {', '.join(countries)} only. Ask an operator to add the"
+                              " country to the key's policy (KIRIM_API_KEY_POLICIES)",
+                              "countries")
+    if job.group is not None and not policy.allows_group(job.group):
+        return NotAllowed("group", f"key {key!r} may not send to this group; groups are"
+                          " allowed per key in KIRIM_API_KEY_POLICIES", "groups")
+    if job.callback_url is not None:
+        return _callback_refusal(job.callback_url, key, policy, allow_private)
+    return None
+
+
+def _callback_refusal(url: str, key: str, policy: KeyPolicy, allow_private: bool
+                      ) -> NotAllowed | None:
+    try:
+        parsed = httpx.URL(url)
+        host = parsed.host
+    except (httpx.InvalidURL, UnicodeError, ValueError) as exc:  # idna errors are ValueErrors
+        return NotAllowed("callback_url", f"is not a usable URL ({type(exc).__name__}):"
+                          " give an https:// URL with a host name", "callbacks")
+    if not host:
+        return NotAllowed("callback_url", "has no host: give an https:// URL with a host name",
+                          "callbacks")
+    if parsed.scheme != "https" and not policy.callback_http:
+        return NotAllowed("callback_url", f"must be https:// (key {key!r} is not allowed"
+                          " plain http callbacks)", "callbacks")
+    if not allow_private and (problem := literal_host_problem(url)) is not None:
+        return NotAllowed("callback_url", f"points inside the network: {problem}."
+                          " Callbacks go only to public addresses", "callbacks")
+    if not policy.allows_callback_host(host):
+        return NotAllowed("callback_url", f"host {host} is not on key {key!r}'s"
+                          f" callback allowlist ({', '.join(policy.callback_hosts)})",
+                          "callbacks")
+    return None

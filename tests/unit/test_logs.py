@@ -23,12 +23,13 @@ from producer.core.logs import (
 from producer.core.settings import Settings
 
 PASSWORD = "Nusa-Pw-unit-9c1e"
+TOKEN = "cb-token-unit-0123456789abcdefghijkl"
 
 
 def settings(**extra: object) -> Settings:
     base: dict[str, object] = {
         "redis_url": "redis://:Redis%2FPw-unit@127.0.0.1:6379/0",
-        "nusasms_password": SecretStr(PASSWORD), "callback_token": SecretStr("cb-token-unit"),
+        "nusasms_password": SecretStr(PASSWORD), "callback_token": SecretStr(TOKEN),
         "log_format": "json", **extra}
     return Settings(**base)  # type: ignore[arg-type]
 
@@ -49,7 +50,7 @@ def lines(out: io.StringIO) -> list[dict[str, object]]:
 
 def test_secrets_of_settings_include_the_url_password_decoded() -> None:
     found = secrets_of(settings())
-    assert PASSWORD in found and "Redis/Pw-unit" in found and "cb-token-unit" in found
+    assert PASSWORD in found and "Redis/Pw-unit" in found and TOKEN in found
     assert "" not in found
 
 
