@@ -50,6 +50,8 @@ class Lane:
     url: str = ""
     host: str = ""  # "" when there is no usable callback_url
     url_error: str = ""  # why the callback_url is unusable (its events are poisoned)
+    source: str = ""  # the key that created the message: its secrets sign, its policy applies
+    refusal: str = ""  # why its URL may not be reached (its events are finished as refused)
     trial: bool = False  # holds its host's half-open trial: one POST decides
     mid: str = field(init=False)
 
@@ -105,18 +107,19 @@ class LaneStore:
         return [text(e) for e in poisoned]
 
     def take(self, count: int, lease_s: float) -> list[Lane]:
-        """Lease up to `count` due lanes, soonest first, with their callback URLs."""
+        """Lease up to `count` due lanes, soonest first, with their callback URLs and sources."""
         now = time.time()
         raw: Any = self._take(keys=[self.keys.callback_due, self.keys.callback_lanes],
                               args=[now, now + lease_s, count])
         lanes = [Lane(raw[i], text(raw[i + 1]).split()) for i in range(0, len(raw), 2)]
         pipe = self.redis.pipeline(transaction=False)
         for lane in lanes:
-            pipe.hget(self.keys.message(lane.mid), "callback_url")
-        for lane, url in zip(lanes, pipe.execute(), strict=True):
-            # Lossy on purpose: one record's callback_url that is not UTF-8 must not stop
-            # the take of every lane.
+            pipe.hmget(self.keys.message(lane.mid), "callback_url", "source")
+        for lane, (url, source) in zip(lanes, pipe.execute(), strict=True):
+            # Lossy on purpose: one record's field that is not UTF-8 must not stop the take of
+            # every lane (a mangled source has no secret: its events finish as unsigned).
             lane.point_at(text(url, errors="replace"))
+            lane.source = text(source, errors="replace")
         return lanes
 
     def events(self, eids: Sequence[str]) -> dict[str, Found]:

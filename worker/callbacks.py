@@ -1,4 +1,4 @@
-"""Status callbacks to producers: HMAC-signed POSTs of every state change (issue 5).
+"""Status callbacks to producers: signed POSTs of every state change (issues 5 and 14).
 
 The Lua scripts XADD each state change of a message that has a `callback_url` to
 `Keys.events` in the same atomic step as the change. `kirim.drain_callbacks` (beat, every
@@ -6,6 +6,20 @@ second, on `reports`, so a slow producer never delays sending or maintenance) re
 stream through the consumer group `callbacks` into lanes (worker/callback_lanes.py: one per
 message, its next attempt a score in a sorted set), then POSTs due lanes on a thread pool until
 none is due or RUN_BUDGET_S is spent. Workers share the lanes, each leased to one drain.
+
+Signatures (Standard Webhooks, docs/callbacks.md): every POST carries `webhook-id` (the
+event's stream id, the same on every retry), `webhook-timestamp` (epoch seconds of this
+attempt) and `webhook-signature`: `v1,<base64 HMAC-SHA256 of "id.timestamp.body">` under each
+secret of the message's `source` (the key that created it, KIRIM_CALLBACK_SECRETS), space-
+separated; during a rotation there are two, so a receiver holding either secret accepts it.
+A message whose source has no secret is never POSTed unsigned: its events finish as `unsigned`.
+
+Where a callback may go (no SSRF): before a POST the drain applies the source's KeyPolicy
+(https only unless `callback_http`; the host on `callback_hosts` when that list is not empty),
+and the client (worker/safe_http.py) resolves the host itself, refuses if any address is not
+public (unless KIRIM_CALLBACK_ALLOW_PRIVATE), and connects to the address it checked. A refused
+URL or address is final: its events finish as `refused`, logged with the reason (never the
+URL), not retried and not counted by the breaker. Redirects are never followed.
 
 One receiver must not slow the others: a drain keeps at most `status_callback_per_host`
 lanes of one host in flight (a lane over the cap waits for a later pass, no thread blocks on
@@ -18,11 +32,12 @@ POST decides. A failed event backs off base·2^(n-1), jittered, and is dropped a
 Order: the events of one message are POSTed one after the other, and a failed event holds
 back that message's later events until it is delivered or dropped. Every body carries
 `from` and `at`, and states only move forward, so a receiver can drop a stale one.
-Delivery is at least once: `X-Kirim-Event` is the same on every retry of one event.
+Delivery is at least once: `webhook-id` is the same on every retry of one event.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import json
@@ -33,6 +48,7 @@ import socket
 import threading
 import time
 from collections import Counter as Tally
+from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any
 
@@ -47,7 +63,9 @@ from producer.core.keys import Keys
 from producer.core.redis_text import text, text_map
 from producer.core.routing import Queues, Tasks
 from producer.core.settings import Settings
+from producer.core.tenants import KeyPolicy
 from worker.callback_lanes import Breaker, Found, Lane, LaneStore
+from worker.safe_http import AddressRefused
 
 if TYPE_CHECKING:
     from worker.services import Services
@@ -75,9 +93,26 @@ class CallbackFailed(KirimError):
     """The producer's callback URL did not take a status callback (retried with backoff)."""
 
 
-def sign(secret: bytes, body: bytes) -> str:
-    """The X-Kirim-Signature value: HMAC-SHA256 of the raw body, hex."""
-    return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
+class CallbackRefused(KirimError):
+    """The callback URL or its address may not be reached: final, never retried."""
+
+
+def sign(secrets: Sequence[bytes], msg_id: str, timestamp: int, body: bytes) -> str:
+    """The `webhook-signature` value: `v1,<base64 HMAC-SHA256 of "id.ts.body">` per secret,
+    space-separated (Standard Webhooks)."""
+    signed = f"{msg_id}.{timestamp}.".encode() + body
+    return " ".join("v1," + base64.b64encode(hmac.new(s, signed, hashlib.sha256).digest()
+                                             ).decode() for s in secrets)
+
+
+def webhook_headers(secrets: Sequence[bytes], event_id: str, body: bytes,
+                    timestamp: int | None = None) -> dict[str, str]:
+    """The headers of one POST: Standard Webhooks id, timestamp (now) and signature."""
+    if not secrets:
+        raise ValueError("a status callback is never sent unsigned")
+    ts = int(time.time()) if timestamp is None else timestamp
+    return {"Content-Type": "application/json", "webhook-id": event_id,
+            "webhook-timestamp": str(ts), "webhook-signature": sign(secrets, event_id, ts, body)}
 
 
 def callback_body(fields: dict[str, str]) -> bytes:
@@ -104,19 +139,30 @@ def attempt_count(raw: bytes | None) -> int:
     return int(text(raw).partition(":")[0]) if raw else 0
 
 
-def post_callback(http: httpx.Client, url: str, body: bytes, secret: bytes,
+def post_callback(http: httpx.Client, url: str, body: bytes, secrets: Sequence[bytes],
                   event_id: str) -> None:
-    """POST one signed callback; raise CallbackFailed unless the receiver answers 2xx."""
-    headers = {"Content-Type": "application/json", "X-Kirim-Event": event_id,
-               "X-Kirim-Timestamp": str(int(time.time()))}
-    if secret:
-        headers["X-Kirim-Signature"] = sign(secret, body)
+    """POST one signed callback; CallbackRefused if its address may not be reached,
+    CallbackFailed unless the receiver answers 2xx."""
+    headers = webhook_headers(secrets, event_id, body)
     try:
         reply = http.post(url, content=body, headers=headers)
+    except AddressRefused as exc:
+        raise CallbackRefused(str(exc)) from exc
     except httpx.HTTPError as exc:
         raise CallbackFailed(f"event {event_id}: {type(exc).__name__}") from exc
     if not reply.is_success:
         raise CallbackFailed(f"event {event_id}: HTTP {reply.status_code}")
+
+
+def policy_refusal(policy: KeyPolicy, source: str, url: str) -> str | None:
+    """Why `source`'s policy forbids this callback URL (scheme, host allowlist), or None."""
+    parsed = httpx.URL(url)  # already parsed once by the lane: valid
+    if parsed.scheme != "https" and not policy.callback_http:
+        return f"{parsed.scheme}:// is not allowed for key {source!r} (https only)"
+    host = parsed.raw_host.decode("ascii").lower()
+    if not policy.allows_callback_host(host):
+        return f"{host} is not on the callback_hosts of key {source!r}"
+    return None
 
 
 def backoff_s(attempts: int, base_s: float = BASE_DELAY_S, max_s: float = MAX_DELAY_S) -> float:
@@ -130,8 +176,9 @@ class CallbackDrain:
 
     def __init__(self, redis: Redis, keys: Keys, http: httpx.Client, settings: Settings,
                  consumer: str) -> None:
-        self.http = http
-        self.secret = settings.status_callback_secret.get_secret_value().encode()
+        self.http = http  # the guarded client (worker/safe_http.py)
+        self.settings = settings
+        self._policies: dict[str, KeyPolicy] = {}
         self.max_attempts = settings.status_callback_max_attempts
         self.base_s, self.max_s = (settings.status_callback_base_delay_s,
                                    settings.status_callback_max_delay_s)
@@ -177,8 +224,9 @@ class CallbackDrain:
             taken = self.lanes.take(room, self.lease_s) if room > 0 else []
             for lane in taken:
                 if self._admit(lane, busy, verdicts):
-                    busy[lane.host] += 1
-                    running[pool.submit(self._lane, lane, deadline)] = lane.host
+                    host = lane.host if self._will_post(lane) else ""  # "": holds no cap
+                    busy[host] += 1
+                    running[pool.submit(self._lane, lane, deadline)] = host
             if len(taken) < room or not taken:
                 return
 
@@ -186,8 +234,10 @@ class CallbackDrain:
                ) -> bool:
         """Whether to POST this lane now; if not, push it back to when it may go."""
         now = time.time()
-        if not lane.host:
-            return True  # nothing to POST: its events are finished as no_url or poisoned
+        if lane.host:
+            lane.refusal = self._refusal(lane)
+        if not self._will_post(lane):
+            return True  # nothing to POST: finished as no_url, poisoned, refused or unsigned
         if busy[lane.host] >= self.per_host:
             self.lanes.settle(lane, now + CAP_WAIT_S)
             return False
@@ -232,14 +282,42 @@ class CallbackDrain:
             return self._finish(lane, eid, "poisoned"), None
         if not lane.host:
             return self._finish(lane, eid, "no_url"), None
-        try:
-            post_callback(self.http, lane.url, body, self.secret, eid)
-        except CallbackFailed as exc:
-            return self._failed(lane, eid, fields["state"], attempts + 1, exc)
+        secrets = self._secrets(lane)
+        if not secrets:
+            log.error("status_callback_unsigned", message_id=lane.mid, event_id=eid,
+                      source=lane.source, error=f"KIRIM_CALLBACK_SECRETS has no secret for key"
+                      f" {lane.source!r}: its callbacks are not sent unsigned")
+            return self._finish(lane, eid, "unsigned"), None
+        if not lane.refusal:
+            try:
+                post_callback(self.http, lane.url, body, secrets, eid)
+            except CallbackFailed as exc:
+                return self._failed(lane, eid, fields["state"], attempts + 1, exc)
+            except CallbackRefused as exc:
+                lane.refusal = str(exc)  # its later events are refused without a lookup
+        if lane.refusal:
+            log.error("status_callback_refused", message_id=lane.mid, event_id=eid,
+                      source=lane.source, host=lane.host, reason=lane.refusal)
+            return self._finish(lane, eid, "refused"), None
         if lane.trial:
             lane.trial = False
             log.info("status_callback_breaker_closed", host=lane.host)
         return self._finish(lane, eid, "delivered", lane.host), None
+
+    def _will_post(self, lane: Lane) -> bool:
+        """Whether the lane's events may be POSTed: a usable URL its key allows, and signed."""
+        return bool(lane.host and not lane.refusal and self._secrets(lane))
+
+    def _secrets(self, lane: Lane) -> list[bytes]:
+        """The secrets the lane's callbacks are signed with ([]: its source has none)."""
+        return self.settings.callback_secrets_for(lane.source) if lane.source else []
+
+    def _refusal(self, lane: Lane) -> str:
+        """Why the source's policy forbids the lane's URL ("" if it allows it)."""
+        policy = self._policies.get(lane.source)
+        if policy is None:
+            policy = self._policies[lane.source] = self.settings.policy_for(lane.source)
+        return policy_refusal(policy, lane.source, lane.url) or ""
 
     def _failed(self, lane: Lane, eid: str, state: str, attempts: int,
                 exc: CallbackFailed) -> tuple[str, float | None]:
@@ -282,7 +360,8 @@ def drain(svc: Services) -> int:
     if not _drain_lock.acquire(blocking=False):
         return 0  # the previous drain of this process is still running
     try:
-        return CallbackDrain(svc.redis, svc.keys, svc.hook_http, svc.settings, CONSUMER).run()
+        return CallbackDrain(svc.redis, svc.keys, svc.callback_http, svc.settings,
+                             CONSUMER).run()
     finally:
         _drain_lock.release()
 

@@ -17,6 +17,7 @@ from producer.core.settings import Settings
 from worker.nusasms import NusaSMSClient, NusaSMSConfig, build_http_client
 from worker.ratelimit import RateLimiter
 from worker.retry import RetryPolicy
+from worker.safe_http import PinnedBackend, guarded_client
 from worker.state_writer import StateWriter
 
 
@@ -27,13 +28,16 @@ class Services(Core):
     writer: StateWriter
     client: NusaSMSClient
     http: httpx.Client  # to NusaSMS
-    hook_http: httpx.Client  # to producers' callback URLs and alert webhooks: no redirects
+    # To tenants' callback URLs: public addresses only, pinned, no redirects (safe_http.py).
+    callback_http: httpx.Client
+    hook_http: httpx.Client  # to operator-configured URLs (alert webhook): no redirects
     limiter: RateLimiter
     policy: RetryPolicy
 
     def close(self) -> None:
         """Release connections."""
         self.http.close()
+        self.callback_http.close()
         self.hook_http.close()
         self.redis.close()
 
@@ -41,6 +45,7 @@ class Services(Core):
 def build_services(settings: Settings, app: Celery) -> Services:
     """Wire the worker's parts from settings (no I/O until first use)."""
     settings.require_provider()
+    settings.hash_key_bytes  # noqa: B018 - a backstop for a process that skipped worker_init
     core = build_core(settings, app, connect_redis(settings, settings.worker_concurrency * 4))
     http = build_http_client(settings.nusasms_connect_timeout_s, settings.nusasms_read_timeout_s,
                              settings.nusasms_pool_size)
@@ -50,7 +55,10 @@ def build_services(settings: Settings, app: Celery) -> Services:
     return Services(
         **{f.name: getattr(core, f.name) for f in fields(Core)},
         writer=StateWriter(core.store, core.requeuer, settings.dr_first_poll_s),
-        client=NusaSMSClient(config, http), http=http, hook_http=_hook_http(settings),
+        client=NusaSMSClient(config, http), http=http,
+        callback_http=guarded_client(settings.status_callback_timeout_s, PinnedBackend(
+            allow_private=settings.callback_allow_private)),
+        hook_http=_hook_http(settings),
         limiter=RateLimiter(core.redis, core.keys.rate_limit, settings.rate_limit_per_s,
                             settings.rate_limit_burst),
         policy=RetryPolicy(settings.retry_max_attempts, settings.retry_base_delay_s,
@@ -59,6 +67,7 @@ def build_services(settings: Settings, app: Celery) -> Services:
 
 
 def _hook_http(settings: Settings) -> httpx.Client:
+    """The plain client for URLs the operator configured: they may be internal on purpose."""
     timeout_s = settings.status_callback_timeout_s
     return httpx.Client(timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 5.0)),
                         follow_redirects=False, limits=httpx.Limits(max_connections=32))

@@ -210,7 +210,7 @@ def test_a_due_retry_is_found_behind_hundreds_backing_off(
     wait_for(lambda: [h["status"] for h in flaky.hits] == [500, 200], 30,
              "the retry of the last event, behind 250 pending")
     assert json.loads(flaky.hits[1]["body"])["id"] == late
-    assert flaky.hits[0]["headers"]["x-kirim-event"] == flaky.hits[1]["headers"]["x-kirim-event"]
+    assert flaky.hits[0]["headers"]["webhook-id"] == flaky.hits[1]["headers"]["webhook-id"]
     assert redis.xpending(KEYS.events, GROUP)["pending"] == 250
     # The crowd's host has an open breaker: its events wait without spending attempts.
     spent = sum(int(v.partition(":")[0]) for v in redis.hgetall(KEYS.callback_attempts).values())

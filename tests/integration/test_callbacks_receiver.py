@@ -15,7 +15,7 @@ from worker.state_writer import Attempt, StateWriter
 
 pytestmark = pytest.mark.timeout(90)
 
-TOKEN = "push-secret-7f3a"
+TOKEN = "push-secret-7f3a-Qm9vYmFyLXRva2VuLTMyYw"  # KIRIM_CALLBACK_TOKEN: 32+ random chars
 
 
 @pytest.fixture

@@ -9,11 +9,13 @@ import json
 import queue
 import select
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -25,7 +27,8 @@ FORM = "application/x-www-form-urlencoded"
 @dataclass
 class Receiver:
     """Records every GET and POST: answers `fail_status` to the first `fail_first`, `status`
-    after; with `hang_s`, holds each request that long or until the client gives up.
+    after; with `hang_s`, holds each request that long or until the client gives up; with
+    `location`, sends it as a Location header (a redirect, with a 3xx status).
 
     `url` is the endpoint to give kirim (…/hook); `base` is the server's root, for tests that
     pick their own paths. A hit is {method, path, query, form, headers, body, status, t}.
@@ -35,12 +38,14 @@ class Receiver:
     fail_status: int = 500
     status: int = 200
     hang_s: float = 0.0
+    location: str = ""  # sent as a Location header (with a 3xx status: a redirect)
     hits: list[dict[str, Any]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     base: str = ""
     in_flight: int = 0
     most_in_flight: int = 0  # the most requests it held at one time
     arrivals: queue.Queue[dict[str, Any]] = field(default_factory=queue.Queue)
+    server_names: list[str | None] = field(default_factory=list)  # TLS SNI of each handshake
 
     @property
     def url(self) -> str:
@@ -72,11 +77,11 @@ class Receiver:
             return [json.loads(h["body"]) for h in self.hits if h["status"] == 200]
 
     def by_event(self) -> dict[str, list[dict[str, Any]]]:
-        """Hits grouped by X-Kirim-Event, each group in arrival order."""
+        """Hits grouped by webhook-id (the event: the same on every retry), in arrival order."""
         with self.lock:
             out: dict[str, list[dict[str, Any]]] = {}
             for hit in self.hits:
-                out.setdefault(hit["headers"]["x-kirim-event"], []).append(hit)
+                out.setdefault(hit["headers"]["webhook-id"], []).append(hit)
             return out
 
     def alert_levels(self, kind: str) -> list[str]:
@@ -125,6 +130,8 @@ def _handler_for(rec: Receiver) -> type[BaseHTTPRequestHandler]:
             status = rec.handle(self.connection, self.command, self.path, headers, body)
             with contextlib.suppress(OSError):  # a client that gave up hears nothing
                 self.send_response(status)
+                if rec.location:
+                    self.send_header("Location", rec.location)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
@@ -137,11 +144,23 @@ def _handler_for(rec: Receiver) -> type[BaseHTTPRequestHandler]:
 
 
 @contextlib.contextmanager
-def serving_receiver(**options: Any) -> Iterator[Receiver]:
-    """A Receiver (with `options`) served on 127.0.0.1, a free port, in a thread."""
+def serving_receiver(tls: tuple[Path, Path] | None = None, **options: Any) -> Iterator[Receiver]:
+    """A Receiver (with `options`) served on 127.0.0.1, a free port, in a thread; with
+    `tls` (certificate file, key file) over HTTPS, recording the SNI of each handshake."""
     rec = Receiver(**options)
     server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(rec))
-    rec.base = f"http://127.0.0.1:{server.server_address[1]}"
+    scheme = "http"
+    if tls is not None:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(*tls)
+
+        def remember(_sock: Any, name: str | None, _ctx: Any) -> None:
+            rec.server_names.append(name)
+
+        context.sni_callback = remember
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+        scheme = "https"
+    rec.base = f"{scheme}://127.0.0.1:{server.server_address[1]}"
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:

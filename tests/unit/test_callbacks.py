@@ -1,35 +1,118 @@
-"""Pure parts of status callbacks (worker/callbacks.py): the signature, the body, the
-backoff and reading a stream entry. The drain itself runs in tests/integration/
-test_status_callbacks.py and test_callback_isolation.py, against real receivers."""
+"""Pure parts of status callbacks (worker/callbacks.py): the Standard Webhooks signature and
+headers, the key policy on a callback URL, the body, the backoff and reading a stream entry.
+The drain itself runs in tests/integration/test_status_callbacks.py, test_callback_isolation.py,
+test_callback_signatures.py and test_callback_ssrf.py, against real receivers."""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
+import base64
 import json
 import random
+import time
 from collections.abc import Iterator
 
 import pytest
+from standardwebhooks import Webhook, WebhookVerificationError
 
-from worker.callbacks import attempt_count, backoff_s, callback_body, event_fields, sign
+from producer.core.tenants import KeyPolicy
+from worker.callbacks import (
+    attempt_count,
+    backoff_s,
+    callback_body,
+    event_fields,
+    policy_refusal,
+    sign,
+    webhook_headers,
+)
 
-# RFC 4231, test case 2: HMAC-SHA-256 of "what do ya want for nothing?" under the key "Jefe".
-RFC4231_KEY, RFC4231_DATA = b"Jefe", b"what do ya want for nothing?"
-RFC4231_MAC = "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+# The Standard Webhooks specification's example (spec/standard-webhooks.md, "Signature
+# scheme"), also the test vector of its reference libraries.
+SPEC_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+SPEC_ID, SPEC_TS, SPEC_BODY = "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, b'{"test": 2432232314}'
+SPEC_SIGNATURE = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+
+NEW, OLD = b"n" * 32, b"o" * 32
 
 
-def test_signature_matches_the_rfc_4231_vector():
-    assert sign(RFC4231_KEY, RFC4231_DATA) == f"sha256={RFC4231_MAC}"
+def whsec(key: bytes) -> str:
+    return "whsec_" + base64.b64encode(key).decode()
 
 
-def test_signature_is_hmac_sha256_of_the_raw_body():
-    body = callback_body({"id": "m1", "state": "sent", "from": "sending", "at": "1.5",
-                          "code": "0", "provider_id": "123"})
-    want = hmac.new(b"k", body, hashlib.sha256).hexdigest()
-    assert sign(b"k", body) == f"sha256={want}"
-    assert json.loads(body) == {"id": "m1", "state": "sent", "from": "sending", "code": "0",
-                                "provider_id": "123", "at": 1.5}
+def test_signature_matches_the_standard_webhooks_spec_vector():
+    key = base64.b64decode(SPEC_SECRET.removeprefix("whsec_"))
+    assert sign([key], SPEC_ID, SPEC_TS, SPEC_BODY) == SPEC_SIGNATURE
+
+
+def test_headers_verify_with_the_reference_verifier_and_only_with_the_right_secret():
+    body = callback_body({"id": "m1", "state": "sent", "from": "sending", "at": "1.5"})
+    headers = webhook_headers([NEW], "1700000000000-0", body)
+    assert headers["webhook-id"] == "1700000000000-0"
+    assert abs(int(headers["webhook-timestamp"]) - time.time()) < 5
+    assert json.loads(body) == Webhook(whsec(NEW)).verify(body, headers)
+    with pytest.raises(WebhookVerificationError):
+        Webhook(whsec(OLD)).verify(body, headers)
+
+
+def test_during_a_rotation_each_secret_signs_and_either_verifies():
+    body = b'{"id":"m1"}'
+    headers = webhook_headers([NEW, OLD], "1-0", body)
+    parts = headers["webhook-signature"].split(" ")
+    assert [p.partition(",")[0] for p in parts] == ["v1", "v1"] and parts[0] != parts[1]
+    for key in (NEW, OLD):
+        Webhook(whsec(key)).verify(body, headers)
+    with pytest.raises(WebhookVerificationError):
+        Webhook(whsec(b"x" * 32)).verify(body, headers)
+
+
+@pytest.mark.parametrize("change", ["body", "timestamp", "id"])
+def test_a_changed_body_timestamp_or_id_does_not_verify(change):
+    body = b'{"id":"m1","state":"sent"}'
+    headers = webhook_headers([NEW], "1-0", body)
+    if change == "body":
+        body = b'{"id":"m1","state":"delivered"}'
+    elif change == "timestamp":
+        headers["webhook-timestamp"] = str(int(headers["webhook-timestamp"]) + 1)
+    else:
+        headers["webhook-id"] = "2-0"
+    with pytest.raises(WebhookVerificationError):
+        Webhook(whsec(NEW)).verify(body, headers)
+
+
+def test_a_timestamp_older_than_five_minutes_is_refused_by_the_receiver():
+    body = b"{}"
+    stale = webhook_headers([NEW], "1-0", body, timestamp=int(time.time()) - 301)
+    with pytest.raises(WebhookVerificationError, match="too old"):
+        Webhook(whsec(NEW)).verify(body, stale)
+    Webhook(whsec(NEW)).verify(body, webhook_headers([NEW], "1-0", body,
+                                                     timestamp=int(time.time()) - 240))
+
+
+def test_there_are_no_unsigned_headers():
+    with pytest.raises(ValueError, match="unsigned"):
+        webhook_headers([], "1-0", b"{}")
+
+
+@pytest.mark.parametrize(("policy", "url", "refused"), [
+    (KeyPolicy(), "https://hooks.example.com/k?t=1", None),
+    (KeyPolicy(), "http://hooks.example.com/k", "http:// is not allowed for key 'shop'"),
+    (KeyPolicy(callback_http=True), "http://hooks.example.com/k", None),
+    (KeyPolicy(callback_hosts=["hooks.example.com"]), "https://HOOKS.example.com./k", None),
+    (KeyPolicy(callback_hosts=["hooks.example.com"]), "https://evil.example.com/k",
+     "evil.example.com is not on the callback_hosts of key 'shop'"),
+    (KeyPolicy(callback_hosts=["hooks.example.com"]), "https://hooks.example.com.evil.io/",
+     "is not on the callback_hosts"),
+    (KeyPolicy(callback_hosts=["*.example.com"]), "https://a.b.example.com:8443/k", None),
+    (KeyPolicy(callback_hosts=["*.example.com"]), "https://example.com.evil.io/k",
+     "is not on the callback_hosts"),
+    (KeyPolicy(callback_hosts=["xn--bcher-kva.example"]), "https://bücher.example/k", None),
+])
+def test_the_key_policy_on_a_callback_url(policy, url, refused):
+    reason = policy_refusal(policy, "shop", url)
+    if refused is None:
+        assert reason is None
+    else:
+        assert reason is not None and refused in reason
+        assert "?" not in reason and "/k" not in reason  # never the URL's path or query
 
 
 def test_callback_body_is_compact_json_in_a_fixed_order():
