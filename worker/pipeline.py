@@ -28,6 +28,7 @@ from producer.core.contract import Channel, Job, State
 from producer.core.guard import route_for
 from producer.core.recipient import mask_recipient
 from producer.core.routing import Circuit
+from producer.core.segments import text_hash
 from worker import metrics
 from worker.decision import Next, Reply, Step, decide, otp_expired
 from worker.leases import settle_lost_sender
@@ -69,8 +70,11 @@ class SendPipeline:
         job = self._decode(raw)
         if job is None:
             return "poison"
-        if not dispatch:
-            self._adopt(job)  # a foreign Celery client enqueued without a record
+        if not dispatch:  # a foreign Celery client enqueued without a record
+            # It cannot know KIRIM_HASH_KEY: the guard's text key is computed here.
+            job = job.model_copy(update={
+                "text_hash": text_hash(job.text, self.svc.settings.hash_key_bytes)})
+            self._adopt(job)
         token = secrets.token_hex(8)
         lease_s = self.svc.settings.send_lease_s
         lease_until = time.time() + lease_s

@@ -9,6 +9,7 @@ from typing import Any
 
 from celery import Celery, signals
 
+from producer.core.errors import ConfigError
 from worker import health, metrics
 
 
@@ -25,6 +26,11 @@ def connect(app: Celery) -> None:
         from redis import Redis
 
         settings = app.kirim_settings
+        try:  # Celery swallows other errors in a signal handler: SystemExit stops the worker
+            settings.require_provider()
+            settings.hash_key_bytes  # noqa: B018 - every send and alert SMS needs it
+        except ConfigError as exc:
+            raise SystemExit(f"kirim worker: {exc}") from None
         redis = Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
         metrics.serve(settings, redis)
 

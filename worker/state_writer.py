@@ -94,13 +94,15 @@ class StateWriter:
         """A task payload that cannot be a job: its record (if any) is quarantined, and a
         dead letter keeps the payload either way. It is never retried."""
         mid = str(raw.get("id", "")) if isinstance(raw, dict) else ""
-        payload = json.dumps(raw, default=str)[:20000]
+        payload = json.dumps(raw, default=str)  # an OTP's is kept without its text
         if mid and self._stored_job_unreadable(mid):
             quarantine(self.store, mid, exc, payload)  # also stops the sweeps meeting it
             return
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        record = self.store.get(mid) if mid else None  # a bad copy of an OTP: keep no text
         entry = dead_letter_fields(mid, "invalid_payload", None, "INVALID_PAYLOAD", 0,
-                                   problems, time.time(), payload)
+                                   problems, time.time(), payload,
+                                   channel=record.fields.get("channel") if record else None)
         self.store.redis.xadd(self.keys.dead_letters,
                               dict(zip(entry[::2], entry[1::2], strict=True)))
         log.error("poison_message", message_id=mid, errors=problems[:500])
@@ -119,10 +121,11 @@ class StateWriter:
         return False
 
     def dead(self, job: Job, attempt: Attempt, reason: str, claim: str | None = None) -> bool:
-        """Give up: dead letter with the whole job, the code and the last reply."""
+        """Give up: dead letter with the whole job (an OTP's without its text, which the
+        record loses in the same step), the code and the last reply."""
         entry = dead_letter_fields(job.id, reason, attempt.code, attempt.code_name,
                                    attempt.attempts, attempt.reply, time.time(),
-                                   job.model_dump_json())
+                                   job.model_dump_json(), job.channel)
         fx = Effects(zrem=[(self.keys.sending, job.id), (self.keys.deferred, job.id),
                            (self.keys.unknown, job.id)],
                      xadd=[(self.keys.dead_letters, entry)])

@@ -9,6 +9,7 @@ from rich.table import Table
 
 from producer.cli.common import client, console, err_console, when
 from producer.core.deadletters import DeadLetters
+from producer.core.errors import TextErased
 
 app = typer.Typer(no_args_is_help=True, help="Dead letters: messages kirim gave up on.")
 
@@ -54,10 +55,15 @@ def replay(entry: str = typer.Argument(None, help="stream entry id or message id
             if letter is None:
                 err_console.print(f"no dead letter {entry!r}")
                 raise typer.Exit(1)
-            done, skipped = (1, 0) if letters.replay(letter) else (0, 1)
+            try:
+                done, skipped = (1, 0) if letters.replay(letter) else (0, 1)
+            except TextErased as exc:
+                err_console.print(str(exc))
+                raise typer.Exit(1) from None
         else:
             done, skipped = letters.replay_where(code)
-    console.print(f"replayed {done}, skipped {skipped} (no longer dead)")
+    console.print(f"replayed {done}, skipped {skipped} (no longer dead, or an OTP whose text"
+                  " was erased)")
 
 
 @app.command()

@@ -65,6 +65,6 @@ def apply_verdict(kirim: KirimClient, message_id: str, verdict: Verdict,
         record = kirim.status(message_id)
         fx.xadd.append((keys.dead_letters, dead_letter_fields(
             message_id, note, None, "OPERATOR", record.attempts, "", time.time(),
-            record.fields["job"])))
+            record.fields["job"], channel=record.fields.get("channel"))))
     return kirim.store.move(message_id, State(verdict.value), note=note, set_fields=fields,
                             effects=fx, allowed_from=[State.UNKNOWN]).ok

@@ -22,6 +22,7 @@ from pydantic import (
     GetCoreSchemaHandler,
     StringConstraints,
     ValidationError,
+    ValidationInfo,
     field_validator,
 )
 from pydantic_core import CoreSchema, InitErrorDetails, PydanticCustomError
@@ -202,7 +203,10 @@ class Job(BaseModel):
     channel: Channel
     to: str | None = Field(None, pattern=r"^[1-9][0-9]{6,14}$")
     group: Text | None = None
-    text: NonEmptyText
+    # True only on a stored copy (record, dead letter) of a final OTP whose text was erased;
+    # then `text` is "". Never on a task; left out of the JSON while false.
+    text_erased: bool = Field(default=False, exclude_if=lambda erased: not erased)
+    text: Text  # not empty, unless erased (checked below, after text_erased)
     encoding: Literal["gsm7", "ucs2"]
     parts: int = Field(ge=1)
     text_hash: Text
@@ -214,6 +218,20 @@ class Job(BaseModel):
     source: Text = "python"
     idempotency_key: Text | None = None
 
+    @field_validator("text")
+    @classmethod
+    def _text_unless_erased(cls, value: str, info: ValidationInfo) -> str:
+        erased = info.data.get("text_erased", False)
+        if not value and not erased:
+            raise PydanticCustomError("string_too_short",
+                                      "String should have at least {min_length} character",
+                                      {"min_length": 1})
+        if value and erased:
+            raise PydanticCustomError("text_not_erased", "must be empty when text_erased is true")
+        return value
+
     def to_task(self) -> dict[str, Any]:
         """The JSON-ready dict that travels as the task argument."""
+        if self.text_erased:  # a stored copy of a final OTP: nothing left to send
+            raise ValueError(f"message {self.id}: its text was erased; it cannot be sent again")
         return self.model_dump(mode="json")

@@ -6,7 +6,8 @@ KirimError
  ├── IdempotencyConflict    same idempotency key, different body
  ├── RecipientLimited       the recipient guard refuses an OTP now (says when it could go)
  ├── MessageNotFound        no record for that id
- └── StoreUnavailable       Redis cannot be reached; nothing was written
+ ├── StoreUnavailable       Redis cannot be reached; nothing was written
+ └── TextErased             a dead OTP cannot be replayed: its text was erased when it died
 """
 
 from __future__ import annotations
@@ -57,3 +58,14 @@ class MessageNotFound(KirimError, LookupError):
 
 class StoreUnavailable(KirimError):
     """Redis could not be reached; nothing was written."""
+
+
+class TextErased(KirimError):
+    """A dead OTP cannot be sent again: its text was erased when it died (the code is a
+    secret, not kept once it is of no use). The user requests a new code instead."""
+
+    def __init__(self, message_id: str) -> None:
+        self.message_id = message_id
+        super().__init__(
+            f"message {message_id} is an OTP whose text was erased when it died, so it cannot"
+            " be replayed; ask the user to request a new code")

@@ -48,7 +48,11 @@ def printable(text: str) -> str:
 
 def build_job(req: SendRequest, settings: Settings, *, source: str = "python",
               now: float | None = None, message_id: str | None = None) -> Job:
-    """Validate and normalise one request into the job a worker will send."""
+    """Validate and normalise one request into the job a worker will send.
+
+    ConfigError when KIRIM_HASH_KEY is not set: the text hash is keyed with it.
+    """
+    key = settings.hash_key_bytes  # first: a process without the key enqueues nothing
     now = time.time() if now is None else now
     text = _checked_text(req)
     to, group = _destination(req)
@@ -56,7 +60,7 @@ def build_job(req: SendRequest, settings: Settings, *, source: str = "python",
     try:
         return Job(
             id=message_id or new_message_id(now), channel=req.channel, to=to, group=group,
-            text=text, encoding=encoding, parts=parts, text_hash=text_hash(text),
+            text=text, encoding=encoding, parts=parts, text_hash=text_hash(text, key),
             created_at=now, valid_until=_valid_until(req, settings, now),
             send_at=_send_at(req, now, settings.message_ttl_s),
             callback_url=req.callback_url, metadata=req.metadata, source=source,

@@ -4,7 +4,8 @@ A stored job that no longer reads back (written by an older version, or by a for
 client that got past validation) must not stop the sweep that meets it: every periodic
 sweep handles its items one at a time, and an item that fails with a data error goes
 here: the record moves to `dead` with the reason, its index entries are removed and a dead
-letter keeps what was stored, in one atomic step. It is logged once, and the sweep goes on.
+letter keeps what was stored (an OTP's without its text), in one atomic step. It is logged
+once, and the sweep goes on.
 
 Only data errors quarantine (DATA_ERRORS); a Redis connection error stops the sweep, whose
 next run retries, because the item itself is fine.
@@ -41,14 +42,16 @@ def quarantine(store: MessageStore, message_id: str, error: BaseException | str,
     A message further on is left as it is, and only the sweeps' entries are dropped.
     """
     reason = f"poisoned: {_describe(error)}"
+    stored, channel = store.redis.hmget(store.keys.message(message_id), "job", "channel")
     if payload is None:
-        stored = store.redis.hget(store.keys.message(message_id), "job") or ""
         # Lossy on purpose: the payload is only shown (in the dead letter), and a job that
         # is not valid UTF-8 is exactly what gets quarantined.
-        payload = text(stored, errors="replace")
+        payload = text(stored or b"", errors="replace")
+    # The record's channel counts too: an OTP's payload that does not read is not kept.
+    channel_name = text(channel or b"", errors="replace")
     moved = store.move(message_id, State.DEAD, note=reason, allowed_from=_BEFORE_CALL,
                        calling=False, set_fields={"reason": reason, "last_code_name": "POISONED"},
-                       effects=_effects(store, message_id, reason, payload))
+                       effects=_effects(store, message_id, reason, payload, channel_name))
     if not moved.ok and moved.previous == State.SENDING:
         moved = store.move(message_id, State.UNKNOWN, note=reason, allowed_from=[State.SENDING],
                            calling=True, set_fields={"reason": reason},
@@ -61,10 +64,11 @@ def quarantine(store: MessageStore, message_id: str, error: BaseException | str,
     return moved.ok
 
 
-def _effects(store: MessageStore, message_id: str, reason: str, payload: str) -> Effects:
+def _effects(store: MessageStore, message_id: str, reason: str, payload: str,
+             channel: str) -> Effects:
     keys = store.keys
     entry = dead_letter_fields(message_id, reason, None, "POISONED", 0, "", time.time(),
-                               payload[:20000])
+                               payload, channel or None)
     return Effects(zrem=[(k, message_id) for k in _indexes(store)],
                    srem=[(keys.held(str(c)), message_id) for c in Circuit],
                    xadd=[(keys.dead_letters, entry)])

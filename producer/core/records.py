@@ -103,9 +103,14 @@ class MessageRecord:
 
 
 def fingerprint(job: Job) -> str:
-    """Hash of what the caller asked for: the same idempotency key must come with the same."""
+    """Hash of what the caller asked for: the same idempotency key must come with the same.
+
+    The text goes in as its `text_hash`, an HMAC under the server's KIRIM_HASH_KEY, never
+    as itself: the fingerprint is stored in the record and the idempotency key, and a plain
+    hash of an OTP's text gives the code back to anyone who tries the million codes.
+    """
     body = job.model_dump(
-        include={"channel", "to", "group", "text", "send_at", "callback_url", "metadata"}
+        include={"channel", "to", "group", "text_hash", "send_at", "callback_url", "metadata"}
     )
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:32]
 
@@ -118,7 +123,7 @@ class MessageStore:
         self.keys = keys
         self.ttl_s = ttl_s
         self._create = lua.register(redis, "create")
-        self._transition = lua.register(redis, "transition")
+        self._transition = lua.register(redis, "erase_text", "transition")
         self._claim = lua.register(redis, "claim")
         self._accept = lua.register(redis, "guard_check", "accept")
 

@@ -23,6 +23,7 @@ is GSM 7-bit. An empty text is 0 units in 0 parts: the provider sends nothing (i
 from __future__ import annotations
 
 import hashlib
+import hmac
 import unicodedata
 from dataclasses import dataclass
 from typing import Literal
@@ -92,16 +93,28 @@ def _even_parts(units: int, single: int, per_part: int) -> int:
     return -(-units // per_part)
 
 
-def text_hash(text: str) -> str:
-    """A 16-hex-digit sha256 of the NFC form of `text`, the recipient guard's text key.
+# Prefixed to the text: a digest under this key means this use only (v1: a later change of
+# normalisation or length gets a new prefix).
+TEXT_HASH_DOMAIN = b"kirim/text-hash/v1\x00"
 
+
+def text_hash(text: str, key: bytes) -> str:
+    """The recipient guard's text key: HMAC-SHA256 of the NFC form of `text`, keyed by the
+    server secret `key` (KIRIM_HASH_KEY), as 16 hex digits.
+
+    Keyed because the hash is stored next to the message and in the guard's key names: an
+    unkeyed hash of a 6-digit code inside a known template comes back by trying every code.
     NFC makes texts that look identical hash equal (composed `é` and `e` + U+0301), so the
     guard counts them as one text, the cautious side of the provider's -77 rule. Texts that
-    differ in any visible way, whitespace included, hash differently. 64 bits is plenty: the
-    hash is only compared among one recipient's texts in 24 hours.
+    differ in any visible way, whitespace included, hash differently. 64 bits is plenty:
+    without the key no text can be tried against it, and it is only compared among one
+    recipient's texts in 24 hours (a collision would need ~2^32 of them).
     """
+    if not key:
+        raise ValueError("text_hash needs the server's hash key (KIRIM_HASH_KEY)")
     nfc = unicodedata.normalize("NFC", text)
-    return hashlib.sha256(nfc.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    data = TEXT_HASH_DOMAIN + nfc.encode("utf-8", "surrogatepass")
+    return hmac.new(key, data, hashlib.sha256).hexdigest()[:16]
 
 
 def _gsm7_cost(ch: str, newline_counts_double: bool) -> int:

@@ -60,6 +60,18 @@ def test_dead_letters_list_show_and_replay(cli, kirim, workers):
     wait_states(kirim, [mid], {State.SENT})
 
 
+def test_a_dead_otp_is_not_replayed_and_the_cli_says_why(cli, kirim, workers):
+    workers.start()
+    mid = kirim.send_otp("6281190013000", "Kode OTP Anda 739104")  # -13: dead at once
+    wait_states(kirim, [mid], {State.DEAD})
+    assert '"text_erased": true' in cli("dlq", "show", mid).output
+    refused = cli("dlq", "replay", mid)
+    assert refused.exit_code == 1
+    assert "text was erased" in refused.output and "request a new code" in refused.output
+    assert "replayed 0, skipped 1" in cli("dlq", "replay", "--all").output
+    assert kirim.status(mid).state == State.DEAD
+
+
 def test_account_status_and_resume(cli, kirim, workers, sandbox):
     workers.start()
     sandbox.set_credits(0)

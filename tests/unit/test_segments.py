@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import hmac
 import math
 
 import pytest
@@ -19,6 +20,9 @@ from producer.core.segments import (
     text_hash,
 )
 from sandbox import segments as sandbox_segments
+
+KEY = b"test-hash-key-0123456789abcdefghijklmnop"
+OTHER_KEY = b"another-hash-key-0123456789abcdefghijk"
 
 CYR = "я"  # one UTF-16 unit, not GSM: forces UCS-2
 EMOJI = "😀"  # U+1F600: a surrogate pair, 2 UTF-16 units
@@ -161,22 +165,37 @@ def test_segments_is_frozen() -> None:
 
 
 def test_text_hash_known_value() -> None:
-    # sha256("hello") is 2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824.
-    assert text_hash("hello") == "2cf24dba5fb0a30e"
+    # Computed by hand: HMAC-SHA256(KEY, b"kirim/text-hash/v1" NUL "hello"), first 16 hex.
+    expected = hmac.new(KEY, b"kirim/text-hash/v1\x00hello", hashlib.sha256).hexdigest()[:16]
+    assert text_hash("hello", KEY) == expected
+    # Not the unkeyed sha256 prefix it was (2cf24dba5fb0a30e): that one gave OTPs away.
+    assert text_hash("hello", KEY) != "2cf24dba5fb0a30e"
 
 
 def test_text_hash_identical_visible_texts_hash_equal() -> None:
-    assert text_hash("Kode caf\u00e9") == text_hash("Kode cafe\u0301")
-    assert text_hash("Å") == text_hash("A\u030a")
+    assert text_hash("Kode caf\u00e9", KEY) == text_hash("Kode cafe\u0301", KEY)
+    assert text_hash("Å", KEY) == text_hash("A\u030a", KEY)
 
 
 @pytest.mark.parametrize(("one", "other"), [("a", "a "), ("OTP 1", "OTP 2"), ("a", "A"), ("", " ")])
 def test_text_hash_different_texts_differ(one: str, other: str) -> None:
-    assert text_hash(one) != text_hash(other)
+    assert text_hash(one, KEY) != text_hash(other, KEY)
 
 
 def test_text_hash_tolerates_a_lone_surrogate() -> None:
-    assert len(text_hash("\ud800")) == 16
+    assert len(text_hash("\ud800", KEY)) == 16
+
+
+def test_text_hash_depends_on_the_key() -> None:
+    code = "Kode OTP Anda 739104"
+    assert text_hash(code, KEY) == text_hash(code, KEY)
+    assert text_hash(code, KEY) != text_hash(code, OTHER_KEY)
+    assert text_hash(code, KEY) != text_hash(code, KEY + b"x")
+
+
+def test_text_hash_refuses_an_empty_key() -> None:
+    with pytest.raises(ValueError, match="KIRIM_HASH_KEY"):
+        text_hash("Kode 1", b"")
 
 
 # --- properties ---------------------------------------------------------------------------
@@ -234,12 +253,15 @@ def test_ucs2_units_are_utf16_code_units(text: str, rule: bool) -> None:
 
 
 @given(any_text)
-def test_text_hash_is_a_prefix_of_the_nfc_sha256(text: str) -> None:
-    digest = text_hash(text)
+def test_text_hash_is_a_prefix_of_the_keyed_nfc_hmac(text: str) -> None:
+    digest = text_hash(text, KEY)
     assert len(digest) == 16 and set(digest) <= set("0123456789abcdef")
-    assert digest == text_hash(text)
+    assert digest == text_hash(text, KEY)
+    assert digest != text_hash(text, OTHER_KEY)
     if text.isascii():  # ASCII is its own NFC form
-        assert digest == hashlib.sha256(text.encode()).hexdigest()[:16]
+        mac = hmac.new(KEY, b"kirim/text-hash/v1\x00" + text.encode(), hashlib.sha256)
+        assert digest == mac.hexdigest()[:16]
+        assert digest != hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 @given(any_text, newline_rule)

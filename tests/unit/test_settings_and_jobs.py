@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 
 import pytest
+from pydantic import ValidationError
 
-from producer.core.contract import Channel, SendRequest
+from producer.core.contract import Channel, Job, SendRequest
 from producer.core.errors import ConfigError, InvalidMessage
 from producer.core.jobs import build_job, parse_request
+from producer.core.records import fingerprint
+from producer.core.segments import text_hash
 from producer.core.settings import Settings, load_settings
 
 
@@ -93,3 +97,56 @@ def test_otp_gets_a_validity():
     job = build_job(SendRequest(channel="otp", to="081234567890", text="Kode 1234"), Settings(),
                     now=1000.0)
     assert job.valid_until == 1000.0 + Settings().otp_validity_s
+
+
+# --- the hash key (issue 14) -----------------------------------------------------------------
+
+def test_build_job_without_the_hash_key_is_a_config_error(monkeypatch):
+    monkeypatch.delenv("KIRIM_HASH_KEY", raising=False)
+    with pytest.raises(ConfigError, match="KIRIM_HASH_KEY not set"):
+        _job(channel="otp", text="Kode 123456")
+
+
+def test_a_short_hash_key_names_the_variable(monkeypatch):
+    monkeypatch.setenv("KIRIM_HASH_KEY", "too-short")
+    with pytest.raises(ConfigError, match="KIRIM_HASH_KEY"):
+        load_settings()
+
+
+def test_the_text_hash_is_keyed_by_the_settings_key(monkeypatch):
+    code = {"channel": "otp", "text": "Kode OTP Anda 739104"}
+    first, again = _job(**code), _job(**code)
+    assert first.text_hash == again.text_hash == text_hash(code["text"],
+                                                           Settings().hash_key_bytes)
+    monkeypatch.setenv("KIRIM_HASH_KEY", "a-different-hash-key-0123456789abcdef")
+    other = _job(**code)
+    assert other.text_hash != first.text_hash
+    unkeyed = hashlib.sha256(code["text"].encode()).hexdigest()
+    assert unkeyed[:16] not in (first.text_hash, other.text_hash)
+
+
+def test_the_idempotency_fingerprint_holds_no_plain_hash_of_the_text(monkeypatch):
+    code = {"channel": "otp", "text": "Kode OTP Anda 739104", "idempotency_key": "k"}
+    first = fingerprint(_job(**code))
+    assert first == fingerprint(_job(**code))
+    assert first != fingerprint(_job(**{**code, "text": "Kode OTP Anda 739105"}))
+    # The same request under another server key: another fingerprint, so nothing in it can be
+    # checked against a guessed code without the key.
+    monkeypatch.setenv("KIRIM_HASH_KEY", "a-different-hash-key-0123456789abcdef")
+    assert fingerprint(_job(**code)) != first
+
+
+def test_an_erased_job_reads_back_and_cannot_become_a_task():
+    job = _job(channel="otp", text="Kode 739104")
+    erased = Job.model_validate_json(
+        job.model_dump_json().replace('"text":"Kode 739104"', '"text":""')[:-1]
+        + ',"text_erased":true}')
+    assert erased.text == "" and erased.text_erased and erased.id == job.id
+    assert "text_erased" not in job.model_dump_json()  # a normal job's JSON is unchanged
+    assert '"text_erased":true' in erased.model_dump_json()
+    with pytest.raises(ValueError, match="erased"):
+        erased.to_task()
+    with pytest.raises(ValidationError, match="at least 1 character"):
+        Job.model_validate({**job.to_task(), "text": ""})  # empty without the mark: refused
+    with pytest.raises(ValidationError, match="must be empty"):
+        Job.model_validate({**job.to_task(), "text_erased": True})

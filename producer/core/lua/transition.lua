@@ -1,5 +1,7 @@
 -- Move a message to a new state if its current state is an allowed predecessor, and apply the
--- index updates that go with it, all in one atomic step.
+-- index updates that go with it, all in one atomic step. An OTP that becomes final (sent, a
+-- final report, expired, dead) loses its text in the same step (erase_text.lua, prepended by
+-- records.py), and an OTP whose text is gone never goes back to `queued`.
 -- KEYS[1] record hash, KEYS[2] timeline list, KEYS[3] events stream (status callbacks)
 -- ARGV[1] new state, ARGV[2] now, ARGV[3] ttl_s, ARGV[4] JSON spec:
 --   {"from": [states], "set": {f: v}, "incr": {f: n}, "note": str,
@@ -16,6 +18,9 @@ for _, s in ipairs(spec["from"] or {}) do
   if s == state then allowed = true end
 end
 if not allowed then return {0, state} end
+if ARGV[1] == "queued" and redis.call("HGET", KEYS[1], "text_erased") == "1" then
+  return {0, state}  -- nothing left to send (DeadLetters.replay says so to the operator)
+end
 -- A sender's lease: only give up on it if it really ran out (a new claim renews it).
 if spec["lease_expired_by"] then
   local lease = tonumber(redis.call("HGET", KEYS[1], "lease_until") or "0") or 0
@@ -33,6 +38,7 @@ if spec["calling"] ~= nil and state == "sending" then
   if calling ~= spec["calling"] then return {0, state} end
 end
 redis.call("HSET", KEYS[1], "state", ARGV[1], "updated_at", ARGV[2])
+if ERASE_TEXT_STATES[ARGV[1]] then erase_otp_text(KEYS[1]) end
 for f, v in pairs(spec["set"] or {}) do redis.call("HSET", KEYS[1], f, tostring(v)) end
 for f, n in pairs(spec["incr"] or {}) do redis.call("HINCRBY", KEYS[1], f, n) end
 local entry = {state = ARGV[1], at = tonumber(ARGV[2]), from = state}
