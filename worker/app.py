@@ -15,7 +15,13 @@ from producer.core.broker import make_celery
 from producer.core.keys import Keys
 from producer.core.routing import Queues, Tasks
 from producer.core.settings import Settings, load_settings
-from worker import callbacks, credits, delivery
+from worker import (
+    callbacks,
+    credits,
+    delivery,
+    masked_inspect,  # noqa: F401  (registers the masked inspect commands)
+)
+from worker.beat import redbeat_settings
 from worker.signals import connect as connect_signals
 from worker.tasks import register_tasks
 
@@ -56,7 +62,10 @@ def create_app(settings: Settings) -> Celery:
         # processes can run and exactly one schedules; a standby takes over when the lock
         # (renewed every loop) is not renewed for redbeat_lock_timeout seconds.
         beat_scheduler="worker.beat:OutageTolerantScheduler",  # rides out Redis restarts
-        redbeat_redis_url=settings.redis_url,
+        # RedBeat's Redis: the URL without its password, which goes in a credential provider
+        # (worker/beat.py): `celery inspect conf` and Flower's Config tab show these settings.
+        # Nothing else secret belongs in app.conf: Celery masks broker_url itself.
+        **redbeat_settings(settings.redis_url),
         redbeat_key_prefix=Keys(settings.key_prefix).redbeat,
         redbeat_lock_timeout=15,
         beat_max_loop_interval=5,

@@ -20,6 +20,12 @@ This scheduler, selected by `beat_scheduler` in worker/app.py:
 - exits with code 69 (EX_UNAVAILABLE) and one critical line once Redis has been unreachable
   for `KIRIM_BEAT_REDIS_WAIT_S`, so an outage that does not end is not hidden.
 
+RedBeat's Redis connection gets its URL without credentials (`redbeat_redis_url`) and its user
+and password from a credential provider (`redbeat_redis_options`), so no password sits in
+Celery's configuration, which `celery inspect conf` and Flower's worker Config tab show
+(Celery masks `broker_url`, not `redbeat_redis_url`; and redbeat 2.4 only falls back to
+`broker_url` with a deprecation warning, a fallback 2.5 drops).
+
 A Redis that vanishes without closing TCP (host gone, process frozen) is covered too: redis-py
 8 gives RedBeat's client 5 s socket timeouts by default, so a call fails with a TimeoutError,
 which counts as an outage like a refused connection (checked with a SIGSTOPped redis-server).
@@ -29,6 +35,7 @@ from __future__ import annotations
 
 import time
 from typing import Any, NoReturn
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import structlog
 from celery.beat import SchedulingError
@@ -40,6 +47,7 @@ from redbeat.schedulers import (
     acquire_distributed_beat_lock,
     get_redis,
 )
+from redis.credentials import CredentialProvider
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import LockNotOwnedError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -50,6 +58,39 @@ celery_log = get_logger("celery.beat")  # redbeat's and Celery's beat lines, kep
 EX_UNAVAILABLE = 69  # sysexits.h: a service this program needs is unavailable
 RETRY_S = 1.0  # short, so scheduling resumes within about a second of Redis' return
 REDIS_DOWN = (RedisConnectionError, RedisTimeoutError)
+
+
+class RedisCredentials(CredentialProvider):
+    """A Redis user and password for RedBeat's client, held outside Celery's configuration:
+    its repr, all `celery inspect conf` can show of it, names neither."""
+
+    def __init__(self, username: str | None, password: str) -> None:
+        self._username = username
+        self._password = password
+
+    def get_credentials(self) -> tuple[str] | tuple[str, str]:
+        """What redis-py sends with AUTH."""
+        if self._username:
+            return self._username, self._password
+        return (self._password,)
+
+    def __repr__(self) -> str:
+        return "RedisCredentials(***)"
+
+
+def redbeat_settings(redis_url: str) -> dict[str, Any]:
+    """`redbeat_redis_url` without the URL's credentials, and `redbeat_redis_options` with them
+    in a RedisCredentials; no secret is left in the Celery settings this returns."""
+    parts = urlsplit(redis_url)
+    if parts.password is None:
+        # Set explicitly, so redbeat does not fall back to broker_transport_options.
+        return {"redbeat_redis_url": redis_url, "redbeat_redis_options": {}}
+    host = parts.netloc.rpartition("@")[2]
+    bare = urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+    username = unquote(parts.username) if parts.username else None
+    credentials = RedisCredentials(username, unquote(parts.password))
+    return {"redbeat_redis_url": bare,
+            "redbeat_redis_options": {"credential_provider": credentials}}
 
 
 class Outage:

@@ -3,7 +3,11 @@
 `kirim.poll_dr` (beat, `reports` queue) runs one poll round (worker/dr_poll.py: due ids under
 a lease, a rate budget, per-message backoff, an account-wide pause) and hands every report to
 `DeliveryReports.apply`. Pushed reports (`kirim.apply_dr`, published by
-producer/api/callbacks.py) go through the same `apply`.
+producer/api/callbacks.py) go through the same `apply`, with one difference: a push never
+settles an `unknown` message (one kirim does not know whether NusaSMS accepted) by itself.
+A push is authenticated only by the URL token, so a forged one must not turn `unknown` into
+`sent` (nobody would resend it). It makes the message due for a DR pull now instead, and only
+the pulled report, NusaSMS's own answer, moves it.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from celery import Task
 
 from producer.core import lua
 from producer.core.contract import State
+from producer.core.publisher import inbound_argsrepr
 from producer.core.records import Effects, MessageRecord, MessageStore
 from producer.core.redis_text import text
 from producer.core.routing import Queues, Tasks
@@ -59,6 +64,7 @@ class Applied(StrEnum):
     DEFERRED = "deferred"  # not pulled: the round's budget ran out; still due
     PAUSED = "paused"  # refused for the whole account: polling paused, the message not charged
     UNREADABLE = "unreadable"  # its data could not be handled: out of the poll (expired if sent)
+    CONFIRMING = "confirming"  # pushed for an unknown message: due for a DR pull, not moved
 
 
 class DeliveryReports:
@@ -78,6 +84,8 @@ class DeliveryReports:
             self.redis.zrem(self.keys.dr_pending, message_id)
             return Applied.MISSING
         if record.state == State.UNKNOWN:
+            if source == "push":
+                return self._confirm_by_pull(record, report)
             self._promote(record, report)
         elif record.state != State.SENT:
             log.info("dr_ignored", message_id=message_id, state=record.state,
@@ -90,8 +98,38 @@ class DeliveryReports:
             log.warning("dr_unknown_letter", message_id=message_id, letter=report.letter)
         return self._keep_pending(message_id, report)
 
+    def _confirm_by_pull(self, record: MessageRecord, report: DeliveryReport) -> Applied:
+        """A pushed report for an unknown message: make it due for a DR pull now, unmoved.
+
+        The pull asks NusaSMS about the message's own provider id; a message without one gets
+        the push's ref_no, which kirim itself mapped to it (`Keys.by_provider_id`). Only
+        while the message is still unknown (WATCH): one that moved on is left alone.
+        """
+        key, now = self.keys.message(record.id), time.time()
+        scheduled = False
+
+        def schedule(pipe: Any) -> None:
+            nonlocal scheduled
+            state, pid = pipe.hmget(key, "state", "provider_id")
+            scheduled = text(state) == State.UNKNOWN
+            if not scheduled:
+                return
+            pipe.multi()
+            if not pid:
+                pipe.hset(key, "provider_id", report.ref_no)
+            # LT: due now, or sooner than a backoff it had; never later.
+            pipe.zadd(self.keys.dr_pending, {record.id: now}, lt=True)
+
+        self.redis.transaction(schedule, key)
+        if not scheduled:
+            return Applied.IGNORED
+        log.warning("dr_push_unconfirmed", message_id=record.id, letter=report.letter,
+                    ref_no=report.ref_no,
+                    why="a pushed report never settles an unknown message: a DR pull will")
+        return Applied.CONFIRMING
+
     def _promote(self, record: MessageRecord, report: DeliveryReport) -> None:
-        """unknown → sent: any report for its provider id shows NusaSMS accepted it."""
+        """unknown → sent: a pulled report for its provider id shows NusaSMS accepted it."""
         since = record.get("updated_at") or str(time.time())
         fx = Effects(zrem=[(self.keys.unknown, record.id)],
                      zadd=[(self.keys.dr_pending, time.time(), record.id)])
@@ -164,15 +202,19 @@ def forward_inbound(svc: Services, task: Task, event: dict[str, Any]) -> int:
     if not url:
         return 0
     retries = task.request.retries
+    # A retry is a new task message: without these Celery would write the event itself into
+    # its argsrepr, and Flower would show the text and the full number.
+    masked = {"argsrepr": inbound_argsrepr(event), "kwargsrepr": "{}"}
     try:
         response = svc.http.post(url, json=event, follow_redirects=False)
     except httpx.HTTPError as exc:
         if retries >= INBOUND_FORWARD_RETRIES:
             raise
-        raise task.retry(countdown=retry_countdown_s(retries, svc.settings), exc=exc) from exc
+        raise task.retry(countdown=retry_countdown_s(retries, svc.settings), exc=exc,
+                         **masked) from exc
     if (response.status_code >= 500 or response.status_code == 429) \
             and retries < INBOUND_FORWARD_RETRIES:
-        raise task.retry(countdown=retry_countdown_s(retries, svc.settings))
+        raise task.retry(countdown=retry_countdown_s(retries, svc.settings), **masked)
     if response.status_code >= 300:
         log.warning("inbound_forward_refused", status=response.status_code, id=event.get("id"))
     return response.status_code

@@ -74,7 +74,8 @@ def _reports(app: Celery) -> None:
     @app.task(name=Tasks.APPLY_DR, bind=True, ignore_result=True, acks_late=True,
               max_retries=EARLY_REPORT_RETRIES)
     def apply_dr(self: Task, fields: dict[str, Any]) -> str:
-        """Apply a pushed delivery report (fields as NusaSMS sent them)."""
+        """Apply a pushed delivery report (fields as NusaSMS sent them); for an `unknown`
+        message it only asks for a DR pull, whose report settles it (worker/delivery.py)."""
         return apply_pushed(services_for(app), self, fields)
 
     @app.task(name=Tasks.FORWARD_INBOUND, bind=True, ignore_result=True, acks_late=True,

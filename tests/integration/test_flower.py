@@ -1,21 +1,25 @@
-"""Flower against a real worker: workers, kirim.send tasks, masked args, auth, dashboard."""
+"""Flower against a real worker: workers, kirim.send tasks, masked args (sends and inbound
+SMS), auth, dashboard."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from producer.client import KirimClient
 from tests.support.flower import ARTIFACTS, PASSWORD, USER, Flower, headless
+from tests.support.receiver import Receiver
 from tests.support.waiting import wait_for, wait_states
 from tests.support.workers import Workers
 
 NUMBERS = [f"6281234567{i:03d}" for i in range(4)]
 TEXT = "Kode OTP Anda 778899"
+PUSH_TOKEN = "flower-test-push-token-5e8a1c3f9b7d2e4a"
 
 
 @pytest.fixture
@@ -78,3 +82,40 @@ def test_flower_dashboard_in_headless_chromium(flower: Flower, workers: Workers,
     shot.unlink(missing_ok=True)
     headless(f"{authed}/workers", f"--screenshot={shot}")
     assert shot.exists() and shot.stat().st_size > 10_000, "no screenshot of Flower"
+
+
+def test_inbound_sms_shows_in_flower_without_its_text_or_number(
+        flower: Flower, workers: Workers, sandbox, api_factory, api_env: dict[str, str],
+        receiver: Receiver) -> None:
+    """An inbound SMS pushed by the sandbox through the API runs as two tasks on a real
+    worker: the KIRIM_INBOUND_TASK publish (here kirim.forward_inbound itself, on Celery's
+    default queue) and the webhook forward, whose first POST gets 503 so that it is retried
+    (a retry is a new task message, with arguments of its own)."""
+    receiver.fail_first, receiver.fail_status = 1, 503
+    number, text = "6281298765432", "Kode rahasia 246810 jangan dibagikan"
+    env = {**api_env, "KIRIM_CALLBACK_TOKEN": PUSH_TOKEN,
+           "KIRIM_INBOUND_TASK": "kirim.forward_inbound",
+           "KIRIM_INBOUND_WEBHOOK_URL": receiver.url}
+    api = api_factory(env)
+    workers.start(name="inboundw", queues="reports,celery",
+                  extra_env={"KIRIM_INBOUND_WEBHOOK_URL": receiver.url})
+    sandbox.configure(inbox_url=f"{api.url}/callbacks/{PUSH_TOKEN}/inbound")
+    assert sandbox.inbound(number, text)["status_code"] == 200
+    wait_for(lambda: len(receiver.json_ok()) == 2, 30, "both forwards (one after a 503)")
+
+    def forwards() -> dict[str, dict[str, Any]]:
+        found: dict[str, dict[str, Any]] = flower.get("/api/tasks",
+                                                      taskname="kirim.forward_inbound")
+        return found
+
+    wait_for(lambda: [t.get("state") for t in forwards().values()] == ["SUCCESS"] * 2, 30,
+             "Flower to see both forwards succeed", interval_s=0.5)
+    tasks = forwards()
+    assert sorted(int(t.get("retries") or 0) for t in tasks.values()) == [0, 1]
+    shown = json.dumps(flower.get("/api/tasks")) + "".join(
+        flower.http.get(f"/task/{tid}").text + json.dumps(flower.get(f"/api/task/info/{tid}"))
+        for tid in tasks)
+    assert "628129****432" in shown, "Flower shows the masked sender"
+    for secret in (number, number[2:], number[-10:], text, "246810"):
+        assert secret not in shown, f"{secret!r} in Flower"
+    assert receiver.json_ok()[0]["msg"] == text  # the forward itself is whole
