@@ -13,6 +13,8 @@ read [decision: no NusaSMS client sends them].
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -156,7 +158,24 @@ def parse_form(text: str) -> dict[str, str]:
 
 
 def read_params(request: Request) -> dict[str, str]:
-    """Query parameters, overlaid by a form or JSON body; raises ValueError on a bad body."""
+    """Query parameters, overlaid by a form or JSON body, and HTTP Basic credentials when the
+    request carries no password (spec §1.1: NusaSMS's own Python sample sends them that way);
+    raises ValueError on a bad body."""
+    params = _body_params(request)
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "basic" and not params.get("password"):
+        try:
+            user, _, password = base64.b64decode(token.strip(), validate=True).decode(
+                ).partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            return params
+        params.setdefault("user", user)
+        params.setdefault("username", user)
+        params["password"] = password
+    return params
+
+
+def _body_params(request: Request) -> dict[str, str]:
     params = parse_form(request.query)
     if not request.body:
         return params

@@ -53,6 +53,8 @@ class Lane:
     source: str = ""  # the key that created the message: its secrets sign, its policy applies
     refusal: str = ""  # why its URL may not be reached (its events are finished as refused)
     trial: bool = False  # holds its host's half-open trial: one POST decides
+    format: str = "kirim"  # "nusasms": NusaSMS's DR callback (a GET at the final report)
+    alias: str = ""  # the drop-in's 18-digit messageid (the ref_no of a "nusasms" callback)
     mid: str = field(init=False)
 
     def __post_init__(self) -> None:
@@ -114,12 +116,15 @@ class LaneStore:
         lanes = [Lane(raw[i], text(raw[i + 1]).split()) for i in range(0, len(raw), 2)]
         pipe = self.redis.pipeline(transaction=False)
         for lane in lanes:
-            pipe.hmget(self.keys.message(lane.mid), "callback_url", "source")
-        for lane, (url, source) in zip(lanes, pipe.execute(), strict=True):
+            pipe.hmget(self.keys.message(lane.mid), "callback_url", "source",
+                       "callback_format", "nusasms_id")
+        for lane, (url, source, fmt, alias) in zip(lanes, pipe.execute(), strict=True):
             # Lossy on purpose: one record's field that is not UTF-8 must not stop the take of
             # every lane (a mangled source has no secret: its events finish as unsigned).
             lane.point_at(text(url, errors="replace"))
             lane.source = text(source, errors="replace")
+            lane.format = text(fmt, errors="replace") if fmt else "kirim"
+            lane.alias = text(alias, errors="replace") if alias else ""
         return lanes
 
     def events(self, eids: Sequence[str]) -> dict[str, Found]:

@@ -14,6 +14,12 @@ secret of the message's `source` (the key that created it, KIRIM_CALLBACK_SECRET
 separated; during a rotation there are two, so a receiver holding either secret accepts it.
 A message whose source has no secret is never POSTed unsigned: its events finish as `unsigned`.
 
+NusaSMS-style DR callbacks (issue 16): a drop-in message of a key with a `dr_callback_url`
+has `callback_format` "nusasms" on its record. Its lane sends only the final report, as
+NusaSMS does: a GET adding `ref_no` (the 18-digit id), `status`, `sent_date`, `err_code` to
+the URL's query, unsigned like NusaSMS's; earlier states finish as `skipped`. Same lanes,
+retries, breaker and address rules.
+
 Where a callback may go (no SSRF): before a POST the drain applies the source's KeyPolicy
 (https only unless `callback_http`; the host on `callback_hosts` when that list is not empty),
 and the client (worker/safe_http.py) resolves the host itself, refuses if any address is not
@@ -60,6 +66,8 @@ from redis import Redis
 from producer.core.contract import State
 from producer.core.errors import KirimError
 from producer.core.keys import Keys
+from producer.core.nusasms_report import report_fields
+from producer.core.records import MessageStore
 from producer.core.redis_text import text, text_map
 from producer.core.routing import Queues, Tasks
 from producer.core.settings import Settings
@@ -87,6 +95,9 @@ DATA_ERRORS = (ValueError, KeyError, TypeError, UnicodeError)
 DELIVERIES = Counter("kirim_status_callbacks", "Status callback events by result", ["result"])
 
 _STATES = frozenset(s.value for s in State)
+# The states a NusaSMS-style DR callback reports: the final ones (kirim's `dead` as F).
+REPORT_STATES = frozenset({State.DELIVERED, State.UNDELIVERED, State.FAILED, State.REJECTED,
+                           State.EXPIRED, State.DEAD})
 
 
 class CallbackFailed(KirimError):
@@ -139,6 +150,19 @@ def attempt_count(raw: bytes | None) -> int:
     return int(text(raw).partition(":")[0]) if raw else 0
 
 
+def get_callback(http: httpx.Client, url: str, query: dict[str, str], event_id: str) -> None:
+    """GET NusaSMS's DR callback (its fields added to the URL's own query); CallbackRefused
+    if its address may not be reached, CallbackFailed unless the receiver answers 2xx."""
+    try:
+        reply = http.get(httpx.URL(url).copy_merge_params(query))  # keeps the URL's own query
+    except AddressRefused as exc:
+        raise CallbackRefused(str(exc)) from exc
+    except httpx.HTTPError as exc:
+        raise CallbackFailed(f"event {event_id}: {type(exc).__name__}") from exc
+    if not reply.is_success:
+        raise CallbackFailed(f"event {event_id}: HTTP {reply.status_code}")
+
+
 def post_callback(http: httpx.Client, url: str, body: bytes, secrets: Sequence[bytes],
                   event_id: str) -> None:
     """POST one signed callback; CallbackRefused if its address may not be reached,
@@ -187,6 +211,7 @@ class CallbackDrain:
         # A lease outlives the longest a drain can hold a lane: no second drain POSTs it.
         self.lease_s = RUN_BUDGET_S + 2 * timeout + 10
         self.lanes = LaneStore(redis, keys, GROUP, consumer)
+        self.store = MessageStore(redis, keys, settings.message_ttl_s)
         self.breaker = Breaker(redis, keys, settings.status_callback_breaker_failures,
                                settings.status_callback_breaker_cooldown_s, self.max_s,
                                trial_lease_s=2 * timeout + 5)
@@ -282,15 +307,28 @@ class CallbackDrain:
             return self._finish(lane, eid, "poisoned"), None
         if not lane.host:
             return self._finish(lane, eid, "no_url"), None
-        secrets = self._secrets(lane)
-        if not secrets:
-            log.error("status_callback_unsigned", message_id=lane.mid, event_id=eid,
-                      source=lane.source, error=f"KIRIM_CALLBACK_SECRETS has no secret for key"
-                      f" {lane.source!r}: its callbacks are not sent unsigned")
-            return self._finish(lane, eid, "unsigned"), None
+        if lane.format == "nusasms":  # NusaSMS's DR callback: the final report only, a GET
+            if fields["state"] not in REPORT_STATES:
+                return self._finish(lane, eid, "skipped"), None
+            query = self._report(lane)
+            if query is None:
+                return self._finish(lane, eid, "trimmed"), None  # the record expired first
+
+            def send() -> None:
+                get_callback(self.http, lane.url, query, eid)
+        else:
+            secrets = self._secrets(lane)
+            if not secrets:
+                log.error("status_callback_unsigned", message_id=lane.mid, event_id=eid,
+                          source=lane.source, error="KIRIM_CALLBACK_SECRETS has no secret for"
+                          f" key {lane.source!r}: its callbacks are not sent unsigned")
+                return self._finish(lane, eid, "unsigned"), None
+
+            def send() -> None:
+                post_callback(self.http, lane.url, body, secrets, eid)
         if not lane.refusal:
             try:
-                post_callback(self.http, lane.url, body, secrets, eid)
+                send()
             except CallbackFailed as exc:
                 return self._failed(lane, eid, fields["state"], attempts + 1, exc)
             except CallbackRefused as exc:
@@ -305,8 +343,15 @@ class CallbackDrain:
         return self._finish(lane, eid, "delivered", lane.host), None
 
     def _will_post(self, lane: Lane) -> bool:
-        """Whether the lane's events may be POSTed: a usable URL its key allows, and signed."""
-        return bool(lane.host and not lane.refusal and self._secrets(lane))
+        """Whether the lane's events may be sent: a usable URL its key allows, and signed
+        (NusaSMS's own DR callback is unsigned, as NusaSMS's is)."""
+        return bool(lane.host and not lane.refusal
+                    and (lane.format == "nusasms" or self._secrets(lane)))
+
+    def _report(self, lane: Lane) -> dict[str, str] | None:
+        """The NusaSMS DR fields of the lane's message, from its record (None: gone)."""
+        record = self.store.get(lane.mid)
+        return report_fields(record, lane.alias) if record is not None and lane.alias else None
 
     def _secrets(self, lane: Lane) -> list[bytes]:
         """The secrets the lane's callbacks are signed with ([]: its source has none)."""

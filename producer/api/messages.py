@@ -159,7 +159,8 @@ def _status(record: MessageRecord) -> MessageStatus:
         group=f.get("group") or None, encoding=f.get("encoding"),
         parts=int(f["parts"]) if f.get("parts") else None, source=f.get("source"),
         attempts=record.attempts, created_at=created_at,
-        provider_id=f.get("provider_id") or None, last_code=f.get("last_code") or None,
+        provider_id=f.get("provider_id") or None, nusasms_id=f.get("nusasms_id") or None,
+        last_code=f.get("last_code") or None,
         last_code_name=f.get("last_code_name") or None, reason=f.get("reason") or None,
         metadata=metadata, unreadable=unreadable,
         timeline=[TimelineEntry(state=str(e.get("state")), at=float(e.get("at", 0)),
@@ -189,9 +190,9 @@ def credits(rt: Rt, caller: Reader) -> Credits:
     return reading
 
 
-def stored_credits(rt: Rt) -> Credits | None:
-    """The credits hash as a Credits, or None when the poller has not written it."""
-    raw = rt.kirim.redis.hgetall(rt.kirim.keys.credits)
+def stored_credits(rt: Rt, product: str = "sms") -> Credits | None:
+    """A wallet's credits hash as a Credits, or None when the poller has not written it."""
+    raw = rt.kirim.redis.hgetall(rt.kirim.keys.credits_for(product))
     f = text_map(raw)
     if not f.get("value"):
         return None

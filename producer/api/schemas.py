@@ -97,6 +97,8 @@ class MessageStatus(BaseModel):
     attempts: int
     created_at: float | None
     provider_id: str | None = Field(None, description="NusaSMS messageid once sent")
+    nusasms_id: str | None = Field(None, description="the 18-digit messageid the NusaSMS"
+                                   " drop-in answered for it (GET accepts either id)")
     last_code: str | None = Field(None, description="last NusaSMS status code")
     last_code_name: str | None = None
     reason: str | None = Field(None, description="why it is deferred, dead or unknown")

@@ -217,6 +217,13 @@ class Job(BaseModel):
     metadata: Metadata = Field(default_factory=dict)
     source: Text = "python"
     idempotency_key: Text | None = None
+    # The NusaSMS drop-in's 18-digit `messageid` for this message (producer/core/aliases.py),
+    # and how its callbacks go: "nusasms" is NusaSMS's DR callback (a GET of ref_no, status,
+    # sent_date, err_code at the final report). Both left out of the JSON when unset.
+    alias: str | None = Field(default=None, pattern=r"^[0-9]{18}$",
+                              exclude_if=lambda alias: alias is None)
+    callback_format: Literal["kirim", "nusasms"] = Field(
+        default="kirim", exclude_if=lambda fmt: fmt == "kirim")
 
     @field_validator("text")
     @classmethod

@@ -83,20 +83,27 @@ class Enqueuer:
         return results
 
     def prepare(self, request: SendRequest | dict[str, object], source: str,
-                policy: KeyPolicy | None = None) -> Admit:
+                policy: KeyPolicy | None = None, *, alias: str | None = None) -> Admit:
         """Validate one request into what `commit` writes (no I/O); raises InvalidMessage.
 
         `policy` is the calling API key's (countries, groups, callback hosts); the Python
         client runs inside a trusted service and passes none. Either way a callback needs a
         signing secret for `source` in KIRIM_CALLBACK_SECRETS: nothing is sent unsigned.
+        `alias` is the NusaSMS drop-in's 18-digit messageid; its messages' delivery reports go
+        to the policy's `dr_callback_url` in NusaSMS's own (unsigned) GET shape.
         """
         req = request if isinstance(request, SendRequest) else parse_request(request)
         job = build_job(req, self.settings, source=source)
+        if alias is not None:
+            dr_url = policy.dr_callback_url if policy is not None else None
+            job = job.model_copy(update={"alias": alias, **(
+                {"callback_url": dr_url, "callback_format": "nusasms"} if dr_url else {})})
         if policy is not None:
             refusal = policy_refusal(job, source, policy, self.settings.callback_allow_private)
             if refusal is not None:
                 raise refusal
-        if job.callback_url is not None and not self.settings.callback_secrets_for(source):
+        if (job.callback_url is not None and job.callback_format == "kirim"
+                and not self.settings.callback_secrets_for(source)):
             raise InvalidMessage("callback_url", f"{source!r} has no callback signing secret:"
                                  f" add {source}:whsec_… to KIRIM_CALLBACK_SECRETS (make one"
                                  " with `kirim keys secret`), then send again")

@@ -41,3 +41,8 @@ os.register_at_fork(after_in_child=_ENTROPY.reset)
 def token_hex(nbytes: int) -> str:
     """`nbytes` random bytes as hex, like secrets.token_hex."""
     return _ENTROPY.take(nbytes).hex()
+
+
+def token_bytes(nbytes: int) -> bytes:
+    """`nbytes` random bytes from the buffered CSPRNG."""
+    return _ENTROPY.take(nbytes)

@@ -69,3 +69,7 @@ class TextErased(KirimError):
         super().__init__(
             f"message {message_id} is an OTP whose text was erased when it died, so it cannot"
             " be replayed; ask the user to request a new code")
+
+
+class AliasTaken(KirimError):
+    """The drop-in's freshly drawn 18-digit id is already in use (rare): nothing was written."""

@@ -23,6 +23,10 @@ class Keys:
         """String: message id first created with that idempotency key."""
         return f"{self.prefix}:idem:{api_key_name}:{key}"
 
+    def alias(self, nusasms_id: str) -> str:
+        """String: kirim message id for the drop-in's 18-digit messageid (aliases.py)."""
+        return f"{self.prefix}:nid:{nusasms_id}"
+
     def by_provider_id(self, provider_id: str) -> str:
         """String: kirim message id for a NusaSMS messageid (for DR callbacks)."""
         return f"{self.prefix}:pid:{provider_id}"

@@ -17,8 +17,9 @@ from redis import Redis
 from redis.exceptions import NoScriptError
 
 from producer.core import lua
+from producer.core.aliases import is_alias
 from producer.core.contract import TRANSITIONS, Channel, Job, State
-from producer.core.errors import IdempotencyConflict, RecipientLimited, StoreUnavailable
+from producer.core.errors import AliasTaken, IdempotencyConflict, RecipientLimited, StoreUnavailable
 from producer.core.keys import Keys
 from producer.core.redis_text import text, text_map, text_or_none
 from producer.core.routing import LANE_CIRCUITS
@@ -55,7 +56,7 @@ class Admit:
 
 
 # What accepting one message came to (an error is a result here, not raised).
-AcceptResult = Stored | IdempotencyConflict | RecipientLimited | StoreUnavailable
+AcceptResult = Stored | IdempotencyConflict | RecipientLimited | StoreUnavailable | AliasTaken
 
 
 @dataclass(frozen=True)
@@ -168,17 +169,19 @@ class MessageStore:
         idem = job.idempotency_key
         idem_key = self.keys.idempotency(job.source, idem) if idem else self.keys.message(job.id)
         guard_keys, guard_args = item.guard or ([self.keys.message(job.id)] * 3, ["0", "0", "0"])
-        fields = (
+        fields: tuple[str, ...] = (
             "id", job.id, "channel", job.channel.value, "to", job.to or "",
             "group", job.group or "", "text_hash", job.text_hash, "parts", str(job.parts),
             "encoding", job.encoding, "source", job.source, "attempts", "0",
             "callback_url", job.callback_url or "", "dispatch", item.dispatch,
             "job", item.job_json,
         )
+        if job.alias:  # the drop-in's 18-digit id, and how the message's callbacks go
+            fields += ("nusasms_id", job.alias, "callback_format", job.callback_format)
         return {
             "keys": [self.keys.message(job.id), self.keys.timeline(job.id), idem_key,
                      self.keys.outbox, self.keys.deferred, self.keys.events, item.queue,
-                     *guard_keys],
+                     *guard_keys, *([self.keys.alias(job.alias)] if job.alias else [])],
             "args": [job.id, repr(time.time()), self.ttl_s,
                      fingerprint(job) if idem else "", "1" if idem else "0",
                      "" if job.send_at is None else repr(job.send_at),
@@ -189,13 +192,16 @@ class MessageStore:
 
     @staticmethod
     def _admitted(item: Admit, reply: list[Any]
-                  ) -> Stored | IdempotencyConflict | RecipientLimited:
+                  ) -> Stored | IdempotencyConflict | RecipientLimited | AliasTaken:
         status = text(reply[0])
         if status == "created":
             score = text(reply[3])
             return Stored(text(reply[1]), False, text(reply[2]), float(score) if score else None)
         if status == "refused":
             return RecipientLimited(text(reply[1]), int(text(reply[2])) / 1_000_000)
+        if status == "alias_taken":
+            return AliasTaken(f"the NusaSMS-style id {item.job.alias} is in use; nothing was"
+                              " written (draw another id and send again)")
         first_id, first_fingerprint = text(reply[1]), text(reply[2])
         if item.job.idempotency_key and first_fingerprint != fingerprint(item.job):
             return IdempotencyConflict(item.job.idempotency_key, first_id)
@@ -287,11 +293,15 @@ class MessageStore:
         return text(reply[0]), text(reply[1])
 
     def get(self, message_id: str) -> MessageRecord | None:
-        """The record and its timeline, or None when there is none."""
+        """The record and its timeline, or None when there is none. `message_id` may also be
+        the drop-in's 18-digit messageid (aliases.py), looked up when no record has it as id."""
         pipe = self.redis.pipeline(transaction=False)
         pipe.hgetall(self.keys.message(message_id))
         pipe.lrange(self.keys.timeline(message_id), 0, -1)
         raw, timeline = pipe.execute()
+        if not raw and is_alias(message_id):
+            found = self.redis.get(self.keys.alias(message_id))
+            return self.get(text(found)) if found and not is_alias(text(found)) else None
         if not raw:
             return None
         fields = text_map(raw)

@@ -103,6 +103,16 @@ class KeyPolicy(BaseModel):
         " for subdomains); empty: any public host")
     callback_http: bool = Field(default=False,
                                 description="allow http:// callback URLs (development)")
+    dr_callback_url: str | None = Field(
+        default=None, description="NusaSMS's 'Call Back API URL': drop-in messages' delivery"
+        " reports are sent there as NusaSMS does (GET ref_no, status, sent_date, err_code)")
+
+    @field_validator("dr_callback_url")
+    @classmethod
+    def _dr_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
 
     @field_validator("countries")
     @classmethod

@@ -35,8 +35,9 @@ def test_python_requests_post_reaches_the_sandbox(api, kirim, workers, sandbox):
     wa = requests.post(f"{api.url}/api/v3/sendwa/plain", timeout=10, data={
         "username": api.key_name, "password": api.key, "text": "Halo WA", "GSM": "6281234567892",
         "output": "json"})
-    ids = [result["messageid"], root.findtext("result/messageid"),
-           wa.json()["results"][0]["messageid"]]
+    ids = [kirim.status(nid).id for nid in (  # the drop-in's 18-digit ids map to kirim's
+        result["messageid"], root.findtext("result/messageid") or "",
+        wa.json()["results"][0]["messageid"])]
     wait_states(kirim, ids, {State.SENT})
     got = {m["gsm"]: m for m in sandbox.messages()}
     assert got["6281234567890"]["text"] == "Pesanan dikirim"
@@ -129,5 +130,5 @@ def test_java_urlconnection_client_reaches_the_sandbox(api, kirim, workers, sand
                          capture_output=True, text=True).stdout
     root = ET.fromstring(out.strip())
     assert root.findtext("result/status") == "0", out
-    wait_states(kirim, [root.findtext("result/messageid") or ""], {State.SENT})
+    wait_states(kirim, [kirim.status(root.findtext("result/messageid") or "").id], {State.SENT})
     assert sandbox.counts()[("6281234567899", "Halo dari Java")] == 1

@@ -41,7 +41,9 @@ TEST_ENV = {
     # policies themselves (test_tenancy.py, test_callback_ssrf.py) override these.
     "KIRIM_HASH_KEY": TEST_HASH_KEY,
     "KIRIM_CALLBACK_ALLOW_PRIVATE": "true",
-    # The session's API serves every test: its keys' own rate is not what those tests measure.
+    # The session's API serves every test, all from 127.0.0.1: neither its keys' own rate nor
+    # the failed-login block is what those tests measure (test_tenancy.py sets its own).
+    "KIRIM_API_AUTH_FAILURES_PER_MIN": "1000000",
     "KIRIM_API_KEY_POLICIES": '{"*": {"callback_http": true, "groups": ["*"],'
                               ' "rate_per_s": 100000, "burst": 100000}}',
     "KIRIM_CALLBACK_SECRETS": ",".join(f"{name}:{secret}"

@@ -4,7 +4,8 @@
 --
 -- KEYS[1] record hash, KEYS[2] timeline list, KEYS[3] idempotency key (the record key when
 -- there is none), KEYS[4] outbox zset, KEYS[5] deferred zset, KEYS[6] events stream,
--- KEYS[7] the channel's queue list, KEYS[8..10] guard_text, guard_recipient, guard_block
+-- KEYS[7] the channel's queue list, KEYS[8..10] guard_text, guard_recipient, guard_block,
+-- KEYS[11] (optional) the drop-in's 18-digit alias → id string (refused if already taken)
 -- ARGV[1] id, ARGV[2] now (epoch s), ARGV[3] ttl_s, ARGV[4] fingerprint,
 -- ARGV[5] "1" to use the idempotency key, ARGV[6] send_at (epoch s) or "" to send now,
 -- ARGV[7] "1" to apply the guard, ARGV[8] window_us, ARGV[9] same-text limit,
@@ -13,7 +14,7 @@
 -- ARGV[14] accepted_at (epoch s), ARGV[15] dispatch token, ARGV[16..] record field, value
 -- pairs
 -- Returns {"created", id, state, score} | {"exists", first_id, first_fingerprint, state or ""}
---       | {"refused", reason, retry_us} (nothing written).
+--       | {"refused", reason, retry_us} | {"alias_taken"} (nothing written).
 -- Timestamps are passed through as the caller's strings: Lua would round them to 14 digits.
 local ttl = tonumber(ARGV[3])
 local had = redis.call("HMGET", KEYS[1], "state", "fingerprint", "dispatch")
@@ -32,6 +33,10 @@ if ARGV[5] == "1" then
     local sep = string.find(first, "|", 1, true)
     return {"exists", string.sub(first, 1, sep - 1), string.sub(first, sep + 1), ""}
   end
+end
+
+if KEYS[11] and redis.call("EXISTS", KEYS[11]) == 1 then
+  return {"alias_taken"}
 end
 
 local state, index, score, note = "queued", KEYS[4], ARGV[12], nil
@@ -63,6 +68,9 @@ redis.call("EXPIRE", KEYS[1], ttl)
 redis.call("EXPIRE", KEYS[2], ttl)
 if ARGV[5] == "1" then
   redis.call("SET", KEYS[3], ARGV[1] .. "|" .. ARGV[4], "EX", ttl)
+end
+if KEYS[11] then
+  redis.call("SET", KEYS[11], ARGV[1], "EX", ttl)
 end
 redis.call("ZADD", index, score, ARGV[1])
 if state == "queued" then
