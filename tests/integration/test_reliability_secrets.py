@@ -73,7 +73,7 @@ def test_secrets_never_leak_into_urls_redis_dead_letters_or_logs(
     dropin = api.anon.get("/api/v3/sendsms/plain", params={
         "user": "vault", "password": API_KEY, "GSM": "6281234567891", "SMSText": "drop-in",
         "output": "json"}).json()
-    ids.append(dropin["results"][0]["messageid"])
+    ids.append(kirim.status(dropin["results"][0]["messageid"]).id)  # 18-digit alias → id
     wait_states(kirim, ids, {State.SENT, State.DEAD, State.UNKNOWN}, timeout_s=60)
     wait_for(lambda: kirim.redis.xlen(kirim.keys.dead_letters) >= 2, 10, "dead letters")
 
