@@ -14,7 +14,14 @@ import httpx
 import pytest
 
 from producer.core.contract import State
-from tests.support.api_server import KEY, KEY_NAME, OTHER_KEY, OTHER_NAME
+from tests.support.api_server import (
+    KEY,
+    KEY_NAME,
+    OTHER_KEY,
+    OTHER_NAME,
+    ApiServer,
+    api_env_for,
+)
 from tests.support.waiting import wait_states
 from tests.support.workers import CALLBACK_SECRETS
 
@@ -41,15 +48,40 @@ def client(server, key: str) -> httpx.Client:  # type: ignore[no-untyped-def]
                         headers={"Authorization": f"Bearer {key}"})
 
 
-@pytest.fixture
-def tenants(api_factory, api_env):  # type: ignore[no-untyped-def]
-    server = api_factory(tenancy_env(
-        api_env, mini={"rate_per_s": 0.5, "burst": 3},
-        billing={"countries": ["ID", "MY"], "groups": ["vip"],
-                 "callback_hosts": ["hooks.billing.example", "*.billing.example"]}))
-    clients = {name: client(server, key) for name, key in (
+POLICIES: dict[str, dict[str, object]] = {
+    "mini": {"rate_per_s": 0.5, "burst": 3},
+    "billing": {"countries": ["ID", "MY"], "groups": ["vip"],
+                "callback_hosts": ["hooks.billing.example", "*.billing.example"]}}
+
+
+@pytest.fixture(scope="module")
+def tenancy_api(redis_server, sandbox_server, tmp_path_factory):  # type: ignore[no-untyped-def]
+    """One API process for the module (Redis is flushed per test by `redis_url`)."""
+    server = ApiServer(tenancy_env(api_env_for(redis_server.url, sandbox_server), **POLICIES),
+                       tmp_path_factory.mktemp("tenancy-api")).start()
+    yield server
+    server.stop()
+
+
+def _clients(server):  # type: ignore[no-untyped-def]
+    return {name: client(server, key) for name, key in (
         ("shop", KEY), ("billing", OTHER_KEY), ("ops", OPS_KEY), ("audit", AUDIT_KEY),
         ("mini", MINI_KEY))}
+
+
+@pytest.fixture
+def tenants(tenancy_api, redis_url):  # type: ignore[no-untyped-def]
+    clients = _clients(tenancy_api)
+    yield tenancy_api, clients
+    for c in clients.values():
+        c.close()
+
+
+@pytest.fixture
+def own_tenants(api_factory, api_env):  # type: ignore[no-untyped-def]
+    """An API of the test's own: what it does to the process (a blocked address) stays there."""
+    server = api_factory(tenancy_env(api_env, **POLICIES))
+    clients = _clients(server)
     yield server, clients
     for c in clients.values():
         c.close()
@@ -183,8 +215,8 @@ def test_callback_needs_a_secret_and_an_allowed_public_host(tenants, api_factory
     assert "KIRIM_CALLBACK_SECRETS" in unsigned.json()["error"]["message"]
 
 
-def test_repeated_failed_authentication_is_slowed_down(tenants):
-    server, c = tenants
+def test_repeated_failed_authentication_is_slowed_down(own_tenants):
+    server, c = own_tenants
     with client(server, "wrong-key") as wrong:
         codes = [wrong.get("/v1/dead-letters").status_code for _ in range(4)]
         blocked = wrong.get("/v1/dead-letters")
