@@ -9,12 +9,17 @@ STAMP  := $(VENV)/.installed
 help:
 	@echo "make run    start Redis, the sandbox, workers, beat, Flower and the API; send a demo batch"
 	@echo "make test   run the whole test suite against real Redis, workers and the sandbox"
-	@echo "make lint   ruff + mypy"
+	@echo "make lint   ruff + mypy, then the deploy files through their validators (deploy/validate.sh)"
 	@echo "make bench  run the benchmarks (BENCH_ARGS=--quick: about 2 min); results in bench/results/"
 
 $(STAMP): pyproject.toml deploy/constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
+	@# The full phonenumbers (kirim before issue 19) and phonenumberslite share one module:
+	@# take both out, and the install below brings phonenumberslite back whole.
+	@if $(BIN)/pip show -q phonenumbers 2>/dev/null; then \
+	  $(BIN)/pip uninstall -q -y phonenumbers phonenumberslite; fi
+	@# dev pulls in every other extra (worker, api, flower, cli): the tests run them all.
 	$(BIN)/pip install -q -c deploy/constraints.txt -e '.[dev]'
 	@touch $(STAMP)
 
@@ -34,9 +39,12 @@ bench: $(STAMP) redis
 	$(BIN)/pip install -q -c deploy/constraints.txt -e '.[bench]'
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
+# Then the deploy files through the tools that read them (compose-spec, Kubernetes 1.32 + KEDA
+# CRDs, hadolint, systemd-analyze verify, promtool): deploy/validate.sh says what each checks.
 lint: $(STAMP)
 	$(BIN)/ruff check producer worker sandbox tests bench
 	$(BIN)/mypy
+	BIN=$(BIN) deploy/validate.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .run

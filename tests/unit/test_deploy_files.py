@@ -260,3 +260,192 @@ def test_systemd_example_environment_is_settings() -> None:
     assert_settings_fields(list(example), "kirim.env.example")
     ports = [env_file(p)["KIRIM_METRICS_PORT"] for p in SYSTEMD.glob("worker-*.env")]
     assert len(set(ports)) == len(ports) == 3, "one metrics port per worker on a host"
+
+
+# --- operating it like the tools it sits beside (issue 19) -------------------------------
+
+def overlay_config() -> dict[str, str]:
+    """kirim-config as the example overlay renders it: the base's literals, then the overlay's."""
+    literals: dict[str, str] = {}
+    for path in (BASE / "kustomization.yaml", OVERLAY / "kustomization.yaml"):
+        for generator in yaml.safe_load(path.read_text()).get("configMapGenerator", []):
+            if generator["name"] == "kirim-config":
+                literals.update(line.split("=", 1) for line in generator["literals"])
+    return literals
+
+
+def test_keda_triggers_read_the_workers_redis_host() -> None:
+    """KEDA's operator resolves short names in its own namespace: every trigger takes the
+    address from the scaled Deployment's REDIS_HOST (kirim-config), which is fully qualified."""
+    deployments = of_kind("Deployment")
+    for config in (overlay_config(), dict(line.split("=", 1) for line in yaml.safe_load(
+            (BASE / "kustomization.yaml").read_text())["configMapGenerator"][0]["literals"])):
+        host, _, port = config["REDIS_HOST"].rpartition(":")
+        assert "." in host and port.isdigit(), f"{config['REDIS_HOST']}: not host.ns.svc:port"
+    for so in of_kind("ScaledObject").values():
+        target = containers(deployments[so["spec"]["scaleTargetRef"]["name"]])[0]
+        config_maps = {e["configMapRef"]["name"] for e in target.get("envFrom", [])
+                       if "configMapRef" in e}
+        assert config_maps == {"kirim-config"}, "the scaled container reads REDIS_HOST there"
+        for trigger in so["spec"]["triggers"]:
+            metadata = trigger["metadata"]
+            assert metadata.get("addressFromEnv") == "REDIS_HOST", trigger
+            assert not {"address", "addresses", "host", "hosts", "port", "ports"} & set(metadata)
+
+
+def test_keda_scaled_deployments_set_no_replicas() -> None:
+    """A replicas field would reset KEDA's count on every `kubectl apply`."""
+    for so in of_kind("ScaledObject").values():
+        name = so["spec"]["scaleTargetRef"]["name"]
+        assert "replicas" not in of_kind("Deployment")[name]["spec"], name
+    overlay = yaml.safe_load((OVERLAY / "kustomization.yaml").read_text())
+    for patch in overlay.get("patches", []):
+        assert "/spec/replicas" not in patch["patch"] or patch["target"]["kind"] != "Deployment"
+
+
+def allowed_disruptions(budget: dict[str, Any], pods: int) -> int:
+    """How many pods a PodDisruptionBudget lets a drain evict when `pods` are running."""
+    spec = budget["spec"]
+    if "maxUnavailable" in spec:
+        value = spec["maxUnavailable"]
+        if isinstance(value, str) and value.endswith("%"):
+            return -(-pods * int(value[:-1]) // 100)  # Kubernetes rounds up
+        return int(value)
+    value = spec["minAvailable"]
+    if isinstance(value, str) and value.endswith("%"):
+        return pods - -(-pods * int(value[:-1]) // 100)
+    return pods - int(value)
+
+
+def test_disruption_budgets_let_a_drain_finish_at_the_minimum_replicas() -> None:
+    """`kubectl drain` waits forever on a budget that allows no eviction: each allows one at
+    the group's minimum (KEDA's minReplicaCount, else the Deployment's replicas)."""
+    minimum = {name: d["spec"].get("replicas", 1) for name, d in of_kind("Deployment").items()}
+    minimum |= {so["spec"]["scaleTargetRef"]["name"]: so["spec"]["minReplicaCount"]
+                for so in of_kind("ScaledObject").values()}
+    deployments = of_kind("Deployment")
+    for name, budget in of_kind("PodDisruptionBudget").items():
+        selector = budget["spec"]["selector"]["matchLabels"].items()
+        selected = [d for d, dep in deployments.items()
+                    if selector <= dep["spec"]["template"]["metadata"]["labels"].items()]
+        assert selected, name
+        pods = sum(minimum[d] for d in selected)
+        assert allowed_disruptions(budget, pods) >= 1, f"{name} blocks a drain at {pods} pod(s)"
+
+
+def unit_values(path: Path) -> dict[str, list[str]]:
+    """Every key of a unit file with all its values (EnvironmentFile= may repeat)."""
+    values: dict[str, list[str]] = {}
+    for line in path.read_text().splitlines():
+        if "=" in line and not line.startswith(("#", ";", "[")):
+            key, value = line.split("=", 1)
+            values.setdefault(key.strip(), []).append(value.strip())
+    return values
+
+
+def worker_groups() -> list[str]:
+    return sorted(d["metadata"]["labels"]["kirim/group"] for n, d in of_kind("Deployment").items()
+                  if n.startswith("kirim-worker-"))
+
+
+def test_every_environment_file_a_unit_reads_ships_as_an_example() -> None:
+    for unit in sorted(SYSTEMD.glob("*.service")):
+        for name in unit_values(unit).get("EnvironmentFile", []):
+            path = Path(name.lstrip("-"))
+            assert path.parent == Path("/etc/kirim"), f"{unit.name}: {name}"
+            instances = worker_groups() if "%i" in path.name else [""]
+            for group in instances:
+                file = path.name.replace("%i", group)
+                shipped = [SYSTEMD / f"{file}.example", SYSTEMD / file]
+                assert any(p.exists() for p in shipped), f"{unit.name} reads {file}: no example"
+    assert "FLOWER_BASIC_AUTH" in env_file(SYSTEMD / "flower.env.example")
+
+
+SANDBOX = {
+    "NoNewPrivileges": "yes", "ProtectSystem": "strict", "ProtectHome": "yes",
+    "PrivateTmp": "yes", "PrivateDevices": "yes", "ProtectKernelTunables": "yes",
+    "ProtectKernelModules": "yes", "ProtectKernelLogs": "yes", "ProtectControlGroups": "yes",
+    "RestrictNamespaces": "yes", "LockPersonality": "yes", "MemoryDenyWriteExecute": "yes",
+    "SystemCallFilter": "@system-service", "SystemCallArchitectures": "native",
+    "RestrictAddressFamilies": "AF_INET AF_INET6 AF_UNIX", "CapabilityBoundingSet": "",
+}
+# The liveness check restarts a unit through systemd's Unix socket, as root: no IP, and the
+# one capability systemd asks of a caller that restarts a unit.
+HEALTH_SANDBOX = SANDBOX | {"RestrictAddressFamilies": "AF_UNIX",
+                            "CapabilityBoundingSet": "CAP_SYS_ADMIN", "PrivateNetwork": "yes"}
+
+
+@pytest.mark.parametrize("unit", sorted(p.name for p in SYSTEMD.glob("*.service")))
+def test_systemd_units_are_sandboxed(unit: str) -> None:
+    values = unit_values(SYSTEMD / unit)
+    wanted = HEALTH_SANDBOX if unit.startswith("kirim-worker-health@") else SANDBOX
+    for key, value in wanted.items():
+        assert value in values.get(key, []), f"{unit}: {key}={value} missing"
+    if unit != "kirim-worker-health@.service":
+        assert values["User"] == ["kirim"], unit
+    writable = [Path(p.lstrip("-")) for v in values.get("ReadWritePaths", []) for p in v.split()]
+    for pair in " ".join(values.get("Environment", [])).split():
+        key, _, value = pair.partition("=")
+        if key == "KIRIM_HEARTBEAT_FILE":
+            assert any(Path(value).parent == p for p in writable), f"{unit}: {value} not writable"
+            assert f"/run/{values['RuntimeDirectory'][0]}" == str(Path(value).parent)
+
+
+# Variables compose must not start without: each use is ${VAR:?message}, never a default.
+COMPOSE_REQUIRED = {"REDIS_PASSWORD", "KIRIM_NUSASMS_URL", "KIRIM_NUSASMS_USER",
+                    "KIRIM_NUSASMS_PASSWORD", "KIRIM_HASH_KEY", "FLOWER_PASSWORD"}
+
+
+def test_compose_required_variables_fail_loudly() -> None:
+    text = (ROOT / "docker-compose.yml").read_text()
+    header = "\n".join(line for line in text.splitlines() if line.startswith("#"))
+    body = "\n".join(line.split(" #")[0] for line in text.splitlines() if not line.startswith("#"))
+    uses = re.findall(r"\$\{(\w+)(:?[-?])?([^}]*)\}", body)
+    seen = set()
+    for name, operator, rest in uses:
+        if name in COMPOSE_REQUIRED:
+            assert operator == ":?" and rest.strip(), f"${{{name}}} must be ${{{name}:?message}}"
+            seen.add(name)
+            assert name in header, f"{name} is required but the header does not say so"
+        elif operator == ":-":
+            # An optional setting defaults to empty (kirim's default), never to a host or secret.
+            assert rest in {"", "admin"}, f"${{{name}:-{rest}}} runs quietly against a guess"
+    assert seen == COMPOSE_REQUIRED
+    assert "sandbox:8099" not in body.replace("(http://sandbox:8099 for the sandbox profile)", "")
+
+
+def exported_metric_names() -> set[str]:
+    """Every sample name kirim's processes can expose (counters as *_total, histograms…)."""
+    from prometheus_client import REGISTRY
+    from redis import Redis
+
+    import producer.api.metrics  # noqa: F401 - registers the API's metrics
+    import worker.callbacks  # noqa: F401
+    import worker.metrics as wm
+    from producer.core.backlog import BacklogCollector
+    from producer.core.keys import Keys
+
+    dead = Redis(port=1, socket_connect_timeout=0.1)
+    collectors: list[Any] = [REGISTRY, BacklogCollector(dead, Keys("kirim"), Queues.ALL)]
+    if hasattr(wm, "CreditsCollector"):
+        collectors.append(wm.CreditsCollector(dead, Keys("kirim")))
+    suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_sum", "_count"],
+                "gauge": [""], "info": ["_info"], "summary": ["_sum", "_count", ""]}
+    return {family.name + suffix for collector in collectors for family in collector.collect()
+            for suffix in suffixes.get(family.type, [""])}
+
+
+def test_prometheus_rules_name_metrics_kirim_exports() -> None:
+    rules = yaml.safe_load((ROOT / "deploy/prometheus/kirim-rules.yml").read_text())
+    exported = exported_metric_names()
+    alerts = set()
+    for group in rules["groups"]:
+        for rule in group["rules"]:
+            alerts.add(rule["alert"])
+            for name in re.findall(r"\bkirim_[a-z_]+", rule["expr"]):
+                assert name in exported, f"{rule['alert']}: {name} is not a kirim metric"
+    assert {"KirimOtpQueueStale", "KirimUnknownMessages", "KirimDeadLettersHigh",
+            "KirimProviderCapReached", "KirimAccountPaused", "KirimCreditsLow",
+            "KirimWorkerDown"} <= alerts
+    operations = (ROOT / "docs/operations.md").read_text()
+    assert "deploy/prometheus/kirim-rules.yml" in operations
