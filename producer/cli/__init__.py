@@ -5,12 +5,12 @@ from __future__ import annotations
 import typer
 
 from producer.cli import account, api, credits, dlq, keys, send, settle, status
-from producer.cli.common import fit_console
+from producer.cli.common import EXIT_CODES_HELP, KirimGroup, main_options
 from producer.cli.demo import demo
 
-app = typer.Typer(no_args_is_help=True, add_completion=False,
-                  help="kirim: a send queue for NusaSMS (SMS, WhatsApp, OTP).")
-app.callback()(fit_console)
+app = typer.Typer(cls=KirimGroup, no_args_is_help=True, add_completion=True,
+                  epilog=EXIT_CODES_HELP)
+app.callback()(main_options)
 app.command(name="send")(send.send)
 app.command(name="status")(status.status)
 app.add_typer(dlq.app, name="dlq")

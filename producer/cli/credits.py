@@ -1,27 +1,50 @@
-"""`kirim credits`: the last CREDITS reading, its age, and whether the account is sending."""
+"""`kirim credits [--json]`: the last CREDITS reading, its age, and whether the account is
+sending."""
 
 from __future__ import annotations
 
 import time
+from typing import Any
 
-from producer.cli.common import client, console, when
+import typer
+
+from producer.cli.account import circuit_json
+from producer.cli.common import client, console, epoch, print_json, when
 from producer.core.account import AccountCircuits, CircuitState
 from producer.core.redis_text import text_map
 from producer.core.settings import Settings
 
 
-def credits() -> None:
+def credits(as_json: bool = typer.Option(False, "--json", help="print one JSON document")
+            ) -> None:
     """Each wallet's balance, expiry and reading age (polled by beat), and the circuits."""
     with client() as kirim:
         readings = {p: kirim.redis.hgetall(kirim.keys.credits_for(p)) for p in ("sms", "wa")}
         paused = AccountCircuits(kirim.redis, kirim.keys).paused()
         settings = kirim.settings
+    if as_json:
+        print_json({**{p: _reading_json(text_map(raw), settings) for p, raw in readings.items()},
+                    "warn_below": settings.credits_warn_below,
+                    "critical_below": settings.credits_critical_below,
+                    "sending": not paused, "paused": [circuit_json(s) for s in paused]})
+        return
     for product, raw in readings.items():
         reading = text_map(raw)
         if product == "sms" or reading:
             console.print(f"[bold]{product}[/bold]")
             _show(reading, settings)
     _show_circuits(paused)
+
+
+def _reading_json(reading: dict[str, str], settings: Settings) -> dict[str, Any] | None:
+    """A wallet's last reading (None before the first): balance as NusaSMS gave it."""
+    if not reading.get("value"):
+        return None
+    read_at = epoch(reading.get("read_at")) or 0.0
+    age_s = time.time() - read_at
+    return {"balance": reading["value"], "expires": reading.get("expires") or None,
+            "read_at": read_at, "age_s": round(age_s, 1),
+            "stale": age_s > 3 * settings.credits_poll_interval_s}
 
 
 def _show(reading: dict[str, str], settings: Settings) -> None:

@@ -11,11 +11,10 @@ import typer
 from rich.progress import Progress
 from rich.table import Table
 
-from producer.cli.common import console
+from producer.cli.common import client, console
 from producer.client import KirimClient
 from producer.core.contract import State
 from producer.core.enqueue import Accepted
-from producer.core.settings import load_settings
 
 SETTLED = {State.SENT, State.DELIVERED, State.UNDELIVERED, State.FAILED, State.REJECTED,
            State.EXPIRED, State.DEAD, State.UNKNOWN, State.DEFERRED}
@@ -63,7 +62,7 @@ def demo(stack: bool = typer.Option(False, help="start a local stack first (make
 
 
 def _run_demo(timeout_s: float) -> None:
-    with KirimClient(load_settings(), source="demo") as kirim:
+    with client(source="demo") as kirim:
         results = kirim.send_many([{"channel": c, "to": to, "text": text}
                                    for _, c, to, text in SCENARIOS])
         ids = {r.id: label for r, (label, *_rest) in zip(results, SCENARIOS, strict=True)

@@ -8,7 +8,7 @@ from enum import StrEnum
 
 import typer
 
-from producer.cli.common import client, console, err_console
+from producer.cli.common import EX_FAILURE, client, console, fail, print_json
 from producer.client import KirimClient
 from producer.core.contract import State
 from producer.core.deadletters import dead_letter_fields
@@ -28,19 +28,24 @@ class Verdict(StrEnum):
 def settle(message_id: str = typer.Argument(..., help="id of a message in state unknown"),
            as_: Verdict = typer.Option(..., "--as", help="what became of it"),
            provider_id: str = typer.Option(None, help="with --as sent: NusaSMS's message id,"
-                                           " to follow its delivery report")) -> None:
+                                           " to follow its delivery report"),
+           as_json: bool = typer.Option(False, "--json", help="print one JSON document")
+           ) -> None:
     """Settle an unknown message after checking with NusaSMS (web app, DR) or the recipient."""
     with client() as kirim:
         record = kirim.status(message_id)
         if record.state != State.UNKNOWN:
-            err_console.print(f"message {message_id} is {record.state}, not unknown:"
-                              " only unknown messages are settled")
-            raise typer.Exit(1)
+            raise fail(f"message {message_id} is {record.state}, not unknown: only unknown"
+                       " messages are settled", EX_FAILURE)
         ok = apply_verdict(kirim, message_id, as_, provider_id)
     if not ok:
-        err_console.print(f"message {message_id} changed meanwhile; check `kirim status`")
-        raise typer.Exit(1)
-    console.print(f"{message_id}: unknown → {'queued' if as_ == Verdict.RESEND else as_.value}")
+        raise fail(f"message {message_id} changed meanwhile; check `kirim status"
+                   f" {message_id}`", EX_FAILURE)
+    settled = "queued" if as_ == Verdict.RESEND else as_.value
+    if as_json:
+        print_json({"id": message_id, "from": State.UNKNOWN.value, "to": settled})
+        return
+    console.print(f"{message_id}: unknown → {settled}")
 
 
 def apply_verdict(kirim: KirimClient, message_id: str, verdict: Verdict,

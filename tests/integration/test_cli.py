@@ -33,9 +33,9 @@ def test_send_then_status_shows_the_timeline(cli, kirim, workers):
         assert word in status.output
 
 
-def test_bad_input_is_a_clear_error_and_exit_1(cli):
+def test_bad_input_is_a_clear_error_and_exit_65(cli):
     out = cli("send", "sms", "12345", "hi")
-    assert out.exit_code == 1
+    assert out.exit_code == 65  # EX_DATAERR: see `kirim --help`
     assert "is not a valid phone number" in out.output
 
 
@@ -44,7 +44,7 @@ def test_send_file_reports_each_refused_line(cli, kirim, tmp_path):
     batch.write_text("channel,to,text\nsms,081234567890,satu\nsms,not-a-number,dua\n"
                      "wa,081234567891,tiga\n")
     out = cli("send", "--file", str(batch))
-    assert out.exit_code == 1
+    assert out.exit_code == 65
     assert "accepted 2, refused 1" in out.output and "line 3:" in out.output
 
 
@@ -66,7 +66,7 @@ def test_a_dead_otp_is_not_replayed_and_the_cli_says_why(cli, kirim, workers):
     wait_states(kirim, [mid], {State.DEAD})
     assert '"text_erased": true' in cli("dlq", "show", mid).output
     refused = cli("dlq", "replay", mid)
-    assert refused.exit_code == 1
+    assert refused.exit_code == 65
     assert "text was erased" in refused.output and "request a new code" in refused.output
     assert "replayed 0, skipped 1" in cli("dlq", "replay", "--all").output
     assert kirim.status(mid).state == State.DEAD
