@@ -9,9 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Celery
-from kombu import Queue
 
-from producer.core.broker import make_celery
+from producer.core.broker import declared_queues, make_celery
 from producer.core.keys import Keys
 from producer.core.routing import Queues, Tasks
 from producer.core.settings import Settings, load_settings
@@ -44,7 +43,8 @@ def create_app(settings: Settings) -> Celery:
         worker_prefetch_multiplier=1,
         # Task events for Flower: received, started, succeeded, failed.
         worker_send_task_events=True,
-        task_queues=[Queue(name) for name in Queues.ALL],
+        # Each queue on its own exchange and routing key (producer/core/broker.py).
+        task_queues=declared_queues(),
         task_default_queue=Queues.MAINTENANCE,
         # Periodic and event work never runs on a sending lane.
         task_routes={
@@ -70,6 +70,8 @@ def create_app(settings: Settings) -> Celery:
         redbeat_lock_timeout=15,
         beat_max_loop_interval=5,
         beat_schedule=beat_schedule(settings),
+        # Sent once as soon as a beat schedules (worker/beat.py), then on their interval.
+        kirim_beat_at_start=credits.AT_BEAT_START,
     )
     app.kirim_settings = settings
     register_tasks(app)

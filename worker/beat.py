@@ -17,6 +17,9 @@ This scheduler, selected by `beat_scheduler` in worker/app.py:
   finds the lock no longer ours (it expired during the outage, or another beat took it) it
   tries to take it again, and stands by while another beat holds it, trying every
   `beat_max_loop_interval`: never two beats scheduling;
+- sends the entries named in `kirim_beat_at_start` (worker/app.py: the credits poll) once when
+  it first holds the lock, then on their interval from there: RedBeat stores a new entry as
+  last run now, so a 300 s poll would otherwise give its first reading 300 s after a start;
 - exits with code 69 (EX_UNAVAILABLE) and one critical line once Redis has been unreachable
   for `KIRIM_BEAT_REDIS_WAIT_S`, so an outage that does not end is not hidden.
 
@@ -127,6 +130,7 @@ class OutageTolerantScheduler(RedBeatScheduler):
         self._outage = Outage(app.kirim_settings.beat_redis_wait_s)
         self._exit_code: int | None = None
         self._standing_by = False
+        self._started = False  # the `kirim_beat_at_start` entries were sent
         # The lock is taken in tick(), never blocking, so that a standby rides out an outage
         # as the leader does; redbeat's blocking take in beat_init fails with a traceback.
         beat_init.disconnect(acquire_distributed_beat_lock)
@@ -152,6 +156,8 @@ class OutageTolerantScheduler(RedBeatScheduler):
                 get_redis(self.app).ping()
                 self._outage.recovered()
             leading = self._hold_lock()
+            if leading and not self._started:
+                self._send_at_start()
             return self._send_due() if leading else float(self.max_interval)
         except REDIS_DOWN as exc:
             if self._outage.failed(exc):
@@ -186,6 +192,24 @@ class OutageTolerantScheduler(RedBeatScheduler):
         self.lock, self._standing_by = lock, False
         log.info("beat: Acquired lock")  # redbeat's words, which operators and tests look for
         return True
+
+    def _send_at_start(self) -> None:
+        """Send the `kirim_beat_at_start` entries now (their next run is an interval from
+        now); a Redis outage meanwhile makes the next tick that leads try again."""
+        for name in self.app.conf.get("kirim_beat_at_start") or ():
+            try:
+                entry = self.Entry.from_key(self.Entry.generate_key(self.app, name),
+                                            app=self.app)
+            except KeyError:  # not in this beat's schedule
+                continue
+            celery_log.info("Scheduler: Sending %s (%s) as beat starts", entry.name, entry.task)
+            try:
+                self.apply_async(entry, **self._maybe_due_kwargs)
+            except SchedulingError as exc:
+                if isinstance(exc.__context__, REDIS_DOWN):
+                    raise RedisConnectionError(str(exc.__context__)) from exc
+                celery_log.exception("Scheduler: Message Error: %s", exc)
+        self._started = True
 
     def _send_due(self) -> float:
         """RedBeat's tick after its lock extension: send what is due; seconds to the next."""

@@ -4,10 +4,11 @@
 for each product whose wallet matters: SMS (which OTP also spends) always, WhatsApp when
 `KIRIM_CREDITS_PRODUCTS` names it or while the WA circuit is paused for credit. Each reading
 is stored in `Keys.credits_for(product)` (value as a decimal string, expires YYYY-MM-DD or
-"", read_at epoch seconds: the API's format), sets the Prometheus gauges, alerts on level
-changes and closes that product's circuit when it opened for credit (-2, -7) and the balance
-is usable again. Products are polled one by one: a failed poll of one changes nothing for
-the other, and keeps its last reading.
+"", read_at epoch seconds: the API's format; every worker's /metrics reads it at scrape time),
+alerts on level changes and closes that product's circuit when it opened for credit (-2, -7)
+and the balance is usable again. Products are polled one by one: a failed poll of one
+changes nothing for the other, and keeps its last reading. Beat sends the first poll as soon
+as it starts scheduling (AT_BEAT_START), not one interval later.
 
 `kirim.watch_account` (beat, every few seconds) only reads: it alerts once when a circuit
 opened or closed, when dead letters arrive faster than KIRIM_ALERT_DEAD_LETTERS_PER_MIN,
@@ -25,7 +26,6 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 from celery import Celery
-from prometheus_client import Gauge
 
 from producer.core.account import AccountCircuits, CircuitState, resume_circuit
 from producer.core.redis_text import text
@@ -40,14 +40,8 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("kirim.credits")
 
-# Labelled by product, so no series exists before that wallet's first reading.
-BALANCE = Gauge("kirim_credits_balance", "NusaSMS balance at the last successful CREDITS poll",
-                ["product"])
-EXPIRES = Gauge("kirim_credits_expiry_timestamp_seconds",
-                "Start of the day after the balance's expiry date (0: none given)", ["product"])
-READ_AT = Gauge("kirim_credits_read_timestamp_seconds", "When CREDITS last answered",
-                ["product"])
-
+# The kirim_credits_* gauges are read from these hashes at scrape time (worker/metrics.py,
+# CreditsCollector): every worker shows the same last reading, and none before one exists.
 CREDIT_CODES = frozenset({"-2", "-7"})  # pauses the credits poll may close on its own
 ACCOUNT_WATCH_INTERVAL_S = 5.0
 PRODUCT_CIRCUIT = {"sms": Circuit.SMS, "wa": Circuit.WA}
@@ -77,17 +71,15 @@ def usable(credits: Credits, today: date) -> bool:
 
 
 def store_reading(svc: Services, product: str, credits: Credits, now: float) -> None:
-    """Write one wallet's reading where the API and CLI read it, and set its gauges."""
+    """Write one wallet's reading where the API, the CLI and every worker's /metrics read it."""
     expires = credits.expires.isoformat() if credits.expires else ""
     svc.redis.hset(svc.keys.credits_for(product), mapping={
         "value": str(credits.value), "expires": expires, "read_at": repr(now)})
-    BALANCE.labels(product).set(float(credits.value))
-    READ_AT.labels(product).set(now)
-    if credits.expires:
-        next_day = datetime.combine(credits.expires, datetime.min.time()).timestamp() + 86400
-        EXPIRES.labels(product).set(next_day)
-    else:
-        EXPIRES.labels(product).set(0)
+
+
+def expiry_timestamp(expires: date) -> float:
+    """Start of the day after `expires` (local time): when the balance stops being usable."""
+    return datetime.combine(expires, datetime.min.time()).timestamp() + 86400
 
 
 def read_credits(svc: Services, product: str = "sms") -> Credits | None:
@@ -252,6 +244,11 @@ def _paused_text(state: CircuitState) -> str:
             "run `kirim account resume " + state.name + "` once it is fixed")
     return (f"{state.name} circuit paused: {state.reason} (code {state.code}); its lanes send"
             f" nothing; it {then}")
+
+
+# Sent once when a beat starts scheduling (worker/beat.py, `kirim_beat_at_start`), then on
+# its interval: the first reading (balance metrics and alerts) does not wait a whole interval.
+AT_BEAT_START = ("poll-credits",)
 
 
 def beat_entries(settings: Settings) -> dict[str, dict[str, Any]]:

@@ -2,20 +2,29 @@
 
 Counters are per process; Prometheus sums them over pods. The backlog gauges (queue depth,
 oldest age, waiting sets) are read from Redis at scrape time by producer.core.backlog, so any
-worker (or the ingest API) gives the same numbers.
+worker (or the ingest API) gives the same numbers; so are the credits gauges (CreditsCollector),
+which exist only once a CREDITS reading does.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
+from datetime import date
 from typing import Any
 
 import structlog
 from prometheus_client import REGISTRY, Counter, Histogram, start_http_server
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+from redis import Redis
+from redis.exceptions import RedisError
 
 from producer.core.backlog import BacklogCollector
 from producer.core.keys import Keys
+from producer.core.redis_text import text
 from producer.core.routing import Queues
 from producer.core.settings import Settings
+from worker.credits import expiry_timestamp
 
 log = structlog.get_logger("kirim.metrics")
 
@@ -78,11 +87,62 @@ def guard_refused(job: Any, reason: str | None) -> None:
     GUARD_REFUSALS.labels(channel_of(job), reason or "unknown").inc()
 
 
+class CreditsCollector(Collector):
+    """The last CREDITS reading of each wallet, read from Redis (worker/credits.py's hashes) at
+    scrape time. A wallet never read has no series at all (a balance alert must not see 0
+    before the first poll); a reading without an expiry date has no expiry series. Every
+    worker, polling or not, shows the same reading; Redis down: no series this scrape."""
+
+    def __init__(self, redis: Redis, keys: Keys, products: Sequence[str] = ("sms", "wa")) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.products = list(products)
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        # Without this, register() would collect once (a Redis round trip) to learn the names.
+        yield from self._families()
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        balance, expiry, read_at = families = self._families()
+        try:
+            pipe = self.redis.pipeline(transaction=False)
+            for product in self.products:
+                pipe.hmget(self.keys.credits_for(product), "value", "expires", "read_at")
+            readings = pipe.execute()
+        except RedisError:
+            readings = []
+        for product, (value, expires, when) in zip(self.products, readings, strict=False):
+            try:
+                balance_value, read_value = float(text(value)), float(text(when))
+            except ValueError:  # no reading yet (or not one this version wrote)
+                continue
+            balance.add_metric([product], balance_value)
+            read_at.add_metric([product], read_value)
+            if text(expires):  # "" when CREDITS gave no expiry date: no series
+                expiry.add_metric([product], expiry_timestamp(date.fromisoformat(text(expires))))
+        yield from families
+
+    @staticmethod
+    def _families() -> tuple[GaugeMetricFamily, GaugeMetricFamily, GaugeMetricFamily]:
+        return (
+            GaugeMetricFamily("kirim_credits_balance",
+                              "NusaSMS balance at the last successful CREDITS poll",
+                              labels=["product"]),
+            GaugeMetricFamily("kirim_credits_expiry_timestamp_seconds",
+                              "Start of the day after the balance's expiry date (absent when"
+                              " CREDITS gave none)", labels=["product"]),
+            GaugeMetricFamily("kirim_credits_read_timestamp_seconds",
+                              "When CREDITS last answered", labels=["product"]))
+
+
 def serve(settings: Settings, redis: Any) -> int:
-    """Register the backlog gauges and serve /metrics; returns the port (0: not serving)."""
+    """Register the backlog and credits gauges and serve /metrics; returns the port (0: not
+    serving)."""
     if not settings.metrics_port:
         return 0
-    REGISTRY.register(BacklogCollector(redis, Keys(settings.key_prefix), Queues.ALL))
+    keys = Keys(settings.key_prefix)
+    REGISTRY.register(BacklogCollector(redis, keys, Queues.ALL))
+    REGISTRY.register(CreditsCollector(redis, keys))
     try:
         start_http_server(settings.metrics_port)
     except OSError as exc:

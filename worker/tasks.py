@@ -9,9 +9,12 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Celery, Task
+from celery.exceptions import Retry
+from redis.exceptions import RedisError
 
 from producer.core.account import release_orphans
 from producer.core.logs import message_context
+from producer.core.redis_text import text
 from producer.core.routing import Tasks
 from worker import alerts, callbacks, metrics
 from worker.credits import CreditsMonitor
@@ -26,6 +29,22 @@ from worker.leases import sweep_expired_leases
 from worker.pipeline import SendPipeline
 from worker.services import services_for
 
+# Outcomes of SendPipeline.process that end the message for good: its task ends FAILURE.
+FAILED_OUTCOMES = frozenset({"dead", "expired", "poison"})
+RETRY_OUTCOME = "retry"
+
+
+class MessageFailed(Exception):
+    """A `kirim.send` whose message ended dead, expired or poisoned: the task ends FAILURE
+    (Flower's Failed filter) with the reason. It is in the task's `throws`, so Celery logs one
+    INFO line without a traceback; the message is acked (acks_late with the default
+    task_acks_on_failure_or_timeout) and never retried by Celery."""
+
+
+class Requeued(Exception):
+    """Why a `kirim.send` was put back for a retry: kirim requeues a new task message (with
+    its backoff), and this task ends RETRY (Flower's Retried filter) with that reason."""
+
 
 def register_tasks(app: Celery) -> None:
     """Register kirim's tasks on `app`."""
@@ -36,13 +55,45 @@ def register_tasks(app: Celery) -> None:
 
 
 def _sending(app: Celery) -> None:
-    @app.task(name=Tasks.SEND, ignore_result=True, acks_late=True)
+    @app.task(name=Tasks.SEND, ignore_result=True, acks_late=True, throws=(MessageFailed,))
     def send(job: Any, dispatch: str | None = None) -> str:
-        """Send one message (see worker.pipeline)."""
+        """Send one message (see worker.pipeline); the outcome label as the result, except
+        that a message that ended for good fails the task and a retry marks it retried."""
         with message_context(job):  # every log line of this task names the message
             result = SendPipeline(services_for(app)).process(job, dispatch)
         metrics.count_outcome(job, result)
+        if result in FAILED_OUTCOMES:
+            raise MessageFailed(outcome_reason(app, job, result))
+        if result == RETRY_OUTCOME:
+            # Raised, not self.retry(): the pipeline has already requeued the message (a new
+            # task message); this only ends this one as RETRY, acked, with a task-retried event.
+            reason = outcome_reason(app, job, result)
+            raise Retry(reason, exc=Requeued(reason))
         return result
+
+
+def outcome_reason(app: Celery, job: Any, outcome: str) -> str:
+    """`<outcome>: <reason> (code <code> <name>)` from the message's record: reasons and
+    provider codes only, never the text or the recipient."""
+    if outcome == "poison":
+        return "poison: invalid_payload (dead-lettered)"
+    mid = job.get("id") if isinstance(job, dict) else None
+    if not isinstance(mid, str) or not mid:
+        return outcome
+    try:
+        svc = services_for(app)
+        reason, code, name = (text(v) for v in svc.redis.hmget(
+            svc.keys.message(mid), "reason", "last_code", "last_code_name"))
+    except RedisError as exc:
+        return f"{outcome}: record unreadable ({type(exc).__name__})"
+    if outcome == RETRY_OUTCOME:  # a requeue keeps the previous `reason`: the code says why
+        reason = ""
+    said = " ".join(part for part in (f"code {code}" if code else "", name) if part)
+    if outcome == "expired" and reason:  # the codes are an earlier attempt's, if any
+        said = ""
+    if reason and said:
+        return f"{outcome}: {reason} ({said})"
+    return f"{outcome}: {reason or said or 'no reason recorded'}"
 
 
 def _sweeps(app: Celery) -> None:

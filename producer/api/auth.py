@@ -20,9 +20,10 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import Request
+from fastapi import Request, Security
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from redis import Redis
 from starlette.concurrency import run_in_threadpool
 
@@ -36,6 +37,16 @@ NO_KEYS = ("no API keys are configured: set KIRIM_API_KEYS=name:sha256hex[,name2
 # Compared against when a name is unknown, so a wrong name costs the same time as a wrong key.
 _DUMMY = hashlib.sha256(b"kirim: no such key").digest()
 FAILURE_WINDOW_S = 60
+
+# The two ways to present a key, declared for OpenAPI (/docs' Authorize button, generated
+# clients). Declarations only: auto_error=False, so they never answer a request themselves;
+# `authenticate` reads the headers and gives every 401/403/429.
+BEARER = HTTPBearer(auto_error=False, scheme_name="bearer",
+                    description="`Authorization: Bearer <key>`: a key from KIRIM_API_KEYS")
+API_KEY = APIKeyHeader(name="X-API-Key", auto_error=False, scheme_name="apiKey",
+                       description="`X-API-Key: <key>`: the same key, in its own header")
+BearerScheme = Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)]
+ApiKeyScheme = Annotated[str | None, Security(API_KEY)]
 
 
 @dataclass(frozen=True)
@@ -162,7 +173,9 @@ def too_many_failures(wait: float) -> ApiError:
 def require(*scopes: Scope) -> Callable[[Request], Coroutine[Any, Any, Caller]]:
     """FastAPI dependency: the calling key, which must hold one of `scopes` (or admin)."""
 
-    async def dependency(request: Request) -> Caller:
+    async def dependency(request: Request, _bearer: BearerScheme = None,
+                         _api_key: ApiKeyScheme = None) -> Caller:
+        # _bearer and _api_key only declare the schemes: authenticate reads the headers.
         caller = await authenticate(request)
         if not caller.scopes & {*scopes, Scope.ADMIN}:
             raise ApiError(403, "forbidden", f"key {caller.name!r} lacks the scope this route"

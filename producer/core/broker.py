@@ -5,8 +5,22 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Celery
+from kombu import Exchange, Queue
 
+from producer.core.routing import Queues
 from producer.core.settings import Settings
+
+
+def declared_queues() -> list[Queue]:
+    """kirim's queues, each on its own direct exchange with its own name as routing key (the
+    declaration Celery makes for a queue it was not told about). A bare `Queue(name)` in
+    task_queues gets Celery's default exchange and routing key instead (task_default_queue's
+    name): every queue bound to the `maintenance` exchange with the key `maintenance`.
+
+    Publishing is unaffected either way: Celery sends to a direct queue through the anonymous
+    exchange with the queue's name as routing key, which kombu's Redis transport LPUSHes to
+    the list of that name; producer/core/envelope.py writes the same (exchange "")."""
+    return [Queue(name, Exchange(name, type="direct"), routing_key=name) for name in Queues.ALL]
 
 
 def broker_transport_options(settings: Settings) -> dict[str, Any]:
@@ -43,6 +57,8 @@ def make_celery(settings: Settings, name: str = "kirim-producer") -> Celery:
         # so Flower shows a task from the moment a worker receives it (workers' own events
         # are always on); queue depth and age are in kirim_queue_* metrics.
         task_send_sent_event=False,
+        # The same declarations as the workers: a publish declares (binds) its queue.
+        task_queues=declared_queues(),
         enable_utc=True,
     )
     return app

@@ -9,13 +9,16 @@ from collections import Counter
 from datetime import date, timedelta
 from typing import Any
 
+import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from producer.client import KirimClient
 from producer.core.account import AccountCircuits
 from producer.core.contract import State
 from producer.core.deadletters import DeadLetters
 from producer.core.keys import Keys
+from tests.support.processes import free_port
 from tests.support.settings import settings_from_env
 from tests.support.waiting import wait_for, wait_states
 from tests.support.workers import FAST_CREDITS_POLL, Workers
@@ -122,3 +125,50 @@ def test_out_of_credit_mid_campaign_resumes_by_itself_after_top_up(kirim_env, tm
     assert len(sandbox.messages()) == 30, "every message sent exactly once"
     resumed = [b for b in receiver.json_ok() if b.get("level") == "resumed"]
     assert "automatically" in resumed[0]["text"]
+
+
+def test_credits_metrics_absent_until_a_reading_and_beat_polls_at_start(kirim_env, tmp_path,
+                                                                          sandbox, redis):
+    """No kirim_credits_* series before the first reading (not a balance of 0), on any
+    worker; beat sends the first poll when it starts, not one 300 s interval later."""
+    env = {**kirim_env, "KIRIM_CREDITS_POLL_INTERVAL_S": "300"}
+    port, idle_port = free_port(), free_port()
+    pool = Workers(env, tmp_path)
+    pool.start(extra_env={"KIRIM_METRICS_PORT": str(port)})
+    pool.start(queues="otp", extra_env={"KIRIM_METRICS_PORT": str(idle_port)})  # never polls
+
+    def credits_series(at: int) -> dict[tuple[str, str], float]:
+        try:
+            text = httpx.get(f"http://127.0.0.1:{at}/metrics", timeout=5).text
+        except httpx.TransportError:
+            return {}
+        return {(s.name, s.labels.get("product", "")): s.value
+                for fam in text_string_to_metric_families(text) for s in fam.samples
+                if s.name.startswith("kirim_credits_")} | {("up", ""): 1.0}
+
+    try:
+        sandbox.set_credits(4321, "2031-01-31")
+        wait_for(lambda: bool(credits_series(port) and credits_series(idle_port)), 30,
+                 "both workers' /metrics")
+        assert credits_series(port) == {("up", ""): 1.0}, "a credits series before a reading"
+        assert credits_series(idle_port) == {("up", ""): 1.0}
+        started = time.monotonic()
+        pool.beat()
+        wait_for(lambda: redis.hget("kirim:credits", "value") == "4321", 30,
+                 "the first CREDITS reading, sent as beat starts")
+        assert time.monotonic() - started < 30
+        for at in (port, idle_port):
+            got = credits_series(at)
+            assert got[("kirim_credits_balance", "sms")] == 4321, got
+            assert got[("kirim_credits_read_timestamp_seconds", "sms")] > time.time() - 60
+            expiry = got[("kirim_credits_expiry_timestamp_seconds", "sms")]
+            assert date.fromtimestamp(expiry - 1) == date(2031, 1, 31)
+            assert not [k for k in got if k[1] == "wa"], "no WhatsApp reading: no series"
+        # A reading without an expiry date (as store_reading writes it): no expiry series.
+        redis.hset("kirim:credits", mapping={"value": "99", "expires": "",
+                                             "read_at": repr(time.time())})
+        got = credits_series(idle_port)
+        assert got[("kirim_credits_balance", "sms")] == 99
+        assert ("kirim_credits_expiry_timestamp_seconds", "sms") not in got
+    finally:
+        pool.stop_all()

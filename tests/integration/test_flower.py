@@ -119,3 +119,47 @@ def test_inbound_sms_shows_in_flower_without_its_text_or_number(
     for secret in (number, number[2:], number[-10:], text, "246810"):
         assert secret not in shown, f"{secret!r} in Flower"
     assert receiver.json_ok()[0]["msg"] == text  # the forward itself is whole
+
+
+DEAD_NUMBER = "6281190013000"  # the sandbox answers -13: dead at once
+TWO_TRANSIENT = "6281195200000"  # two -26 answers, then accepted: two requeues for retry
+
+
+def test_dead_and_retried_sends_show_in_flowers_failed_and_retried_filters(
+        flower: Flower, workers: Workers, kirim: KirimClient) -> None:
+    workers.start(name="failw")
+    wait_for(lambda: any(n.startswith("failw0@") for n in online(flower)),
+             30, "Flower to list the worker", interval_s=0.5)
+    dead = kirim.send_sms(DEAD_NUMBER, "to a number that does not exist")
+    retried = kirim.send_sms(TWO_TRANSIENT, "two transient errors first")
+    wait_states(kirim, [dead], {"dead"})
+    wait_states(kirim, [retried], {"sent"})
+
+    def by_state(state: str) -> dict[str, dict[str, Any]]:
+        found: dict[str, dict[str, Any]] = flower.get("/api/tasks", taskname="kirim.send",
+                                                      state=state)
+        return found
+
+    wait_for(lambda: any(dead in str(t.get("args")) for t in by_state("FAILURE").values()),
+             30, "Flower to list the dead message's task as failed", interval_s=0.5)
+    [failed] = [t for t in by_state("FAILURE").values() if dead in str(t.get("args"))]
+    assert "MessageFailed" in str(failed.get("exception")), failed
+    assert "dead:" in str(failed["exception"]) and "-13" in str(failed["exception"]), failed
+    assert "INVALID_DESTINATION" in str(failed["exception"]), failed
+    assert "does not exist" not in json.dumps(failed), "message text in Flower"
+
+    wait_for(lambda: sum(retried in str(t.get("args")) for t in by_state("RETRY").values())
+             == 2, 30, "Flower to list the two requeued attempts as retried", interval_s=0.5)
+    for task in (t for t in by_state("RETRY").values() if retried in str(t.get("args"))):
+        assert "Requeued" in str(task.get("exception")) and "-26" in str(task["exception"])
+    assert any(retried in str(t.get("args")) for t in by_state("SUCCESS").values())
+
+    # Acked, not retried by Celery, no traceback in the worker's log.
+    assert not kirim.redis.hlen("unacked") and not kirim.redis.llen("sms")
+    logs = workers.logs()
+    assert "raised expected: MessageFailed" in logs and "Traceback" not in logs, logs[-3000:]
+
+    # The Failed filter of Flower's task page, in a browser.
+    authed = f"http://{USER}:{PASSWORD}@127.0.0.1:{flower.port}"
+    page = headless(f"{authed}/tasks?state=FAILURE", "--dump-dom")
+    assert "MessageFailed" in page.stdout or failed["uuid"] in page.stdout, page.stderr[-2000:]

@@ -108,3 +108,33 @@ def test_worker_metrics_logs_and_heartbeat(workers: Workers, kirim: KirimClient,
         assert entry["message_id"] in ids and entry["channel"] == "sms"
         assert entry["to"].startswith("628") and "***" in entry["to"], entry
     assert any(e.get("logger", "").startswith("celery") for e in lines), "celery lines as JSON"
+
+
+def test_api_metrics_negotiate_openmetrics_and_time_requests(api: Any) -> None:
+    reply = api.client.post("/v1/messages", json={"channel": "sms", "to": f"{SANDBOX_OK}322",
+                                                  "text": "Tagihan"})
+    assert reply.status_code == 202, reply.text
+    assert api.anon.get("/v1/messages/nope").status_code == 401
+    plain = api.anon.get("/metrics")
+    assert plain.status_code == 200 and plain.headers["content-type"].startswith("text/plain")
+    got = samples(plain.text)
+    post = ("kirim_api_request_duration_seconds_count",
+            (("method", "POST"), ("route", "/v1/messages"), ("status", "2xx")))
+    assert got[post] >= 1
+    assert got[("kirim_api_request_duration_seconds_count",
+                (("method", "GET"), ("route", "/v1/messages/{message_id}"),
+                 ("status", "4xx")))] >= 1
+    assert got[("kirim_api_requests_total", (("code", "ok"), ("route", "/v1/messages"),
+                                             ("status", "202")))] >= 1
+    # One counter per request: the histogram's _count, not a second requests counter.
+    assert not [k for k in got if k[0].startswith("kirim_api_") and k[0].endswith("_total")
+                and k[0] != "kirim_api_requests_total"]
+
+    om = api.anon.get("/metrics", headers={"Accept": "application/openmetrics-text; "
+                                           "version=1.0.0; charset=utf-8"})
+    assert om.headers["content-type"].startswith("application/openmetrics-text"), om.headers
+    assert om.text.rstrip().endswith("# EOF")
+    assert "kirim_api_request_duration_seconds_bucket" in om.text
+    assert "kirim_queue_depth" in om.text  # the backlog collector, collected off the loop
+    gz = api.anon.get("/metrics", headers={"Accept-Encoding": "gzip"})
+    assert gz.headers.get("content-encoding") == "gzip" and "kirim_queue_depth" in gz.text

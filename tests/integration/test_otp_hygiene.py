@@ -98,7 +98,7 @@ def rewrite_aof(client: redis_lib.Redis) -> None:
 def succeeded(flower: Flower) -> set[str]:
     """Message ids of the kirim.send tasks Flower saw succeed (from their masked args)."""
     return {mid for t in flower.get("/api/tasks", taskname="kirim.send").values()
-            if t.get("state") == "SUCCESS"
+            if t.get("state") in ("SUCCESS", "FAILURE")
             for mid in re.findall(r"'id': '([^']+)'", str(t.get("args")))}
 
 
