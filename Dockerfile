@@ -6,10 +6,12 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 KIRIM_LOG_FORMAT=json
 WORKDIR /app
 # Dependencies first, in their own layer: rebuilt only when pyproject.toml or the pins change,
-# not on every code change. Runtime dependencies only (no dev or bench extras).
+# not on every code change. The runtime dependencies and the worker, api, flower and cli
+# extras (every process the image runs, and the `kirim` command); no dev or bench extras.
+# An extra's `kirim[...]` lines name the others, already listed here.
 COPY deploy/constraints.txt /tmp/constraints.txt
 COPY pyproject.toml ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
+RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; print('\n'.join(r for r in p['dependencies'] + [r for x in ('worker', 'api', 'flower', 'cli') for r in p['optional-dependencies'][x]] if not r.startswith('kirim')))" \
         > /tmp/requirements.txt \
     && pip install -c /tmp/constraints.txt -r /tmp/requirements.txt
 COPY README.md ./

@@ -20,9 +20,8 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from producer.core.keys import Keys
+from producer.core.publisher import ENQUEUED_AT
 from producer.core.routing import Circuit
-
-ENQUEUED_AT = "enqueued_at"
 
 
 def enqueued_at(raw: bytes | str | None) -> float | None:

@@ -22,9 +22,8 @@ import time
 import uuid
 from functools import cache
 
-from producer.core.backlog import ENQUEUED_AT
 from producer.core.contract import Channel, Job
-from producer.core.publisher import masked_repr
+from producer.core.publisher import ENQUEUED_AT, masked_repr
 from producer.core.routing import Tasks, queue_for
 
 # Celery's embed: no callbacks, errbacks, chain or chord.

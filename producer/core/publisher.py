@@ -13,10 +13,13 @@ from typing import Any
 
 from celery import Celery
 
-from producer.core.backlog import ENQUEUED_AT
 from producer.core.contract import Job
 from producer.core.recipient import mask_recipient
 from producer.core.routing import Tasks, queue_for
+
+# The header with the publish time, read by the backlog gauges (producer.core.backlog). Here,
+# not there, so the client's import path stays free of prometheus_client (a worker/api extra).
+ENQUEUED_AT = "enqueued_at"
 
 
 def masked_repr(job: Job) -> str:

@@ -64,11 +64,24 @@ KNOWN_CVE_FLOORS: dict[str, tuple[str, bool, str]] = {
 }
 
 
+PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+
+
+def groups() -> dict[str, list[Requirement]]:
+    """group ("runtime" or an extra's name) → its requirements, self-references included."""
+    raw = {"runtime": PROJECT["dependencies"], **PROJECT["optional-dependencies"]}
+    return {group: [Requirement(line) for line in lines] for group, lines in raw.items()}
+
+
+def is_self(req: Requirement) -> bool:
+    """`kirim[worker]` in an extra: the project's own other extras, no version of its own."""
+    return canonicalize_name(req.name) == canonicalize_name(PROJECT["name"])
+
+
 def requirements() -> list[tuple[str, Requirement]]:
-    """(group, requirement) for the runtime dependencies and every optional extra."""
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    groups = {"runtime": project["dependencies"], **project["optional-dependencies"]}
-    return [(group, Requirement(line)) for group, lines in groups.items() for line in lines]
+    """(group, requirement) for the runtime dependencies and every optional extra (third-party
+    packages only: an extra's `kirim[...]` line is checked by the extras tests below)."""
+    return [(group, req) for group, reqs in groups().items() for req in reqs if not is_self(req)]
 
 
 def declared() -> dict[NormalizedName, SpecifierSet]:
@@ -171,6 +184,55 @@ def test_next_breaking(version: str, breaking: str) -> None:
     assert next_breaking(Version(version)) == Version(breaking)
 
 
+# --- extras: a light client install -------------------------------------------------------
+
+# What each process kind needs beyond the bare client install (README.md, "Install").
+EXTRAS = {"worker", "api", "flower", "cli", "dev", "bench"}
+# Packages that only a worker, the API, Flower or the `kirim` command import: a bare
+# `pip install kirim` (a service that only enqueues) must not pull them in.
+NOT_IN_RUNTIME = {"flower", "tornado", "fastapi", "starlette", "uvicorn", "python-multipart",
+                  "celery-redbeat", "prometheus-client", "typer", "rich", "pygments",
+                  "swagger-ui-bundle", "phonenumbers"}
+
+
+def test_the_extras_are_the_documented_ones() -> None:
+    assert set(PROJECT["optional-dependencies"]) == EXTRAS
+    readme = (ROOT / "README.md").read_text()
+    for extra in EXTRAS - {"bench"}:
+        assert f"kirim[{extra}]" in readme, f"README.md does not say where kirim[{extra}] goes"
+
+
+def test_the_runtime_dependencies_are_the_client_only() -> None:
+    runtime = {canonicalize_name(req.name) for req in groups()["runtime"]}
+    assert not runtime & NOT_IN_RUNTIME, f"the bare install pulls in {runtime & NOT_IN_RUNTIME}"
+
+
+def test_an_extra_names_only_existing_extras_of_kirim() -> None:
+    for group, reqs in groups().items():
+        for req in filter(is_self, reqs):
+            assert group != "runtime", f"the runtime dependencies name {req}"
+            assert not req.specifier and req.extras <= EXTRAS - {group}, f"{group}: {req}"
+
+
+def test_dev_installs_every_process_kind() -> None:
+    named = {extra for req in filter(is_self, groups()["dev"]) for extra in req.extras}
+    assert {"worker", "api", "flower", "cli"} <= named, "the tests run every kind of process"
+
+
+def test_nothing_requires_the_full_phonenumbers() -> None:
+    """phonenumberslite and phonenumbers install the same `phonenumbers` module: one only."""
+    assert "phonenumbers" not in declared()
+    assert "phonenumberslite" in {canonicalize_name(r.name) for r in groups()["runtime"]}
+    assert "phonenumbers" not in pins(), f"{CONSTRAINTS} pins the full phonenumbers"
+
+
+def test_the_packages_ship_py_typed_and_their_lua() -> None:
+    data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert {"*.lua", "py.typed"} <= set(data["package-data"]["*"])
+    for package in ("producer", "worker"):
+        assert (ROOT / package / "py.typed").is_file(), f"{package}/py.typed is missing"
+
+
 # --- deploy/constraints.txt ---------------------------------------------------------------
 
 def test_constraints_pin_neither_the_project_nor_an_editable_install() -> None:
@@ -238,6 +300,14 @@ def test_the_image_installs_with_the_constraints() -> None:
     assert copy < installs[0], "the pins are copied after the first install"
     code = next(i for i, line in enumerate(lines) if re.match(r"COPY\s+producer\b", line))
     assert installs[0] < code, "dependencies are installed after the code is copied (no cache)"
+
+
+def test_the_image_installs_every_extra_it_runs() -> None:
+    """One image runs workers, beat, Flower and the API (and has the `kirim` command)."""
+    lines = logical_lines(ROOT / "Dockerfile")
+    deps = next(line for line in lines if "pip install" in line and "-r " in line)
+    for extra in ("worker", "api", "flower", "cli"):
+        assert f"'{extra}'" in deps, f"the image's dependency layer lacks the {extra} extra"
 
 
 def test_ci_installs_through_make() -> None:
