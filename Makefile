@@ -29,9 +29,9 @@ redis:
 run: $(STAMP) redis
 	$(BIN)/kirim demo --stack
 
-# Two test processes: most tests wait on real processes and HTTP, so two halve the wall time
-# on two cores (each has its own redis-server and sandbox on free ports).
-PYTEST_ARGS ?= -n 2
+# Three test processes: most tests wait on real processes and HTTP, not on the CPU, so on 2
+# cores three finish sooner than two (each has its own redis-server and sandbox on free ports).
+PYTEST_ARGS ?= -n 3
 test: $(STAMP) redis
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
