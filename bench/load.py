@@ -34,8 +34,10 @@ def text(i: int) -> str:
 
 def kirim_client(redis_url: str, sandbox_url: str) -> KirimClient:
     """A producer client on the bench stack."""
-    return KirimClient(load_settings(redis_url=redis_url, nusasms_url=sandbox_url),
-                       source="bench")
+    from bench.stack import KIRIM_ENV  # the workers' hash key: one key for the whole stack
+
+    return KirimClient(load_settings(redis_url=redis_url, nusasms_url=sandbox_url,
+                                     hash_key=KIRIM_ENV["KIRIM_HASH_KEY"]), source="bench")
 
 
 def kirim_enqueue(client: KirimClient, n: int, lane: int = 0, batch: int = 1000) -> float:

@@ -118,8 +118,12 @@ class CreditsCollector(Collector):
                 continue
             balance.add_metric([product], balance_value)
             read_at.add_metric([product], read_value)
-            if text(expires):  # "" when CREDITS gave no expiry date: no series
-                expiry.add_metric([product], expiry_timestamp(date.fromisoformat(text(expires))))
+            try:  # "" when CREDITS gave no expiry date, or a date that does not read: no series
+                day = date.fromisoformat(text(expires)) if text(expires) else None
+            except ValueError:
+                day = None
+            if day is not None:
+                expiry.add_metric([product], expiry_timestamp(day))
         yield from families
 
     @staticmethod

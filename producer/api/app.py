@@ -46,6 +46,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 yield
         finally:
             rt.close()
+            await rt.quota.aclose()
 
     # /docs is served below, from local assets: it works without internet. ReDoc has no
     # local bundle here, so there is no /redoc (its page would load it from a CDN).

@@ -218,7 +218,7 @@ async def _enqueue(rt: Runtime, caller: Caller, body: dict[str, Any]
                    ) -> tuple[str, tuple[str, str | None] | None]:
     """Accept one drop-in message: ("0", (its 18-digit id, its number)), or (status, None)."""
     try:
-        await run_in_threadpool(rt.quota.take, caller, 1)
+        await rt.quota.take(caller, 1)
         for _ in range(_ALIAS_TRIES):
             admit: Admit = rt.kirim.enqueuer.prepare(body, caller.name, caller.policy,
                                                      alias=new_alias())

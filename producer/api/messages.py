@@ -8,7 +8,6 @@ import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Response
-from starlette.concurrency import run_in_threadpool
 
 from producer.api.auth import Caller, require
 from producer.api.errors import ApiError, kirim_error_detail
@@ -62,7 +61,7 @@ async def send_one(body: SendRequest, rt: Rt, caller: Sender,
             raise ApiError(422, "invalid_request", "idempotency_key: the body and the"
                            " Idempotency-Key header disagree; send one of them", "idempotency_key")
         body = body.model_copy(update={"idempotency_key": idempotency_key})
-    await run_in_threadpool(rt.quota.take, caller, 1)
+    await rt.quota.take(caller, 1)
     admit = rt.kirim.enqueuer.prepare(body, caller.name, caller.policy)
     outcome = await rt.commits.commit(admit)
     if isinstance(outcome, KirimError):
@@ -85,7 +84,7 @@ async def send_batch(body: BatchRequest, rt: Rt, caller: Sender) -> Response:
     if len(body.messages) > limit:
         raise ApiError(422, "invalid_request", f"messages: {len(body.messages)} items; at most"
                        f" {limit} per request (KIRIM_API_BATCH_MAX): split the batch", "messages")
-    await run_in_threadpool(rt.quota.take, caller, len(body.messages))
+    await rt.quota.take(caller, len(body.messages))
     enqueuer = rt.kirim.enqueuer
     outcomes: list[Accepted | KirimError | None] = [None] * len(body.messages)
     staged: list[tuple[int, Admit]] = []

@@ -34,6 +34,7 @@ def settle(message_id: str = typer.Argument(..., help="id of a message in state 
     """Settle an unknown message after checking with NusaSMS (web app, DR) or the recipient."""
     with client() as kirim:
         record = kirim.status(message_id)
+        message_id = record.id  # the drop-in's 18-digit id names the same record
         if record.state != State.UNKNOWN:
             raise fail(f"message {message_id} is {record.state}, not unknown: only unknown"
                        " messages are settled", EX_FAILURE)

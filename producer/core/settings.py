@@ -20,6 +20,7 @@ from producer.core.errors import ConfigError
 from producer.core.tenants import (
     KeyEntry,
     KeyPolicy,
+    callback_url_refusal,
     check_region,
     parse_callback_secrets,
     parse_key_entries,
@@ -236,6 +237,13 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _policies_name_keys(self) -> Settings:
+        for name in self.api_key_policies:  # a DR callback the key's own rules would refuse
+            policy = self.policy_for(name)
+            if policy.dr_callback_url and (problem := callback_url_refusal(
+                    policy.dr_callback_url, name, policy, self.callback_allow_private)):
+                raise ValueError(f"KIRIM_API_KEY_POLICIES[{name!r}].dr_callback_url:"
+                                 f" {problem.reason} (every drop-in send of the key would be"
+                                 " refused)")
         names = {entry.name for entry in self.key_entries}
         unknown = sorted(set(self.api_key_policies) - names - {"*"})
         if names and unknown:  # workers may load policies without the API's keys

@@ -240,3 +240,9 @@ def _callback_refusal(url: str, key: str, policy: KeyPolicy, allow_private: bool
                           f" callback allowlist ({', '.join(policy.callback_hosts)})",
                           "callbacks")
     return None
+
+
+def callback_url_refusal(url: str, key: str, policy: KeyPolicy, allow_private: bool
+                         ) -> NotAllowed | None:
+    """Why `key`'s policy refuses `url` as a callback URL (scheme, address, host), or None."""
+    return _callback_refusal(url, key, policy, allow_private)

@@ -47,6 +47,13 @@ redis.call("RPUSH", KEYS[2], cjson.encode(entry))
 local ttl = tonumber(ARGV[3])
 redis.call("EXPIRE", KEYS[1], ttl)
 redis.call("EXPIRE", KEYS[2], ttl)
+-- The drop-in's 18-digit alias (<prefix>:nid:<id>, beside <prefix>:msg:<id>) lives as long
+-- as its record: cmd=DR and GET /v1/messages/{id} find it until the record expires.
+local nid = redis.call("HGET", KEYS[1], "nusasms_id")
+if nid then
+  local prefix = string.match(KEYS[1], "^(.*):msg:[^:]*$")
+  if prefix then redis.call("EXPIRE", prefix .. ":nid:" .. nid, ttl) end
+end
 for _, z in ipairs(spec["zadd"] or {}) do redis.call("ZADD", z[1], z[2], z[3]) end
 for _, z in ipairs(spec["zrem"] or {}) do redis.call("ZREM", z[1], z[2]) end
 for _, s in ipairs(spec["sadd"] or {}) do redis.call("SADD", s[1], s[2]) end
