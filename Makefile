@@ -29,9 +29,11 @@ redis:
 run: $(STAMP) redis
 	$(BIN)/kirim demo --stack
 
-# Three test processes: most tests wait on real processes and HTTP, not on the CPU, so on 2
-# cores three finish sooner than two (each has its own redis-server and sandbox on free ports).
-PYTEST_ARGS ?= -n 3
+# Two test processes: most tests wait on real processes and HTTP, so two halve the wall time
+# on two cores (each has its own redis-server and sandbox on free ports). Three finish in
+# ~10 min instead of ~12.5, but the chaos run's load-sensitive "blind unknown" bound (<= 3)
+# then failed once (4).
+PYTEST_ARGS ?= -n 2
 test: $(STAMP) redis
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
