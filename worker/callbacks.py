@@ -54,7 +54,7 @@ import socket
 import threading
 import time
 from collections import Counter as Tally
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any
 
@@ -153,14 +153,7 @@ def attempt_count(raw: bytes | None) -> int:
 def get_callback(http: httpx.Client, url: str, query: dict[str, str], event_id: str) -> None:
     """GET NusaSMS's DR callback (its fields added to the URL's own query); CallbackRefused
     if its address may not be reached, CallbackFailed unless the receiver answers 2xx."""
-    try:
-        reply = http.get(httpx.URL(url).copy_merge_params(query))  # keeps the URL's own query
-    except AddressRefused as exc:
-        raise CallbackRefused(str(exc)) from exc
-    except httpx.HTTPError as exc:
-        raise CallbackFailed(f"event {event_id}: {type(exc).__name__}") from exc
-    if not reply.is_success:
-        raise CallbackFailed(f"event {event_id}: HTTP {reply.status_code}")
+    _deliver(event_id, lambda: http.get(httpx.URL(url).copy_merge_params(query)))
 
 
 def post_callback(http: httpx.Client, url: str, body: bytes, secrets: Sequence[bytes],
@@ -168,8 +161,13 @@ def post_callback(http: httpx.Client, url: str, body: bytes, secrets: Sequence[b
     """POST one signed callback; CallbackRefused if its address may not be reached,
     CallbackFailed unless the receiver answers 2xx."""
     headers = webhook_headers(secrets, event_id, body)
+    _deliver(event_id, lambda: http.post(url, content=body, headers=headers))
+
+
+def _deliver(event_id: str, request: Callable[[], httpx.Response]) -> None:
+    """Make one callback request, its outcome as CallbackRefused or CallbackFailed."""
     try:
-        reply = http.post(url, content=body, headers=headers)
+        reply = request()
     except AddressRefused as exc:
         raise CallbackRefused(str(exc)) from exc
     except httpx.HTTPError as exc:

@@ -58,21 +58,28 @@ def _dr(url: str, ref_no: str, status: str) -> str:
 
 def test_a_short_callback_token_stops_the_api_and_the_worker_at_start(
         kirim_env: dict[str, str], tmp_path: Path) -> None:
-    env = {**kirim_env, "KIRIM_CALLBACK_TOKEN": "change-me"}
+    for name, code, text in _start_api_and_worker({**kirim_env, "KIRIM_CALLBACK_TOKEN":
+                                                   "change-me"}, tmp_path):
+        assert code != 0, f"{name} started with a 9-character callback token:\n{text[-2000:]}"
+        assert "KIRIM_CALLBACK_TOKEN" in text and "at least 32 characters" in text, text[-2000:]
+
+
+def _start_api_and_worker(env: dict[str, str], tmp_path: Path) -> list[tuple[str, int, str]]:
+    """Start an API and a worker with `env`; (name, exit code, log) of each once it exits."""
     procs = {"api": python_module("uvicorn", "producer.api:app", "--host", "127.0.0.1",
                                   "--port", "0"),
              "worker": python_module("celery", "-A", "worker.app", "worker", "-P", "threads",
                                      "-Q", "reports")}
+    ended = []
     for name, args in procs.items():
-        log = tmp_path / f"short-token-{name}.log"
+        log = tmp_path / f"refused-{name}.log"
         proc = spawn(args, env=env, log=log)
         try:
             code = proc.wait(60)
         finally:
             stop([proc], timeout_s=5)
-        text = log.read_text(errors="replace")
-        assert code != 0, f"{name} started with a 9-character callback token:\n{text[-2000:]}"
-        assert "KIRIM_CALLBACK_TOKEN" in text and "at least 32 characters" in text, text[-2000:]
+        ended.append((name, code, log.read_text(errors="replace")))
+    return ended
 
 
 def test_a_push_from_an_address_not_allowed_gets_404_and_a_warning(
@@ -177,19 +184,9 @@ def test_a_forged_letter_for_an_unknown_message_is_overruled_by_the_pull(
 
 def test_no_hash_key_stops_the_api_and_the_worker_at_start(
         kirim_env: dict[str, str], tmp_path: Path) -> None:
-    env = {**kirim_env, "KIRIM_HASH_KEY": ""}  # os.environ's test key is overridden, not kept
-    procs = {"api": python_module("uvicorn", "producer.api:app", "--host", "127.0.0.1",
-                                  "--port", "0"),
-             "worker": python_module("celery", "-A", "worker.app", "worker", "-P", "threads",
-                                     "-Q", "reports")}
-    for name, args in procs.items():
-        log = tmp_path / f"no-hash-key-{name}.log"
-        proc = spawn(args, env=env, log=log)
-        try:
-            code = proc.wait(60)
-        finally:
-            stop([proc], timeout_s=5)
-        text = log.read_text(errors="replace")
+    # os.environ's test key is overridden, not kept.
+    for name, code, text in _start_api_and_worker({**kirim_env, "KIRIM_HASH_KEY": ""},
+                                                  tmp_path):
         assert code != 0, f"{name} started without KIRIM_HASH_KEY:\n{text[-2000:]}"
         assert "KIRIM_HASH_KEY not set" in text, text[-2000:]
 
