@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from typing import Any
 
@@ -15,6 +16,7 @@ from producer.core.contract import Channel, SendRequest
 from producer.core.enqueue import Accepted
 from producer.core.errors import InvalidMessage, KirimError, MessageNotFound
 from producer.core.factory import build_core
+from producer.core.media import read_media_file
 from producer.core.records import MessageRecord
 from producer.core.settings import Settings, load_settings
 
@@ -52,10 +54,26 @@ class KirimClient:
         return self._send_as("send_sms", {"channel": Channel.SMS, "to": to, "text": text},
                              options)
 
-    def send_wa(self, to: str, text: str, **options: Any) -> str:
-        """Enqueue a WhatsApp message."""
-        return self._send_as("send_wa", {"channel": Channel.WA, "to": to, "text": text},
-                             options)
+    def send_wa(self, to: str, text: str, *, media_url: str | None = None,
+                caption: str | None = None, sender: str | None = None,
+                media_path: str | os.PathLike[str] | None = None, **options: Any) -> str:
+        """Enqueue a WhatsApp message: text, or a file (`media_url`, or a local file at
+        `media_path`, read and base64-encoded now, at most 512 KB) under `caption` (default:
+        `text`), from the account's WhatsApp `sender` number (default: the account's).
+
+        Files and senders go through NusaSMS API v1.0 (KIRIM_NUSASMS_API_KEY set)."""
+        fixed: dict[str, Any] = {"channel": Channel.WA, "to": to, "text": text}
+        for name, value in (("media_url", media_url), ("caption", caption), ("sender", sender)):
+            if value is not None:
+                fixed[name] = value
+        if media_path is not None:
+            if media_url is not None or "media_base64" in options:
+                raise InvalidMessage("media_path", "give one file: media_path, media_url or"
+                                     " media_base64, not several")
+            fixed.update(read_media_file(media_path))
+            if "file_name" in options:  # the caller names the file itself
+                fixed["file_name"] = options.pop("file_name")
+        return self._send_as("send_wa", fixed, options)
 
     def send_otp(self, to: str, text: str, validity_s: int | None = None, **options: Any) -> str:
         """Enqueue an OTP on its own lane; not sent at all after `validity_s`."""

@@ -20,7 +20,7 @@ import time
 from collections.abc import Awaitable, Callable
 from urllib.parse import unquote_plus
 
-from sandbox import control_api, endpoints, heap, replies
+from sandbox import control_api, endpoints, heap, replies, v1
 from sandbox.config import Config
 from sandbox.faults import Faults, hang_then_close, too_many_requests
 from sandbox.http import Reply, Request
@@ -69,6 +69,8 @@ class Sandbox:
         """Route one HTTP request."""
         if request.path.startswith("/_sandbox/"):
             return control_api.handle(self, request)
+        if v1.handles(self, request.path):  # API v1.0 (spec §2): sandbox/v1.py
+            return v1.handle(self, request)
         endpoint = ENDPOINTS.get(request.path)
         if endpoint is None:
             return Reply(404, NOT_FOUND, "text/html")

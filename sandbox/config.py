@@ -44,6 +44,13 @@ class Config:
         json.dumps(DEFAULT_GROUPS)))
     seed: int | None = None
     down: bool = False
+    # API v1.0 (spec §2, sandbox/v1.py): its key, where it is mounted, the WhatsApp senders
+    # the account has (empty: any plausible number), and when a delivered WA message is read
+    # (seconds after delivery; null: never).
+    api_key: str = "demo-api-key"
+    v1_prefix: str = "/nusasms_api/1.0"
+    wa_senders: list[str] = field(default_factory=list)
+    wa_read_delay_s: float | None = 1.0
 
     def to_json(self) -> dict[str, Any]:
         """The knobs as a JSON-able dict."""
@@ -140,6 +147,16 @@ def _senders(value: Any) -> list[str]:
     return list(value)
 
 
+def _prefix(value: Any) -> str:
+    if not isinstance(value, str) or not value.startswith("/") or value.startswith("/_sandbox"):
+        raise ValueError("expected a path starting with / (not under /_sandbox)")
+    return value.rstrip("/")
+
+
+def _optional_nonneg(value: Any) -> float | None:
+    return None if value is None or value == "" or value == "null" else _nonneg(value)
+
+
 COERCERS: dict[str, Callable[[Any], Any]] = {
     "user": _text, "password": _text,
     "latency_ms": _nonneg, "latency_jitter_ms": _nonneg, "hang_s": _nonneg,
@@ -151,6 +168,8 @@ COERCERS: dict[str, Callable[[Any], Any]] = {
     "otp_marker_check": _bool, "credits_as_string": _bool, "newline_counts_double": _bool,
     "otp_route": _bool, "allowed_senders": _senders,
     "down": _bool, "groups": _groups, "seed": _seed,
+    "api_key": _text, "v1_prefix": _prefix, "wa_senders": _senders,
+    "wa_read_delay_s": _optional_nonneg,
 }
 
 

@@ -98,6 +98,11 @@ class Message:
     dr_letter: str
     sender: str | None = None
     group: str | None = None
+    api: str = "v3"  # "v1" when it came through API v1.0 (sandbox/v1.py)
+    caption: str | None = None  # a v1.0 media message's caption, URL or inline file
+    media_url: str | None = None
+    file_name: str | None = None
+    media_bytes: int = 0
 
     def dr_status(self, now_s: float) -> str:
         """The letter a DR pull answers now: 'P' until the report is final."""
@@ -110,7 +115,9 @@ class Message:
             "text": self.text, "otp": self.otp, "unicode": self.unicode,
             "encoding": self.encoding, "parts": self.parts, "accepted_at": self.accepted_at,
             "dr_letter": self.dr_letter, "dr_status": self.dr_status(now_s),
-            "sender": self.sender, "group": self.group,
+            "sender": self.sender, "group": self.group, "api": self.api,
+            "caption": self.caption, "media_url": self.media_url, "file_name": self.file_name,
+            "media_bytes": self.media_bytes,
         }
 
 

@@ -95,7 +95,9 @@ DATA_ERRORS = (ValueError, KeyError, TypeError, UnicodeError)
 DELIVERIES = Counter("kirim_status_callbacks", "Status callback events by result", ["result"])
 
 _STATES = frozenset(s.value for s in State)
-# The states a NusaSMS-style DR callback reports: the final ones (kirim's `dead` as F).
+# The states a NusaSMS-style DR callback reports: the final ones (kirim's `dead` as F). A
+# WhatsApp's `read` (API v1.0) follows its `delivered`, already reported as D: not again.
+# kirim's own callbacks report every state, `read` included.
 REPORT_STATES = frozenset({State.DELIVERED, State.UNDELIVERED, State.FAILED, State.REJECTED,
                            State.EXPIRED, State.DEAD})
 

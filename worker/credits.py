@@ -2,7 +2,9 @@
 
 `kirim.poll_credits` (beat, `maintenance`, every KIRIM_CREDITS_POLL_INTERVAL_S) reads CREDITS
 for each product whose wallet matters: SMS (which OTP also spends) always, WhatsApp when
-`KIRIM_CREDITS_PRODUCTS` names it or while the WA circuit is paused for credit. Each reading
+`KIRIM_CREDITS_PRODUCTS` names it or while the WA circuit is paused for credit. With an API
+v1.0 key (KIRIM_NUSASMS_API_KEY) it reads `/balance` once instead, which holds both wallets:
+both readings are stored, and WhatsApp is watched too when it is sent through v1.0. Each reading
 is stored in `Keys.credits_for(product)` (value as a decimal string, expires YYYY-MM-DD or
 "", read_at epoch seconds: the API's format; every worker's /metrics reads it at scrape time),
 alerts on level changes and closes that product's circuit when it opened for credit (-2, -7)
@@ -33,7 +35,7 @@ from producer.core.routing import Circuit, Queues, Tasks
 from producer.core.settings import Settings
 from worker import alerts
 from worker.alerts import Alert, AlertLevels
-from worker.nusasms import Credits, NusaSMSError
+from worker.nusasms import Balances, Credits, NusaSMSError
 
 if TYPE_CHECKING:
     from worker.services import Services
@@ -43,6 +45,8 @@ log = structlog.get_logger("kirim.credits")
 # The kirim_credits_* gauges are read from these hashes at scrape time (worker/metrics.py,
 # CreditsCollector): every worker shows the same last reading, and none before one exists.
 CREDIT_CODES = frozenset({"-2", "-7"})  # pauses the credits poll may close on its own
+# The same pauses opened by an API v1.0 reply (an HTTP code; worker/nusasms/v1_status.py).
+CREDIT_NAMES = frozenset({"NOT_ENOUGH_CREDITS", "BALANCE_EXPIRED"})
 ACCOUNT_WATCH_INTERVAL_S = 5.0
 PRODUCT_CIRCUIT = {"sms": Circuit.SMS, "wa": Circuit.WA}
 
@@ -70,16 +74,36 @@ def usable(credits: Credits, today: date) -> bool:
     return credits.value > 0 and expiry_level(credits.expires, today, 0) != "expired"
 
 
-def store_reading(svc: Services, product: str, credits: Credits, now: float) -> None:
-    """Write one wallet's reading where the API, the CLI and every worker's /metrics read it."""
+def store_reading(svc: Services, product: str, credits: Credits, now: float,
+                  api: str = "v3") -> None:
+    """Write one wallet's reading where the API, the CLI and every worker's /metrics read it;
+    `api`: which NusaSMS API it came from (v3 CREDITS or v1.0 /balance)."""
     expires = credits.expires.isoformat() if credits.expires else ""
     svc.redis.hset(svc.keys.credits_for(product), mapping={
-        "value": str(credits.value), "expires": expires, "read_at": repr(now)})
+        "value": str(credits.value), "expires": expires, "read_at": repr(now), "api": api})
 
 
 def expiry_timestamp(expires: date) -> float:
     """Start of the day after `expires` (local time): when the balance stops being usable."""
     return datetime.combine(expires, datetime.min.time()).timestamp() + 86400
+
+
+def credit_paused(state: CircuitState) -> bool:
+    """True for a pause the credits poll may close: the wallet was empty or expired."""
+    return state.paused and (state.code in CREDIT_CODES or state.reason in CREDIT_NAMES)
+
+
+def read_balances(svc: Services) -> Balances | None:
+    """One API v1.0 `/balance` call (both wallets); None (logged) when it failed."""
+    if svc.balance_client is None:
+        return None
+    try:
+        return svc.balance_client.balance()
+    except NusaSMSError as exc:
+        log.warning("credits_poll_failed", product="sms,wa", api="v1", error=str(exc),
+                    action=str(exc.action),
+                    hint="the last readings are kept; GET /v1/credits shows their age")
+        return None
 
 
 def read_credits(svc: Services, product: str = "sms") -> Credits | None:
@@ -110,7 +134,10 @@ class CreditsMonitor:
 
     def poll(self) -> str:
         """Read each wallet, store it, alert, resume what it can; a short outcome."""
-        results = [self.poll_product(product) for product in self.products()]
+        if self.svc.balance_client is not None:
+            results = self._poll_balances()
+        else:
+            results = [self.poll_product(product) for product in self.products()]
         self.watch_account()
         if "resumed" in results:
             return "resumed"
@@ -119,11 +146,24 @@ class CreditsMonitor:
     def products(self) -> list[str]:
         """The wallets to read: the configured ones, and any whose circuit is credit-paused."""
         products = [p.strip() for p in self.settings.credits_products.split(",") if p.strip()]
+        if self.svc.wa_client is not None and "wa" not in products:
+            products.append("wa")  # WhatsApp goes through v1.0: its wallet is watched too
         for product, state in zip(PRODUCT_CIRCUIT, self.circuits.states(
                 PRODUCT_CIRCUIT.values()), strict=True):
-            if state.paused and state.code in CREDIT_CODES and product not in products:
+            if credit_paused(state) and product not in products:
                 products.append(product)
         return products
+
+    def _poll_balances(self) -> list[str]:
+        """API v1.0: one `/balance` for both wallets; both stored, the watched ones checked."""
+        balances = read_balances(self.svc)
+        if balances is None:
+            return ["failed"]
+        now = time.time()
+        for product in PRODUCT_CIRCUIT:
+            store_reading(self.svc, product, getattr(balances, product), now, api="v1")
+        return [self.check_product(product, getattr(balances, product))
+                for product in self.products()]
 
     def poll_product(self, product: str) -> str:
         """Read one wallet; "ok", "failed" or "resumed" (its credit pause closed)."""
@@ -131,12 +171,16 @@ class CreditsMonitor:
         if credits is None:
             return "failed"
         store_reading(self.svc, product, credits, time.time())
+        return self.check_product(product, credits)
+
+    def check_product(self, product: str, credits: Credits) -> str:
+        """Alerts and the automatic resume for one wallet's reading; "ok" or "resumed"."""
         today = date.today()
         self._balance_alert(product, credits)
         self._expiry_alert(product, credits, today)
         circuit = PRODUCT_CIRCUIT.get(product)
         state = self.circuits.state(circuit) if circuit else None
-        if (state and state.paused and state.code in CREDIT_CODES and usable(credits, today)
+        if (state and credit_paused(state) and usable(credits, today)
                 and self._first_resume_at(product, credits)):
             # The note first: the account watch may see the closed circuit before we do.
             self.levels.leave_note(f"circuit:{state.name}",
@@ -240,7 +284,7 @@ class CreditsMonitor:
 
 def _paused_text(state: CircuitState) -> str:
     then = ("resumes by itself when CREDITS shows a usable balance"
-            if state.code in CREDIT_CODES and state.name in PRODUCT_CIRCUIT.values() else
+            if credit_paused(state) and state.name in PRODUCT_CIRCUIT.values() else
             "run `kirim account resume " + state.name + "` once it is fixed")
     return (f"{state.name} circuit paused: {state.reason} (code {state.code}); its lanes send"
             f" nothing; it {then}")

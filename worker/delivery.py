@@ -27,15 +27,17 @@ from producer.core.records import Effects, MessageRecord, MessageStore
 from producer.core.redis_text import text
 from producer.core.routing import Queues, Tasks
 from producer.core.settings import Settings
-
-if TYPE_CHECKING:
-    from worker.services import Services
+from worker import metrics
 from worker.nusasms import (
     DeliveryReport,
     DeliveryState,
     NusaSMSError,
     report_from_fields,
 )
+
+if TYPE_CHECKING:
+    from worker.nusasms.v1_replies import WAStatus
+    from worker.services import Services
 
 log = structlog.get_logger("kirim.delivery")
 
@@ -47,7 +49,7 @@ RETRY_CAP_S = 60.0
 _FINAL_STATE = {
     DeliveryState.DELIVERED: State.DELIVERED, DeliveryState.UNDELIVERED: State.UNDELIVERED,
     DeliveryState.FAILED: State.FAILED, DeliveryState.REJECTED: State.REJECTED,
-    DeliveryState.EXPIRED: State.EXPIRED,
+    DeliveryState.EXPIRED: State.EXPIRED, DeliveryState.READ: State.READ,
 }
 
 
@@ -76,6 +78,7 @@ class DeliveryReports:
         self.redis = store.redis
         self.settings = settings
         self._keep = lua.register(self.redis, "dr_keep", package=lua.WORKER)
+        self._wa_keep = lua.register(self.redis, "wa_keep", package=lua.WORKER)
 
     def apply(self, message_id: str, report: DeliveryReport, source: str) -> Applied:
         """Apply one report, polled or pushed: forward-only, so late or duplicate ones no-op."""
@@ -145,7 +148,73 @@ class DeliveryReports:
             message_id, to, note=f"delivery report {report.letter} ({source})",
             set_fields=fields, effects=Effects(zrem=[(self.keys.dr_pending, message_id)]),
             allowed_from=[State.SENT])
+        if moved.ok:
+            metrics.report_applied(self._channel(message_id), to.value, "v3")
         return Applied.FINAL if moved.ok else Applied.IGNORED
+
+    def _channel(self, message_id: str) -> str | None:
+        raw = self.redis.hget(self.keys.message(message_id), "channel")
+        return text(raw) if raw is not None else None
+
+    def apply_wa(self, message_id: str, status: WAStatus) -> Applied:
+        """Apply one WhatsApp status polled from API v1.0, forward only: `sent → delivered →
+        read` (both moves at once when the first status already has a read_date), or a
+        final failure. The provider's dates go into the record and the timeline's notes.
+
+        A delivered message stays polled (backed off) for its read receipt until
+        dr_expiry_s after it was sent; then it just leaves the poll, delivered."""
+        record = self.store.get(message_id)
+        if record is None:
+            self.redis.zrem(self.keys.dr_pending, message_id)
+            return Applied.MISSING
+        if record.state == State.UNKNOWN:  # its own ref_no answered: the provider has it
+            self._promote(record, _as_report(status))
+        elif record.state not in (State.SENT, State.DELIVERED):
+            log.info("dr_ignored", message_id=message_id, state=record.state,
+                     letter=status.letter, source="poll")
+            self.redis.zrem(self.keys.dr_pending, message_id)
+            return Applied.IGNORED
+        if status.state in (DeliveryState.DELIVERED, DeliveryState.READ):
+            return self._wa_forward(message_id, status)
+        if status.final:
+            return self._finish(message_id, _as_report(status), "v1 status")
+        if status.state == DeliveryState.UNKNOWN_LETTER:
+            self.redis.hincrby(self.keys.dr_letters, status.letter, 1)
+            log.warning("dr_unknown_letter", message_id=message_id, letter=status.letter)
+        return self._wa_keep_pending(message_id, status)
+
+    def _wa_forward(self, message_id: str, status: WAStatus) -> Applied:
+        """sent → delivered, and → read once read_date is there."""
+        fields = {"dr_letter": status.letter, "dr_sent_date": status.sent_date or "",
+                  "dr_delivered_date": status.delivered_date or "", "dr_at": time.time()}
+        done = Effects(zrem=[(self.keys.dr_pending, message_id)])
+        delivered_at = status.delivered_date or status.read_date or "?"
+        delivered = self.store.move(
+            message_id, State.DELIVERED, allowed_from=[State.SENT], set_fields=fields,
+            note=f"WhatsApp delivered at {delivered_at} (v1 status {status.letter or '-'})")
+        channel = "wa"
+        if delivered.ok:
+            metrics.report_applied(channel, State.DELIVERED.value, "v1")
+        if status.read_date is None:  # not read yet: poll again later (backed off)
+            kept = self._wa_keep_pending(message_id, status)
+            return Applied.FINAL if delivered.ok else kept
+        read = self.store.move(
+            message_id, State.READ, allowed_from=[State.SENT, State.DELIVERED], effects=done,
+            set_fields={**fields, "dr_read_date": status.read_date},
+            note=f"WhatsApp read at {status.read_date} (v1 status {status.letter or '-'})")
+        if read.ok:
+            metrics.report_applied(channel, State.READ.value, "v1")
+        else:
+            self.redis.zrem(self.keys.dr_pending, message_id)
+        return Applied.FINAL if read.ok or delivered.ok else Applied.IGNORED
+
+    def _wa_keep_pending(self, message_id: str, status: WAStatus) -> Applied:
+        s = self.settings
+        next_at = self._wa_keep(
+            keys=[self.keys.message(message_id), self.keys.dr_pending],
+            args=[message_id, time.time(), s.dr_poll_interval_s, s.dr_backoff_max_s,
+                  status.letter, status.sent_date or "", status.delivered_date or ""])
+        return Applied.KEPT if next_at else Applied.IGNORED
 
     def _keep_pending(self, message_id: str, report: DeliveryReport) -> Applied:
         s = self.settings
@@ -171,6 +240,12 @@ class DeliveryReports:
             set_fields={"reason": "dr_expired"},
             effects=Effects(zrem=[(self.keys.dr_pending, record.id)]))
         return Applied.EXPIRED if moved.ok else Applied.IGNORED
+
+
+def _as_report(status: WAStatus) -> DeliveryReport:
+    """A v1.0 WhatsApp status in the legacy report's shape (for the shared moves)."""
+    return DeliveryReport(ref_no=status.ref_no, letter=status.letter, state=status.state,
+                          final=status.final, sent_date=status.sent_date, err_code=None)
 
 
 def retry_countdown_s(retries: int, settings: Settings) -> float:

@@ -16,6 +16,11 @@ running at the same time cannot take the same ids) and pulls their reports with
 
 An id whose data cannot be handled (DATA_ERRORS) leaves the poll on its own, expired with
 reason `dr_unreadable: …` if it is sent, and the round goes on with the others.
+
+A WhatsApp sent through NusaSMS API v1.0 (its record says `api: v1`) is polled the same way,
+through `GET /whatsapp/status/{ref_no}` instead of `cmd=DR`, and stays polled after
+`delivered` until it is `read` (or dr_expiry_s after it was sent, when it leaves the poll
+delivered); SMS, OTP and legacy WhatsApp stay on `cmd=DR`.
 """
 
 from __future__ import annotations
@@ -42,7 +47,9 @@ from worker.nusasms import (
     NusaSMSError,
     ProviderRejected,
     ProviderThrottled,
+    ReplyLost,
 )
+from worker.nusasms.v1 import NusaSMSV1Client
 from worker.ratelimit import RateLimiter
 
 if TYPE_CHECKING:
@@ -55,6 +62,8 @@ log = structlog.get_logger("kirim.delivery")
 # backs off per message although the send table pauses the account on -22.
 PER_MESSAGE_CODES = frozenset({-22})
 _ERROR_CHARS = 200
+_POLLED = (State.SENT, State.UNKNOWN)
+_V1_POLLED = (State.SENT, State.UNKNOWN, State.DELIVERED)  # delivered: it may still be read
 _PAUSE_HINT = ("NusaSMS refuses delivery-report pulls for the whole account: check"
                " KIRIM_NUSASMS_USER / KIRIM_NUSASMS_PASSWORD, the IP whitelist and"
                " KIRIM_NUSASMS_URL; polling probes with one pull after the pause and resumes"
@@ -95,8 +104,10 @@ class PollRound:
 class DRPoller:
     """Runs poll rounds for one DeliveryReports (its store, settings and apply)."""
 
-    def __init__(self, reports: DeliveryReports) -> None:
+    def __init__(self, reports: DeliveryReports, wa_client: NusaSMSV1Client | None = None
+                 ) -> None:
         self.reports = reports
+        self.wa_client = wa_client  # API v1.0: WhatsApp statuses (None: no API key)
         self.settings = s = reports.settings
         self.keys = reports.keys
         self.redis = reports.redis
@@ -193,23 +204,37 @@ class DRPoller:
               due_at: float) -> Applied:
         record = self.reports.store.get(message_id)
         pid = record.get("provider_id") if record else None
-        if record is None or record.state not in (State.SENT, State.UNKNOWN) or not pid:
+        v1 = record is not None and record.get("api") == "v1"
+        if record is None or record.state not in (_V1_POLLED if v1 else _POLLED) or not pid:
             self.redis.zrem(self.keys.dr_pending, message_id)
             return Applied.MISSING if record is None else Applied.IGNORED
         if not self._spend(rnd):
             rnd.give_back[message_id] = due_at
             return Applied.DEFERRED
         try:
-            report = client.delivery_report(pid)
+            if v1:
+                status = self._v1_client().wa_status(pid)
+            else:
+                report = client.delivery_report(pid)
         except NusaSMSError as exc:
             return self._pull_failed(record, exc, rnd, due_at)
         if rnd.probing:
             self._resume()
-        applied = self.reports.apply(message_id, report, source="poll")
+        if v1:
+            applied = self.reports.apply_wa(message_id, status)
+        else:
+            applied = self.reports.apply(message_id, report, source="poll")
         if applied == Applied.KEPT and self.reports.too_old(record):
             fresh = self.reports.store.get(message_id)
             return self.reports.expire(fresh) if fresh else Applied.MISSING
         return applied
+
+    def _v1_client(self) -> NusaSMSV1Client:
+        """The API v1.0 client, or a failed pull (backed off) when this worker has no key."""
+        if self.wa_client is None:
+            raise ReplyLost("wa_status", "this message was sent through NusaSMS API v1.0 and"
+                            " this worker has no KIRIM_NUSASMS_API_KEY to ask for its status")
+        return self.wa_client
 
     def _spend(self, rnd: PollRound) -> bool:
         """One slot of the DR budget, waiting at most until the round's end; else stop it."""
@@ -275,7 +300,8 @@ class DRPoller:
 
 def poll_reports(svc: Services) -> dict[str, int]:
     """One beat round of DR polling; its counts by result (logged when there are any)."""
-    counts = DRPoller(DeliveryReports(svc.store, svc.settings)).poll_due(svc.client)
+    counts = DRPoller(DeliveryReports(svc.store, svc.settings),
+                      wa_client=svc.wa_client or svc.balance_client).poll_due(svc.client)
     if counts:
         log.info("dr_polled", **counts)
     return dict(counts)

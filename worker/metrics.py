@@ -48,6 +48,11 @@ RATE_LIMIT_WAITS = Counter("kirim_rate_limit_waits",
                            "Sends requeued because the account's rate limit was spent",
                            ["channel"])
 
+DELIVERY_REPORTS = Counter(
+    "kirim_delivery_reports", "Delivery reports that moved a message (delivered, read,"
+    " undelivered …), by channel, state and the NusaSMS API that sent it",
+    ["channel", "state", "api"])
+
 # Action labels of SendPipeline.process that also have their own counter.
 _BY_OUTCOME = {"retry": RETRIES, "dead": DEAD_LETTERS, "poison": DEAD_LETTERS,
                "deferred": DEFERRALS, "rate_limited": RATE_LIMIT_WAITS}
@@ -80,6 +85,12 @@ def provider_reply(job: Any, code: int, name: str, elapsed_s: float) -> None:
 def provider_error(job: Any, exc: BaseException) -> None:
     """A provider call without a usable reply (timeout, dropped connection, HTTP error)."""
     PROVIDER_ERRORS.labels(channel_of(job), type(exc).__name__).inc()
+
+
+def report_applied(channel: str | None, state: str, api: str) -> None:
+    """A delivery report moved a message to `state` (`read`: a WhatsApp was opened)."""
+    label = channel if channel in _CHANNELS else "invalid"
+    DELIVERY_REPORTS.labels(label, state, api).inc()
 
 
 def guard_refused(job: Any, reason: str | None) -> None:
@@ -130,7 +141,8 @@ class CreditsCollector(Collector):
     def _families() -> tuple[GaugeMetricFamily, GaugeMetricFamily, GaugeMetricFamily]:
         return (
             GaugeMetricFamily("kirim_credits_balance",
-                              "NusaSMS balance at the last successful CREDITS poll",
+                              "NusaSMS balance at the last successful CREDITS (or API v1.0"
+                              " /balance) poll",
                               labels=["product"]),
             GaugeMetricFamily("kirim_credits_expiry_timestamp_seconds",
                               "Start of the day after the balance's expiry date (absent when"

@@ -25,7 +25,7 @@ from producer.api.schemas import (
     Replayed,
     TimelineEntry,
 )
-from producer.core.contract import SendRequest
+from producer.core.contract import SendRequest, sent_api
 from producer.core.deadletters import DeadLetter
 from producer.core.enqueue import Accepted
 from producer.core.errors import KirimError, MessageNotFound
@@ -152,7 +152,7 @@ def get_message(message_id: str, rt: Rt, caller: Reader) -> MessageStatus:
 
 def _status(record: MessageRecord) -> MessageStatus:
     f = record.fields
-    created_at, metadata, unreadable = _job_facts(record)
+    created_at, metadata, unreadable, (sender, media) = _job_facts(record)
     return MessageStatus(
         id=record.id, state=record.state, channel=f.get("channel"), to=f.get("to") or None,
         group=f.get("group") or None, encoding=f.get("encoding"),
@@ -161,32 +161,38 @@ def _status(record: MessageRecord) -> MessageStatus:
         provider_id=f.get("provider_id") or None, nusasms_id=f.get("nusasms_id") or None,
         last_code=f.get("last_code") or None,
         last_code_name=f.get("last_code_name") or None, reason=f.get("reason") or None,
+        api=sent_api(f), sender=sender, media=media,
+        sent_date=f.get("dr_sent_date") or None,
+        delivered_date=f.get("dr_delivered_date") or None,
+        read_date=f.get("dr_read_date") or None,
         metadata=metadata, unreadable=unreadable,
         timeline=[TimelineEntry(state=str(e.get("state")), at=float(e.get("at", 0)),
                                 note=e.get("note") or None) for e in record.timeline])
 
 
-def _job_facts(record: MessageRecord) -> tuple[float | None, dict[str, Any], list[str]]:
-    """(created_at, metadata, unreadable) from the stored job, which may be unreadable."""
+def _job_facts(record: MessageRecord
+               ) -> tuple[float | None, dict[str, Any], list[str], tuple[str | None, str | None]]:
+    """(created_at, metadata, unreadable, (sender, media)) from the stored job, which may be
+    unreadable; media is a WhatsApp file's URL or name, never its bytes."""
     try:
         job = record.job
     except (KeyError, ValueError):  # no job, or one stored before NaN was refused (null)
         accepted = next((e for e in record.timeline if e.get("state") == "accepted"), {})
         at = accepted.get("at")
-        return (float(at) if isinstance(at, int | float) else None), {}, ["job"]
-    return job.created_at, dict(job.metadata), []
+        return (float(at) if isinstance(at, int | float) else None), {}, ["job"], (None, None)
+    return job.created_at, dict(job.metadata), [], (job.sender, job.media_url or job.file_name)
 
 
 @v1.get("/credits", response_model=Credits, summary="Account balance",
         responses=_errors(), description="The balance the credits poller last read from"
         " NusaSMS (this does not call the provider); 503 until a first reading exists.")
 def credits(rt: Rt, caller: Reader) -> Credits:
-    """The last CREDITS reading."""
+    """The last CREDITS reading (SMS), with the WhatsApp wallet's under `wa`."""
     reading = stored_credits(rt)
     if reading is None:
         raise ApiError(503, "no_credits_reading", "no CREDITS reading yet: the credits poller"
                        " (celery beat with a worker) has not stored a balance; retry later")
-    return reading
+    return reading.model_copy(update={"wa": stored_credits(rt, "wa")})
 
 
 def stored_credits(rt: Rt, product: str = "sms") -> Credits | None:
@@ -198,7 +204,8 @@ def stored_credits(rt: Rt, product: str = "sms") -> Credits | None:
     value = _number(f["value"])
     read_at = float(f["read_at"]) if f.get("read_at") else None
     return Credits(value=value, expires=f.get("expires") or None, read_at=read_at,
-                   age_s=round(time.time() - read_at, 3) if read_at else None)
+                   age_s=round(time.time() - read_at, 3) if read_at else None,
+                   product=product, api=f.get("api") or None)
 
 
 def _number(raw: str) -> int | float | str:

@@ -102,6 +102,17 @@ class MessageStatus(BaseModel):
     last_code: str | None = Field(None, description="last NusaSMS status code")
     last_code_name: str | None = None
     reason: str | None = Field(None, description="why it is deferred, dead or unknown")
+    api: str | None = Field(None, description="the NusaSMS API that took it: v1 (API v1.0,"
+                            " WhatsApp) or v3 (legacy); null until the provider has it")
+    sender: str | None = Field(None, description="WhatsApp: the sender number asked for")
+    media: str | None = Field(None, description="WhatsApp: the file sent, its URL or (inline)"
+                              " its file name")
+    sent_date: str | None = Field(None, description="the provider's sent time, from its"
+                                  " delivery report")
+    delivered_date: str | None = Field(None, description="WhatsApp (API v1.0): the provider's"
+                                       " delivered time")
+    read_date: str | None = Field(None, description="WhatsApp (API v1.0): the provider's"
+                                  " read time (state `read`)")
     metadata: dict[str, Any] = Field(default_factory=dict)
     timeline: list[TimelineEntry]
     unreadable: list[str] = Field(
@@ -116,6 +127,12 @@ class Credits(BaseModel):
     expires: str | None
     read_at: float | None
     age_s: float | None = Field(None, description="seconds since the reading")
+    product: str = Field("sms", description="the wallet: `sms` (SMS and OTP) or `wa`")
+    api: str | None = Field(None, description="where it was read: `v3` (CREDITS) or `v1`"
+                            " (API v1.0 `/balance`)")
+    wa: Credits | None = Field(default=None, description="the WhatsApp wallet's last"
+                               " reading, when one exists (API v1.0 `/balance`, or"
+                               " KIRIM_CREDITS_PRODUCTS)")
 
 
 class DeadLetterOut(BaseModel):

@@ -1,4 +1,5 @@
-"""`kirim credits [--json]`: the last CREDITS reading, its age, and whether the account is
+"""`kirim credits [--json]`: each wallet's last reading (SMS and WhatsApp: CREDITS, or API
+v1.0 `/balance` when KIRIM_NUSASMS_API_KEY is set), its age, and whether the account is
 sending."""
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ def _reading_json(reading: dict[str, str], settings: Settings) -> dict[str, Any]
     read_at = epoch(reading.get("read_at")) or 0.0
     age_s = time.time() - read_at
     return {"balance": reading["value"], "expires": reading.get("expires") or None,
-            "read_at": read_at, "age_s": round(age_s, 1),
+            "read_at": read_at, "age_s": round(age_s, 1), "api": reading.get("api") or None,
             "stale": age_s > 3 * settings.credits_poll_interval_s}
 
 
@@ -59,7 +60,9 @@ def _show(reading: dict[str, str], settings: Settings) -> None:
                       f"  (warn below {settings.credits_warn_below:g},"
                       f" critical below {settings.credits_critical_below:g})")
         console.print(f"expires  {reading.get('expires') or '-'}")
+        source = {"v1": "API v1.0 /balance", "v3": "CREDITS"}.get(reading.get("api", ""), "")
         console.print(f"read     {when(read_at)}, {age_s:.0f} s ago"
+                      + (f" ({source})" if source else "")
                       + ("  [red]stale: polls are failing[/red]" if stale else ""))
 
 

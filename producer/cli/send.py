@@ -33,6 +33,7 @@ from producer.cli.common import (
 from producer.client import KirimClient
 from producer.core.enqueue import Accepted
 from producer.core.errors import InvalidMessage, KirimError, StoreUnavailable
+from producer.core.media import read_media_file
 from producer.core.records import Admit
 
 BATCH = 500
@@ -47,6 +48,14 @@ def send(
     idempotency_key: str = typer.Option(None, "--key", help="idempotency key: sending again"
                                         " with the same key never sends twice"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON document"),
+    media_url: str = typer.Option(None, "--media-url", help="wa: send the file at this"
+                                  " http(s) URL (NusaSMS API v1.0)"),
+    media_file: Path = typer.Option(None, "--media-file", help="wa: send this local file"
+                                    " (at most 512 KB; NusaSMS API v1.0)"),
+    caption: str = typer.Option(None, "--caption", help="wa: the text under the file"
+                                " (default: TEXT)"),
+    sender: str = typer.Option(None, "--sender", help="wa: the account's WhatsApp sender"
+                               " number to send from, e.g. 6281234567890"),
 ) -> None:
     """Enqueue one message, or every row of a CSV file."""
     if file is not None:
@@ -54,9 +63,17 @@ def send(
         return
     if not (channel and number and text):
         raise fail("give CHANNEL NUMBER TEXT, or --file batch.csv", EX_USAGE)
+    fields: dict[str, Any] = {"channel": channel, "to": number, "text": text,
+                              "idempotency_key": idempotency_key}
+    for name, value in (("media_url", media_url), ("caption", caption), ("sender", sender)):
+        if value is not None:
+            fields[name] = value
+    if media_file is not None:
+        if media_url is not None:
+            raise fail("give one file: --media-url or --media-file, not both", EX_USAGE)
+        fields.update(read_media_file(media_file, field="--media-file"))
     with client() as kirim:
-        admit = kirim.enqueuer.prepare({"channel": channel, "to": number, "text": text,
-                                        "idempotency_key": idempotency_key}, source=kirim.source)
+        admit = kirim.enqueuer.prepare(fields, source=kirim.source)
         result = _commit(kirim, [admit])[0]
     if isinstance(result, KirimError):
         raise result

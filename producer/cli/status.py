@@ -10,14 +10,20 @@ from rich.table import Table
 
 from producer.cli.common import EX_USAGE, client, console, epoch, fail, print_json, when
 from producer.client import KirimClient
+from producer.core.contract import sent_api
 from producer.core.recipient import mask_recipient
 from producer.core.records import MessageRecord
 from producer.core.redis_text import text
 
 # The record's fields a person or a script may want (never the stored job, which holds the
 # text), under the names GET /v1/messages/{id} uses.
-FACTS = ("channel", "to", "group", "encoding", "source", "provider_id", "nusasms_id",
-         "last_code", "last_code_name", "reason", "dr_letter")
+FACTS = ("channel", "to", "group", "encoding", "source", "api", "provider_id", "nusasms_id",
+         "last_code", "last_code_name", "reason", "dr_letter", "dr_sent_date",
+         "dr_delivered_date", "dr_read_date")
+# Shown under the headline when set: which NusaSMS API sent it, and the provider's own times
+# (a WhatsApp through API v1.0 has delivered and read times).
+SHOWN = ("api", "provider_id", "last_code", "last_code_name", "reason", "dr_letter",
+         "dr_sent_date", "dr_delivered_date", "dr_read_date")
 
 
 def status(message_id: str = typer.Argument(None, help="message id"),
@@ -40,9 +46,10 @@ def status(message_id: str = typer.Argument(None, help="message id"),
     f = record.fields
     console.print(f"[bold]{record.id}[/bold]  {f.get('channel')} to {f.get('to') or f.get('group')}"
                   f"  state [bold]{record.state}[/bold]  attempts {record.attempts}")
-    for name in ("provider_id", "last_code", "last_code_name", "reason", "dr_letter"):
-        if f.get(name):
-            console.print(f"  {name}: {f[name]}")
+    facts = {**f, "api": sent_api(f) or ""}
+    for name in SHOWN:
+        if facts.get(name):
+            console.print(f"  {name}: {facts[name]}")
     table = Table("time", "state", "note")
     for entry in record.timeline:
         table.add_row(when(entry.get("at")), entry.get("state", ""), entry.get("note", ""))
@@ -54,7 +61,7 @@ def record_json(record: MessageRecord) -> dict[str, Any]:
     f = record.fields
     accepted = next((e for e in record.timeline if e.get("state") == "accepted"), {})
     return {"id": record.id, "state": record.state, "attempts": record.attempts,
-            **{name: f.get(name) or None for name in FACTS},
+            **{name: f.get(name) or None for name in FACTS}, "api": sent_api(f),
             "parts": int(f["parts"]) if str(f.get("parts") or "").isdigit() else None,
             "created_at": epoch(accepted.get("at")),
             "timeline": [{"state": e.get("state"), "at": epoch(e.get("at")),

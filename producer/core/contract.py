@@ -6,9 +6,11 @@ versioned, normalised payload of the `kirim.send` task (documented for other lan
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Any, Literal, cast
@@ -24,12 +26,18 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 from pydantic_core import CoreSchema, InitErrorDetails, PydanticCustomError
 from pydantic_core.core_schema import UnionSchema
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 1: no WhatsApp media or sender (still accepted); 2: with them
 WA_MAX_CHARS = 1000
+# NusaSMS API v1.0 takes a WhatsApp file of at most 512 KB (docs/nusasms-api.md §2).
+WA_MEDIA_MAX_BYTES = 512 * 1024
+WA_CAPTION_MAX_CHARS = 1000
+# The job fields that only a WhatsApp message sent through API v1.0 carries (schema v2).
+WA_FIELDS = ("media_url", "media_base64", "file_name", "caption", "sender")
 MAX_METADATA_BYTES = 2048
 
 
@@ -51,6 +59,7 @@ class State(StrEnum):
     SENT = "sent"
     UNKNOWN = "unknown"
     DELIVERED = "delivered"
+    READ = "read"  # WhatsApp through API v1.0: the recipient opened it (after delivered)
     UNDELIVERED = "undelivered"
     FAILED = "failed"
     REJECTED = "rejected"
@@ -59,7 +68,9 @@ class State(StrEnum):
 
 
 S = State
-FINAL_REPORT_STATES = frozenset({S.DELIVERED, S.UNDELIVERED, S.FAILED, S.REJECTED, S.EXPIRED})
+# `delivered` is final for SMS and v3 WhatsApp; a v1.0 WhatsApp may still move on to `read`.
+FINAL_REPORT_STATES = frozenset({S.DELIVERED, S.READ, S.UNDELIVERED, S.FAILED, S.REJECTED,
+                                 S.EXPIRED})
 TERMINAL = FINAL_REPORT_STATES | {S.DEAD}
 
 # Allowed predecessors of each state. Everything not listed is refused, so a late or duplicate
@@ -76,6 +87,9 @@ TRANSITIONS: dict[State, frozenset[State]] = {
         final: frozenset({S.SENT, S.UNKNOWN})
         for final in (S.DELIVERED, S.UNDELIVERED, S.FAILED, S.REJECTED)
     },
+    # Read receipts (WhatsApp through API v1.0): after delivered, or straight from sent (or
+    # unknown) when the first report already carries a read_date. Nothing follows read.
+    S.READ: frozenset({S.SENT, S.UNKNOWN, S.DELIVERED}),
     S.EXPIRED: frozenset({S.ACCEPTED, S.QUEUED, S.DEFERRED, S.SENDING, S.SENT}),
 }
 
@@ -148,12 +162,72 @@ class _OneError:
         return schema
 
 
+def _media_size(value: str) -> str:
+    """`value` if it is base64 (standard alphabet, padded) whose bytes fit WhatsApp's cap."""
+    # Counted before decoding: a huge string is refused without allocating its bytes.
+    if len(value) > 4 * ((WA_MEDIA_MAX_BYTES + 2) // 3):
+        raise PydanticCustomError(
+            "media_too_large", "decodes to more than {limit} bytes (512 KB, the provider's"
+            " limit for a WhatsApp file): send a smaller file, or give media_url instead",
+            {"limit": WA_MEDIA_MAX_BYTES})
+    try:
+        size = len(base64.b64decode(value, validate=True))
+    except (binascii.Error, ValueError):
+        raise PydanticCustomError(
+            "base64", "is not valid base64 (standard alphabet A-Z a-z 0-9 + /, padded with"
+            " =, no line breaks)") from None
+    if size == 0:
+        raise PydanticCustomError("media_empty", "decodes to an empty file")
+    if size > WA_MEDIA_MAX_BYTES:
+        raise PydanticCustomError(
+            "media_too_large", "decodes to {size} bytes; a WhatsApp file takes at most {limit}"
+            " (512 KB): send a smaller file, or give media_url instead",
+            {"size": size, "limit": WA_MEDIA_MAX_BYTES})
+    return value
+
+
+def _file_name(value: str) -> str:
+    """`value` if it is a bare file name (no folder, no control character)."""
+    if value in (".", "..") or any(c in value for c in "/\\") or not value.isprintable():
+        raise PydanticCustomError("file_name", "must be a bare file name such as invoice.pdf"
+                                  " (no folder, no control character)")
+    return value
+
+
+def _wa_sender(value: str) -> str:
+    """`value` if it is a phone number in international format, digits only."""
+    if not (value.isascii() and value.isdigit() and 7 <= len(value) <= 15) or value[0] == "0":
+        raise PydanticCustomError("wa_sender", "must be one of the account's WhatsApp sender"
+                                  " numbers in international format, digits only (e.g."
+                                  " 6281234567890, no + or spaces)")
+    return value
+
+
+def _http_url(value: str) -> str:
+    """`value` if it is an absolute http:// or https:// URL with a host."""
+    scheme, sep, rest = value.partition("://")
+    if not sep or scheme.lower() not in ("http", "https") or not rest or rest[0] in "/?#" \
+            or any(c.isspace() for c in value):
+        raise PydanticCustomError("url_scheme", "must be an absolute http:// or https:// URL"
+                                  " (e.g. https://example.com/invoice.pdf)")
+    return value
+
+
 # Length limits go before the check: after it, pydantic would apply them in Python.
 Text = Annotated[str, AfterValidator(_utf8)]
 NonEmptyText = Annotated[str, StringConstraints(min_length=1), AfterValidator(_utf8)]
 IdempotencyKey = Annotated[str, StringConstraints(min_length=1, max_length=128),
                            AfterValidator(_utf8)]
 CallbackUrl = Annotated[str, StringConstraints(max_length=2048), AfterValidator(_utf8)]
+MediaUrl = Annotated[str, StringConstraints(max_length=2048), AfterValidator(_utf8),
+                     AfterValidator(_http_url)]
+MediaBase64 = Annotated[str, AfterValidator(_media_size)]
+FileName = Annotated[str, StringConstraints(min_length=1, max_length=255), AfterValidator(_utf8),
+                     AfterValidator(_file_name)]
+Caption = Annotated[str, StringConstraints(min_length=1, max_length=WA_CAPTION_MAX_CHARS),
+                    AfterValidator(_utf8)]
+# A WhatsApp sender number of the account, international format without "+" (e.g. 628…).
+WASender = Annotated[str, AfterValidator(_wa_sender)]
 MetadataValue = Annotated[
     MetadataScalar, _OneError("metadata_value", "must be a string, a number or a boolean")]
 Metadata = Annotated[dict[str, MetadataValue], AfterValidator(_carried_exactly)]
@@ -173,6 +247,30 @@ class SendRequest(BaseModel):
     send_at: FiniteFloat | None = Field(None, description="epoch seconds; held until then")
     otp_validity_s: int | None = Field(None, ge=10, le=3600)
     metadata: Metadata = Field(default_factory=dict)
+    # WhatsApp through NusaSMS API v1.0 only (schema v2): one file, by URL or inline base64
+    # (at most 512 KB decoded, with its file name), a caption for it, and the account's
+    # WhatsApp sender number to send from.
+    media_url: MediaUrl | None = Field(None, description="WhatsApp: a file to send, by URL")
+    media_base64: MediaBase64 | None = Field(
+        None, description="WhatsApp: a file to send, base64 (at most 512 KB decoded; with"
+        " file_name)")
+    file_name: FileName | None = Field(None, description="WhatsApp: media_base64's file name")
+    caption: Caption | None = Field(None, description="WhatsApp: the text under the file"
+                                    " (default: text)")
+    sender: WASender | None = Field(None, description="WhatsApp: the account's sender"
+                                    " number, e.g. 6281234567890 (default: the account's)")
+
+    @model_validator(mode="after")
+    def _wa_fields_fit(self) -> SendRequest:
+        _check_wa_fields(self)
+        return self
+
+    def wa_fields(self) -> dict[str, Any]:
+        """The job fields for this request's WhatsApp options: the v2 ones that are set, and
+        `"v": 2` with them; {} when none is (the job stays schema v1)."""
+        given = {name: getattr(self, name) for name in WA_FIELDS
+                 if getattr(self, name) is not None}
+        return {"v": 2, **given} if given else {}
 
     @field_validator("callback_url")
     @classmethod
@@ -194,11 +292,15 @@ class SendRequest(BaseModel):
 
 
 class Job(BaseModel):
-    """Payload of the `kirim.send` task, schema version 1 (normalised, ready to send)."""
+    """Payload of the `kirim.send` task, schema version 1 or 2 (normalised, ready to send).
+
+    Version 2 adds the WhatsApp fields (WA_FIELDS); a job that carries any of them is v2, a
+    job without them may say either (kirim writes 1, so older workers still read it).
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    v: Literal[1] = 1  # SCHEMA_VERSION
+    v: Literal[1, 2] = 1  # SCHEMA_VERSION is the newest
     id: str = Field(min_length=8, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
     channel: Channel
     to: str | None = Field(None, pattern=r"^[1-9][0-9]{6,14}$")
@@ -224,6 +326,37 @@ class Job(BaseModel):
                               exclude_if=lambda alias: alias is None)
     callback_format: Literal["kirim", "nusasms"] = Field(
         default="kirim", exclude_if=lambda fmt: fmt == "kirim")
+    # Schema v2, WhatsApp only (see SendRequest); each left out of the JSON when unset.
+    media_url: MediaUrl | None = Field(default=None, exclude_if=lambda v: v is None)
+    # True only on a stored copy (record) of a message whose inline file was erased once it
+    # was no longer needed (erase_text.lua); then `media_base64` is "". Never on a task.
+    media_erased: bool = Field(default=False, exclude_if=lambda erased: not erased)
+    media_base64: str | None = Field(default=None, exclude_if=lambda v: v is None)
+    file_name: FileName | None = Field(default=None, exclude_if=lambda v: v is None)
+    caption: Caption | None = Field(default=None, exclude_if=lambda v: v is None)
+    sender: WASender | None = Field(default=None, exclude_if=lambda v: v is None)
+
+    @field_validator("media_base64")
+    @classmethod
+    def _media_unless_erased(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        if info.data.get("media_erased", False):
+            if value:
+                raise PydanticCustomError("media_not_erased",
+                                          "must be empty when media_erased is true")
+            return value
+        return _media_size(value)
+
+    @model_validator(mode="after")
+    def _wa_fields_fit(self) -> Job:
+        given = [name for name in WA_FIELDS if getattr(self, name) is not None]
+        if given and self.v == 1:
+            raise _located(given[0], "schema_version", "needs job schema version 2 (\"v\": 2);"
+                           " a v1 job carries no WhatsApp media or sender")
+        if given or self.media_erased:
+            _check_wa_fields(self)
+        return self
 
     @field_validator("text")
     @classmethod
@@ -237,8 +370,55 @@ class Job(BaseModel):
             raise PydanticCustomError("text_not_erased", "must be empty when text_erased is true")
         return value
 
+    @property
+    def has_media(self) -> bool:
+        """True when the message carries a file (by URL or inline)."""
+        return self.media_url is not None or self.media_base64 is not None
+
     def to_task(self) -> dict[str, Any]:
         """The JSON-ready dict that travels as the task argument."""
         if self.text_erased:  # a stored copy of a final OTP: nothing left to send
             raise ValueError(f"message {self.id}: its text was erased; it cannot be sent again")
+        if self.media_erased:  # a stored copy of a sent WhatsApp: its file is gone
+            raise ValueError(f"message {self.id}: its file was erased once it was sent; it"
+                             " cannot be sent again")
         return self.model_dump(mode="json")
+
+
+def _located(field: str, kind: str, message: str) -> ValidationError:
+    """A refusal located at `field` (a model validator's own would name no field)."""
+    return ValidationError.from_exception_data("wa_fields", [
+        InitErrorDetails(type=PydanticCustomError(kind, message), loc=(field,), input=None)])
+
+
+def _check_wa_fields(m: SendRequest | Job) -> None:
+    """The WhatsApp options fit together: WhatsApp only, one file, a name with inline bytes,
+    a caption only under a file. Raises a refusal naming the field."""
+    given = [name for name in WA_FIELDS if getattr(m, name) is not None]
+    if not given:
+        return
+    if m.channel != Channel.WA:
+        raise _located(given[0], "wa_only", f"applies to channel 'wa' only (this message is"
+                       f" {m.channel.value!r}); send files and choose a sender on WhatsApp")
+    if m.media_url is not None and m.media_base64 is not None:
+        raise _located("media_base64", "one_media", "give one file: media_url or media_base64,"
+                       " not both")
+    if m.media_base64 is not None and m.file_name is None:
+        raise _located("file_name", "missing", "is required with media_base64 (the name the"
+                       " recipient sees, e.g. invoice.pdf)")
+    if m.file_name is not None and m.media_base64 is None:
+        raise _located("file_name", "file_name_alone", "goes with media_base64 only (a"
+                       " media_url file is named by its URL)")
+    if m.caption is not None and m.media_url is None and m.media_base64 is None:
+        raise _located("caption", "caption_alone", "goes with a file only (media_url or"
+                       " media_base64); a message without one sends `text`")
+
+
+def sent_api(fields: Mapping[str, str]) -> str | None:
+    """Which NusaSMS API a message's record says sent it: "v1" (API v1.0, written by the
+    worker as it sends a WhatsApp through it), "v3" (the legacy API: any other message the
+    provider took), None while the provider has not taken it."""
+    api = fields.get("api")
+    if api:
+        return api
+    return "v3" if fields.get("provider_id") else None

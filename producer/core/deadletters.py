@@ -81,6 +81,9 @@ def without_otp_text(job_json: str, channel: str | None = None) -> str:
         job = None
     if not isinstance(job, dict):
         return UNREADABLE_OTP if channel == Channel.OTP else job_json
+    if job.get("media_base64"):  # a WhatsApp file (up to 512 KB) stays in the record only
+        return json.dumps({**job, "media_base64": "", "media_erased": True},
+                          separators=(",", ":"))
     if Channel.OTP not in (channel, job.get("channel")):
         return job_json
     # Python's json keeps every number exact and the key order: only the text changes.

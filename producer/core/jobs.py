@@ -64,7 +64,7 @@ def build_job(req: SendRequest, settings: Settings, *, source: str = "python",
             created_at=now, valid_until=_valid_until(req, settings, now),
             send_at=_send_at(req, now, settings.message_ttl_s),
             callback_url=req.callback_url, metadata=req.metadata, source=source,
-            idempotency_key=req.idempotency_key,
+            idempotency_key=req.idempotency_key, **req.wa_fields(),
         )
     except ValidationError as exc:  # a request the Job refuses (one built without validation)
         raise invalid_message(exc) from None

@@ -19,7 +19,7 @@ FIELDS = ("ref_no", "status", "sent_date", "err_code")
 # is S; a message kirim gave up on (`dead`) is F, with the provider's refusal as err_code.
 _LETTERS = {State.DELIVERED: "D", State.UNDELIVERED: "U", State.FAILED: "F",
             State.REJECTED: "R", State.EXPIRED: "E", State.DEAD: "F", State.SENT: "S",
-            State.UNKNOWN: "S"}
+            State.UNKNOWN: "S", State.READ: "D"}  # read (WhatsApp, API v1.0): delivered
 
 
 def report_fields(record: MessageRecord, ref_no: str) -> dict[str, str]:

@@ -28,6 +28,9 @@ class Tasks:
     """Task names (explicit, stable across refactors)."""
 
     SEND = "kirim.send"
+    # On sms/wa: several messages enqueued together, args [[[job, dispatch], ...]]; each is
+    # claimed, marked and recorded on its own, exactly as kirim.send does (worker/batch.py).
+    SEND_BATCH = "kirim.send_batch"
     RELEASE_DUE = "kirim.release_due"
     SWEEP_OUTBOX = "kirim.sweep_outbox"
     SWEEP_LEASES = "kirim.sweep_leases"
@@ -75,4 +78,8 @@ def circuit_for(scope: str, channel: Channel) -> Circuit:
     """The circuit a pause of `scope` opens for a message of `channel`."""
     if scope == "product":
         return Circuit.WA if channel == Channel.WA else Circuit.SMS
+    if scope == "sender" and channel == Channel.WA:
+        # A WhatsApp sender refused (API v1.0) stops the WA lane that sends it; the sender
+        # circuit is the SMS sender's, and SMS and OTP must go on.
+        return Circuit.WA
     return _SCOPE_CIRCUIT.get(scope, Circuit.ACCOUNT)  # an unscoped pause stops everything

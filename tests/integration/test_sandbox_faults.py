@@ -196,6 +196,8 @@ def test_default_knobs(sandbox: SandboxControl) -> None:
         "otp_route": True, "allowed_senders": [], "credits_as_string": False,
         "newline_counts_double": True,
         "groups": {"Example": ["6281234567890", "6281234567891"]}, "seed": None, "down": False,
+        "api_key": "demo-api-key", "v1_prefix": "/nusasms_api/1.0", "wa_senders": [],
+        "wa_read_delay_s": 1.0,
     }
 
 

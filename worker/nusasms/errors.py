@@ -19,7 +19,8 @@ NusaSMSError                      root (never raised itself)
  └── ProviderRejected      (table)  CREDITS / DR answered with a status code such as -5.
                                     A send's status code is a result, not an error.
 
-No message contains the password: every text that came from outside goes through `scrub`.
+No message contains the password or the v1.0 API key: every text that came from outside
+goes through `scrub`.
 """
 
 from __future__ import annotations
@@ -33,8 +34,10 @@ from worker.nusasms.status import Action, StatusInfo
 EXCERPT_CHARS = 200
 
 # A reply that echoes the request would carry the password under its field name.
-_KEYED_SECRET = re.compile(r"(?i)((?:password|passwd|pwd)\"?\s*[=:]\s*\"?)[^&\s\"'<,}]*")
-_XML_SECRET = re.compile(r"(?i)(<(password|passwd|pwd)>)[^<]*")
+_KEYED_SECRET = re.compile(
+    r"(?i)((?:password|passwd|pwd|api_?key)\"?\s*[=:]\s*\"?)[^&\s\"'<,}]*"
+)
+_XML_SECRET = re.compile(r"(?i)(<(password|passwd|pwd|api_?key)>)[^<]*")
 
 
 def scrub(text: str, secrets: tuple[str, ...] = ()) -> str:

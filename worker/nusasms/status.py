@@ -116,6 +116,7 @@ class DeliveryState(StrEnum):
     """Where a delivery report says a sent message is."""
 
     DELIVERED = "delivered"
+    READ = "read"  # WhatsApp through API v1.0 only: `read_date` set (no letter maps to it)
     UNDELIVERED = "undelivered"
     FAILED = "failed"
     REJECTED = "rejected"
