@@ -55,6 +55,9 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import LockNotOwnedError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from producer.core.redis_connect import master_options, sentinel_options
+from producer.core.settings import Settings
+
 log = structlog.get_logger("kirim.beat")
 celery_log = get_logger("celery.beat")  # redbeat's and Celery's beat lines, kept as they were
 
@@ -81,9 +84,16 @@ class RedisCredentials(CredentialProvider):
         return "RedisCredentials(***)"
 
 
-def redbeat_settings(redis_url: str) -> dict[str, Any]:
+def redbeat_settings(settings: Settings) -> dict[str, Any]:
     """`redbeat_redis_url` without the URL's credentials, and `redbeat_redis_options` with them
-    in a RedisCredentials; no secret is left in the Celery settings this returns."""
+    in a RedisCredentials; no secret is left in the Celery settings this returns.
+
+    With KIRIM_REDIS_SENTINELS, RedBeat's own Sentinel support: `redis-sentinel://<master>`
+    and the Sentinels, master name, db and credentials in the options (TLS comes from
+    `broker_use_ssl`, which producer/core/broker.py sets for a rediss:// master)."""
+    if settings.redis_sentinels:
+        return _redbeat_sentinel_settings(settings)
+    redis_url = settings.redis_url
     parts = urlsplit(redis_url)
     if parts.password is None:
         # Set explicitly, so redbeat does not fall back to broker_transport_options.
@@ -94,6 +104,19 @@ def redbeat_settings(redis_url: str) -> dict[str, Any]:
     credentials = RedisCredentials(username, unquote(parts.password))
     return {"redbeat_redis_url": bare,
             "redbeat_redis_options": {"credential_provider": credentials}}
+
+
+def _redbeat_sentinel_settings(settings: Settings) -> dict[str, Any]:
+    master = master_options(settings)
+    options: dict[str, Any] = {
+        "sentinels": settings.sentinel_nodes, "service_name": settings.redis_master_name,
+        "db": master.get("db", 0), "socket_timeout": 5,
+        "sentinel_kwargs": sentinel_options(settings)}
+    if master.get("password"):
+        options["credential_provider"] = RedisCredentials(master.get("username"),
+                                                          master["password"])
+    return {"redbeat_redis_url": f"redis-sentinel://{settings.redis_master_name}",
+            "redbeat_redis_options": options}
 
 
 class Outage:

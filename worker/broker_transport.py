@@ -13,7 +13,9 @@ handle: the ack or restore is skipped with a log line and the worker reconnects.
 concerned stay in kombu's `unacked` hash and come back after the visibility timeout; their
 records stop a second provider call (a finished one is skipped by the claim).
 
-Workers select it with `broker_transport` (worker/app.py); producers keep kombu's own.
+Workers select it with `broker_transport` (worker/app.py); producers keep kombu's own. With
+KIRIM_REDIS_SENTINELS set, workers use `SentinelTransport`, kombu's Sentinel transport with
+the same fix: after a failover its connections go to the master the Sentinels name then.
 """
 
 from __future__ import annotations
@@ -24,14 +26,19 @@ from kombu.transport import redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 
+def _check_open(channel: redis.Channel) -> None:
+    """A ConnectionError when the channel's broker connection is already closed."""
+    transport = getattr(channel, "connection", None)
+    if transport is None or getattr(transport, "client", None) is None:
+        raise RedisConnectionError("broker connection already closed; reconnecting")
+
+
 class Channel(redis.Channel):
     """kombu's Redis channel; a pool asked for after the connection closed is an error kombu
     handles (ConnectionError), not an AttributeError that stops the worker."""
 
     def _connparams(self, asynchronous: bool = False) -> dict[str, Any]:
-        transport = getattr(self, "connection", None)
-        if transport is None or getattr(transport, "client", None) is None:
-            raise RedisConnectionError("broker connection already closed; reconnecting")
+        _check_open(self)
         params: dict[str, Any] = super()._connparams(asynchronous=asynchronous)
         return params
 
@@ -40,3 +47,26 @@ class Transport(redis.Transport):
     """kombu's Redis transport with the channel above."""
 
     Channel = Channel
+
+
+class SentinelChannel(redis.SentinelChannel):
+    """kombu's Sentinel channel with the same fix: its pools are built from `_connparams`
+    too (the master address comes from the Sentinels on every new connection)."""
+
+    def _connparams(self, asynchronous: bool = False) -> dict[str, Any]:
+        _check_open(self)
+        params: dict[str, Any] = super()._connparams(asynchronous=asynchronous)
+        return params
+
+
+class SentinelTransport(redis.SentinelTransport):
+    """kombu's Sentinel transport (KIRIM_REDIS_SENTINELS) with the channel above."""
+
+    Channel = SentinelChannel
+
+
+def transport_for(sentinels: bool) -> str:
+    """The `broker_transport` a worker uses: the Sentinel one when KIRIM_REDIS_SENTINELS is
+    set (the broker URL is then kombu's sentinel://…), else the plain Redis one."""
+    name = "SentinelTransport" if sentinels else "Transport"
+    return f"{__name__}:{name}"

@@ -20,7 +20,8 @@ from collections.abc import Sequence
 
 import structlog
 
-from producer.core.enqueue import Accepted, Enqueuer, write_failed
+from producer.core.durability import NotReplicated
+from producer.core.enqueue import Accepted, Enqueuer, not_replicated, write_failed
 from producer.core.errors import KirimError, StoreUnavailable
 from producer.core.records import Admit
 
@@ -100,7 +101,9 @@ class GroupCommit:
         for items, future, loop in round_:
             result: list[CommitResult] | BaseException
             if outcomes is None:  # each request its own error, naming its own messages
-                result = (write_failed(error.__cause__ or error, [i.job.id for i in items])
+                ids = [i.job.id for i in items]
+                result = (not_replicated(error, ids) if isinstance(error, NotReplicated)
+                          else write_failed(error.__cause__ or error, ids)
                           if isinstance(error, StoreUnavailable)
                           else RuntimeError(f"commit failed: {error!r}"))
             else:

@@ -16,6 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from producer.core.durability import NotReplicated
 from producer.core.errors import (
     IdempotencyConflict,
     InvalidMessage,
@@ -67,6 +68,8 @@ def kirim_error_detail(exc: KirimError) -> tuple[int, str, str | None, str]:
             f"to: {exc}; an OTP is refused rather than delayed: try again after Retry-After")
     if isinstance(exc, MessageNotFound):
         return 404, "not_found", None, str(exc)
+    if isinstance(exc, NotReplicated):  # written on the master: the message says what to do
+        return 503, "store_unavailable", None, str(exc)
     if isinstance(exc, StoreUnavailable):
         return 503, "store_unavailable", None, f"{exc}; nothing was written, retry shortly"
     if isinstance(exc, TextErased):

@@ -17,15 +17,17 @@ from producer.api.auth import Caller
 from producer.api.errors import ApiError
 from producer.core import lua
 from producer.core.keys import Keys
+from producer.core.redis_connect import connect_async_redis
+from producer.core.settings import Settings
 
 
 class KeyQuota:
     """Takes messages from a key's allowance, or says how long to wait."""
 
-    def __init__(self, redis_url: str, keys: Keys) -> None:
+    def __init__(self, settings: Settings, keys: Keys) -> None:
         self.keys = keys
-        self.redis = AsyncRedis.from_url(redis_url, socket_timeout=10, socket_connect_timeout=5,
-                                         health_check_interval=10, retry_on_timeout=True)
+        # One Redis, or the master the Sentinels name (redis.asyncio's Sentinel).
+        self.redis: AsyncRedis = connect_async_redis(settings)
         self._take = self.redis.register_script(lua.source(lua.CORE, "key_rate"))
 
     async def take(self, caller: Caller, cost: int) -> None:

@@ -34,7 +34,7 @@ class Runtime:
                    DeadLetters(kirim.redis, kirim.keys, kirim.requeuer),
                    GroupCommit(kirim.enqueuer),
                    FailedAuth(kirim.redis, kirim.keys, settings.api_auth_failures_per_min),
-                   KeyQuota(settings.redis_url, kirim.keys))
+                   KeyQuota(settings, kirim.keys))
 
     def close(self) -> None:
         """Write what is waiting, then release connections."""

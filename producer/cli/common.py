@@ -239,6 +239,9 @@ def client(source: str = "cli") -> Iterator[KirimClient]:
         except redis_lib.RedisError as exc:
             raise RedisUnreachable(
                 f"cannot reach Redis at {redis_target(kirim.settings.redis_url)}"
+                + (f" (master {kirim.settings.redis_master_name!r} via Sentinels"
+                   f" {kirim.settings.redis_sentinels})" if kirim.settings.redis_sentinels
+                   else "") +
                 f" ({type(exc).__name__}): nothing was done; check KIRIM_REDIS_URL and that"
                 " Redis is running, then retry", EX_UNAVAILABLE) from None
         yield kirim

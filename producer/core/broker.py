@@ -7,6 +7,7 @@ from typing import Any
 from celery import Celery
 from kombu import Exchange, Queue
 
+from producer.core.redis_connect import broker_sentinel_options, broker_url, broker_use_ssl
 from producer.core.routing import Queues
 from producer.core.settings import Settings
 
@@ -39,12 +40,17 @@ def broker_transport_options(settings: Settings) -> dict[str, Any]:
         "socket_timeout": 10,
         "socket_connect_timeout": 5,
         "health_check_interval": 10,
+        # With Sentinels: the master's name and the Sentinels' options (redis_connect.py).
+        **broker_sentinel_options(settings),
     }
 
 
 def make_celery(settings: Settings, name: str = "kirim-producer") -> Celery:
     """A Celery app bound to the broker, with JSON only and no result backend."""
-    app = Celery(name, broker=settings.redis_url, set_as_current=False)
+    # KIRIM_REDIS_URL, or kombu's sentinel:// URLs when KIRIM_REDIS_SENTINELS is set.
+    app = Celery(name, broker=broker_url(settings), set_as_current=False)
+    if (use_ssl := broker_use_ssl(settings)) is not None:
+        app.conf.broker_use_ssl = use_ssl
     app.conf.update(
         broker_transport_options=broker_transport_options(settings),
         broker_connection_retry_on_startup=True,

@@ -10,13 +10,17 @@ from redis import Redis
 
 from producer.core.account import AccountCircuits
 from producer.core.deadletters import DeadLetters
+from producer.core.durability import Durability
 from producer.core.enqueue import Enqueuer
 from producer.core.guard import GuardLimits, RecipientGuard
 from producer.core.keys import Keys
 from producer.core.publisher import Publisher
 from producer.core.records import MessageStore
+from producer.core.redis_connect import connect_redis
 from producer.core.requeue import Requeuer
 from producer.core.settings import Settings
+
+__all__ = ["Core", "build_core", "connect_redis"]
 
 
 @dataclass
@@ -34,21 +38,14 @@ class Core:
     dead_letters: DeadLetters
 
 
-def connect_redis(settings: Settings, max_connections: int | None = None) -> Redis:
-    """kirim's own Redis client (the broker has its own): bounded waits, health checks.
-
-    Replies stay bytes (no decode_responses): producer.core.redis_text decodes them one
-    value at a time, so a value that is not UTF-8 fails alone, not its whole reply."""
-    return Redis.from_url(settings.redis_url, max_connections=max_connections,
-                          health_check_interval=10, socket_timeout=10, socket_connect_timeout=5,
-                          retry_on_timeout=True)
-
-
 def build_core(settings: Settings, celery: Celery, redis: Redis | None = None) -> Core:
-    """The core services on `redis` (a new client by default), publishing through `celery`."""
+    """The core services on `redis` (a new client by default: one Redis, or the master
+    Sentinel names, producer/core/redis_connect.py), publishing through `celery`."""
     redis = redis or connect_redis(settings)
     keys = Keys(settings.key_prefix)
-    store = MessageStore(redis, keys, settings.message_ttl_s)
+    # Accepts and moves wait for KIRIM_REDIS_MIN_REPLICAS replicas (core/durability.py).
+    store = MessageStore(redis, keys, settings.message_ttl_s,
+                         durability=Durability.from_settings(settings))
     requeuer = Requeuer(store, Publisher(celery), settings.visibility_timeout_s)
     guard = _guard(settings, redis, keys)
     return Core(settings=settings, redis=redis, keys=keys, store=store, requeuer=requeuer,
