@@ -42,6 +42,20 @@ def _throughput(d: dict[str, Any]) -> list[str]:
             c8 = r["ceiling_8_connections"]["steady_msgs_per_s"]
             lines.append(f"| {r['latency_ms']} ms, ceiling with 8 connections | {c8:.0f} | | | "
                          f"{r['kirim']['steady_msgs_per_s'] / c8:.2f} | | | |")
+    lines += ["", "Cost per message in the same runs (worker CPU: the worker process groups; "
+              "Redis commands: INFO commandstats, commands inside Lua scripts included; the "
+              "ceiling's is its own process):", "",
+              "| provider latency | kirim worker CPU ms | naive worker CPU ms | ceiling CPU ms "
+              "| kirim Redis cmds | naive Redis cmds | kirim Redis CPU ms | naive Redis CPU ms |",
+              "|---|---|---|---|---|---|---|---|"]
+    for r in d["rows"]:
+        k, n = r["kirim"], r["naive"]
+        cells = [k.get("worker_cpu_ms_per_msg"), n.get("worker_cpu_ms_per_msg"),
+                 r["ceiling"].get("client_cpu_ms_per_msg"), k.get("redis_calls_per_msg"),
+                 n.get("redis_calls_per_msg"), k.get("redis_cpu_ms_per_msg"),
+                 n.get("redis_cpu_ms_per_msg")]
+        lines.append(f"| {r['latency_ms']} ms | "
+                     + " | ".join("—" if c is None else str(c) for c in cells) + " |")
     return lines
 
 

@@ -21,6 +21,7 @@ from worker import (
     masked_inspect,  # noqa: F401  (registers the masked inspect commands)
 )
 from worker.beat import redbeat_settings
+from worker.broker_transport import transport_for
 from worker.signals import connect as connect_signals
 from worker.tasks import register_tasks
 
@@ -31,7 +32,7 @@ def create_app(settings: Settings) -> Celery:
     app.conf.update(
         # kombu's Redis transport, patched so a worker reconnects after Redis went away
         # instead of stopping (worker/broker_transport.py).
-        broker_transport="worker.broker_transport:Transport",
+        broker_transport=transport_for(bool(settings.redis_sentinels)),
         # A task is acked after it ran, not when it was received: a worker that dies
         # mid-task leaves it unacked, and Redis hands it to another worker (the claim in the
         # message record stops a second provider call).
@@ -41,8 +42,9 @@ def create_app(settings: Settings) -> Celery:
         # One reserved task per thread: a long backlog stays in Redis, where another worker
         # (or the OTP lane) can take it, instead of in one worker's memory.
         worker_prefetch_multiplier=1,
-        # Task events for Flower: received, started, succeeded, failed.
-        worker_send_task_events=True,
+        # Task events for Flower's task view (received, started, succeeded, failed): off
+        # unless KIRIM_WORKER_TASK_EVENTS; they cost a publish per event.
+        worker_send_task_events=settings.worker_task_events,
         # Each queue on its own exchange and routing key (producer/core/broker.py).
         task_queues=declared_queues(),
         task_default_queue=Queues.MAINTENANCE,
@@ -65,7 +67,7 @@ def create_app(settings: Settings) -> Celery:
         # RedBeat's Redis: the URL without its password, which goes in a credential provider
         # (worker/beat.py): `celery inspect conf` and Flower's Config tab show these settings.
         # Nothing else secret belongs in app.conf: Celery masks broker_url itself.
-        **redbeat_settings(settings.redis_url),
+        **redbeat_settings(settings),
         redbeat_key_prefix=Keys(settings.key_prefix).redbeat,
         redbeat_lock_timeout=15,
         beat_max_loop_interval=5,

@@ -25,7 +25,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from producer.core.contract import Channel, Job, State
-from producer.core.guard import route_for
+from producer.core.durability import NotReplicated
+from producer.core.guard import GuardDecision, route_for
 from producer.core.recipient import mask_recipient
 from producer.core.routing import Circuit
 from producer.core.segments import text_hash
@@ -78,31 +79,38 @@ class SendPipeline:
         token = secrets.token_hex(8)
         lease_s = self.svc.settings.send_lease_s
         lease_until = time.time() + lease_s
-        status, detail = self.store.claim(job.id, lease_s, dispatch or "", job.channel, token)
-        if status != "claimed":
-            return self._unclaimed(job, status, detail)
-        self.token = token
-        return self._claimed(Claim(job, int(detail), token, lease_until))
-
-    def _claimed(self, claim: Claim) -> str:
-        job = claim.job
-        if self._otp_expired(job):
+        if otp_expired(job, time.time()):  # claimed only to end it: no guard, no slot
+            status, detail = self.store.claim(job.id, lease_s, dispatch or "", job.channel,
+                                              token)
+            if status != "claimed":
+                return self._unclaimed(job, status, detail)
+            self.token = token
+            self._otp_expired(job)
             return "expired"
-        if not self._guard_allows(job, claim.attempt):
+        # Claim, guard, rate limit and *calling* mark in one step (worker/start.py).
+        try:
+            started = self.svc.starter.start(job, lease_s, dispatch or "", token,
+                                             self._api(job))
+        except NotReplicated as exc:
+            return self._not_replicated(job, token, exc)
+        if not started.claimed:
+            return self._unclaimed(job, started.status, started.detail)
+        self.token = token
+        claim = Claim(job, started.attempts, token, lease_until)
+        if started.refusal is not None:
+            self._guard_refused(job, claim.attempt, started.refusal)
             return "deferred"
-        step = self._mark_calling(claim)
-        return self._call(claim) if step == "calling" else step
+        if started.status == "wait":
+            step = self._mark_calling(claim, started.wait_s)
+            if step != "calling":
+                return step
+        return self._call(claim)
 
-    def _mark_calling(self, claim: Claim) -> str:
-        """Take a rate-limit slot and the *calling* mark; sleep short waits, requeue long."""
+    def _mark_calling(self, claim: Claim, wait_s: float) -> str:
+        """After a rate-limit wait of `wait_s`: sleep short waits and try again for a slot
+        and the *calling* mark; requeue long ones."""
         slept_s = 0.0
         while True:
-            status, wait_s = self.svc.limiter.mark_calling(self.svc.keys.message(claim.job.id),
-                                                           claim.token)
-            if status != "wait":
-                if status == "lost":
-                    log.warning("claim_lost_before_call", message_id=claim.job.id)
-                return "calling" if status == "calling" else "lease_lost"
             if slept_s + wait_s > MAX_RATE_SLEEP_S:
                 self.svc.requeuer.requeue(
                     claim.job.id, allowed_from=[State.SENDING], countdown_s=wait_s,
@@ -112,6 +120,34 @@ class SendPipeline:
             slept_s += wait_s
             if self._otp_expired(claim.job):  # the wait may have outlived its validity
                 return "expired"
+            try:
+                status, wait_s = self.svc.limiter.mark_calling(
+                    self.svc.keys.message(claim.job.id), claim.token, self.store.durability,
+                    self._api(claim.job))
+            except NotReplicated as exc:
+                return self._not_replicated(claim.job, claim.token, exc)
+            if status != "wait":
+                if status == "lost":
+                    log.warning("claim_lost_before_call", message_id=claim.job.id)
+                return "calling" if status == "calling" else "lease_lost"
+
+    def _api(self, job: Job) -> str:
+        """The provider API this message's call goes through, as its *calling* mark records
+        it for the DR poll: "v1" for WhatsApp through API v1.0, "" for the legacy one."""
+        return "v1" if job.channel == Channel.WA and self.svc.wa_client is not None else ""
+
+    def _not_replicated(self, job: Job, token: str, exc: NotReplicated) -> str:
+        """Replicas did not confirm the claim or the *calling* mark (KIRIM_REDIS_MIN_REPLICAS):
+        a failover could lose them and let a second sender in, so the provider is not called.
+        The message goes back to `queued` (if this claim holds it) and is tried again soon."""
+        log.warning("claim_not_replicated", message_id=job.id, error=str(exc),
+                    hint="a replica is down or lagging; see docs/high-availability.md")
+        # Not waited for: this undo only has to hold on the master it was made on (if a
+        # failover loses it, the lease sweep settles the claim it undid).
+        self.svc.requeuer.requeue(job.id, allowed_from=[State.SENDING], countdown_s=1.0,
+                                  note="replication not confirmed", incr={"attempts": -1},
+                                  claim=token, durable=False)
+        return "not_replicated"
 
     def _otp_expired(self, job: Job) -> bool:
         """Expire an OTP past its validity (freeing its guard slot); True if it did."""
@@ -142,13 +178,9 @@ class SendPipeline:
         log.info("not_claimed", message_id=job.id, status=status, detail=detail)
         return f"skipped_{status}"
 
-    def _guard_allows(self, job: Job, attempts: int) -> bool:
-        guard = self.svc.guard
-        if guard is None or job.to is None:
-            return True
-        decision = guard.reserve(job.id, route_for(job.channel), job.to, job.text_hash)
-        if decision.allowed:
-            return True
+    def _guard_refused(self, job: Job, attempts: int, decision: GuardDecision) -> None:
+        """The recipient guard said not now: defer the claimed message until it may go (or
+        expire an OTP that cannot go within its validity)."""
         metrics.guard_refused(job, decision.reason)
         until = decision.retry_at or time.time() + self.svc.settings.guard_window_s
         attempt = Attempt(None, "GUARD", decision.reason or "", attempts=attempts)
@@ -158,7 +190,6 @@ class SendPipeline:
         else:
             self.writer.defer(job, attempt, until, f"recipient limit: {decision.reason}",
                            claim=self.token)
-        return False
 
     def _call(self, claim: Claim) -> str:
         job = claim.job
@@ -180,7 +211,8 @@ class SendPipeline:
         attempt = Attempt(info.code, info.name, result.raw, _provider_id(result), claim.attempt)
         label = self._while_leased(claim, lambda: self._apply(
             job, info.action, info.scope, attempt, 0.0))
-        self._count_code(info.code)
+        if label != "sent":  # a sent message's code is counted by its `sent` move
+            self._count_code(info.code)
         return label
 
     def _count_code(self, code: int) -> None:
@@ -213,6 +245,16 @@ class SendPipeline:
         if job.group is not None:
             return client.send_group(job.group, job.text)
         if job.channel == Channel.WA:
+            wa = self.svc.wa_client
+            if wa is not None:  # KIRIM_WA_API=v1 (an API key is set)
+                return _send_wa_v1(wa, job)
+            if job.v == 2 and (job.has_media or job.sender is not None):
+                error = NusaSMSError("send_wa", "a file or a sender needs NusaSMS API v1.0,"
+                                     " and this worker sends WhatsApp through the legacy API:"
+                                     " set KIRIM_NUSASMS_API_KEY (KIRIM_WA_API=v1), then"
+                                     " replay it")
+                error.action = Action.DEAD  # the legacy API cannot carry it: not sent at all
+                raise error
             return client.send_wa(job.to or "", job.text)
         return client.send_sms(job.to or "", job.text, otp=job.channel == Channel.OTP)
 
@@ -254,11 +296,19 @@ class SendPipeline:
         return "unknown"
 
     def _sent(self, job: Job, attempt: Attempt) -> str:
-        if self.writer.sent(job, attempt, claim=self.token):
+        try:
+            if self.writer.sent(job, attempt, claim=self.token):
+                return "sent"
+        except NotReplicated as exc:  # recorded on the master; never send it again for this
+            log.error("sent_not_replicated", message_id=job.id, provider_id=attempt.provider_id,
+                      error=str(exc), hint="after a failover it may show `unknown`: its DR"
+                      " settles it")
             return "sent"
         record = self.store.get(job.id)
         if record is not None and record.get("provider_id") == (attempt.provider_id or ""):
-            return "sent"  # our own earlier write went through before Redis answered
+            return "sent"  # our own earlier write (and its count) landed before Redis answered
+        if attempt.code is not None:
+            self._count_code(attempt.code)
         # Only an operator's `settle` can have moved it meanwhile: say so loudly, with the
         # provider's id, so the operator can reconcile.
         log.error("sent_not_recorded", message_id=job.id, provider_id=attempt.provider_id,
@@ -300,3 +350,17 @@ class SendPipeline:
 
 def _provider_id(result: Any) -> str | None:
     return getattr(result, "message_id", None) or getattr(result, "campaign_name", None)
+
+
+# The record's `api` field, only while the record exists (never a stray hash without a TTL).
+def _send_wa_v1(wa: Any, job: Job) -> Any:
+    """Send a WhatsApp through NusaSMS API v1.0: a file (by URL or inline) under its caption
+    (default: the text), or the text, from the job's sender (default: the account's).
+
+    The record says `api: v1` from its *calling* mark on (SendPipeline._api), so the DR poll
+    asks v1.0 for its state."""
+    if job.has_media:
+        return wa.send_wa_media(job.to or "", job.caption or job.text, job.sender,
+                                media_url=job.media_url, media_base64=job.media_base64,
+                                file_name=job.file_name)
+    return wa.send_wa(job.to or "", job.text, job.sender)

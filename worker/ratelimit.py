@@ -14,6 +14,7 @@ import time
 from redis import Redis
 
 from producer.core import lua
+from producer.core.durability import Durability
 from producer.core.redis_text import text
 
 _US_PER_S = 1_000_000
@@ -28,14 +29,15 @@ class RateLimiter:
                 f"rate limiter {key!r}: rate_per_s must be > 0 and burst >= 1,"
                 f" got {rate_per_s} and {burst}"
             )
+        self.redis = redis
         self.key = key
         self.rate_per_s = rate_per_s
         self.burst = burst
         # Whole microseconds keep the script's arithmetic exact; rounding up means the limit
         # is never exceeded, at a cost under 1 µs per interval (1e-9 absorbs float noise).
-        self._interval_us = max(1, math.ceil(_US_PER_S / rate_per_s - 1e-9))
+        self.interval_us = max(1, math.ceil(_US_PER_S / rate_per_s - 1e-9))
         # burst - 1 intervals of tolerance let `burst` sends through at the same instant.
-        self._tolerance_us = (burst - 1) * self._interval_us
+        self.tolerance_us = (burst - 1) * self.interval_us
         self._script = lua.register(redis, "gcra", "rate", package=lua.WORKER)
         self._calling = lua.register(redis, "gcra", "calling", package=lua.WORKER)
 
@@ -47,18 +49,23 @@ class RateLimiter:
         """Like `acquire`, also returning the time (epoch seconds) the decision was made at."""
         now_arg = "" if now is None else str(round(now * _US_PER_S))
         wait_us, at_us = self._script(
-            keys=[self.key], args=[self._interval_us, self._tolerance_us, now_arg]
+            keys=[self.key], args=[self.interval_us, self.tolerance_us, now_arg]
         )
         return int(wait_us) / _US_PER_S, int(at_us) / _US_PER_S
 
-    def mark_calling(self, record_key: str, claim_id: str) -> tuple[str, float]:
+    def mark_calling(self, record_key: str, claim_id: str,
+                     durability: Durability | None = None, api: str = "") -> tuple[str, float]:
         """Take one slot and mark the claimed message *calling* (calling.lua), atomically.
 
         ("calling", 0.0) once marked; ("wait", seconds) when the limit says not yet (nothing
         taken); ("lost", why) when `claim_id` no longer holds a live lease on the message.
+        With `durability`, replicas confirm the mark (NotReplicated if they do not); `api`
+        ("v1") is recorded with it when the call does not go through the legacy API.
         """
-        status, detail = self._calling(keys=[self.key, record_key],
-                                       args=[self._interval_us, self._tolerance_us, claim_id])
+        keys = [self.key, record_key]
+        args = [self.interval_us, self.tolerance_us, claim_id, api]
+        status, detail = (durability or Durability()).run_script(self.redis, self._calling,
+                                                                 keys, args)
         status = text(status)
         if status == "wait":
             return status, int(detail) / _US_PER_S

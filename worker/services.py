@@ -14,10 +14,19 @@ from celery import Celery
 
 from producer.core.factory import Core, build_core, connect_redis
 from producer.core.settings import Settings
-from worker.nusasms import NusaSMSClient, NusaSMSConfig, build_http_client
+from worker.nusasms import (
+    NusaSMSClient,
+    NusaSMSConfig,
+    NusaSMSV1Client,
+    V1Config,
+    build_http_client,
+    build_send_client,
+)
+from worker.nusasms.wire import WireClient
 from worker.ratelimit import RateLimiter
 from worker.retry import RetryPolicy
 from worker.safe_http import PinnedBackend, guarded_client
+from worker.start import SendStarter
 from worker.state_writer import StateWriter
 
 
@@ -27,16 +36,24 @@ class Services(Core):
 
     writer: StateWriter
     client: NusaSMSClient
-    http: httpx.Client  # to NusaSMS
+    http: httpx.Client  # to NusaSMS (API v1.0) and the inbound webhook
+    send_http: WireClient | httpx.Client  # to NusaSMS v3: sends, DR, CREDITS (nusasms/wire.py)
     # To tenants' callback URLs: public addresses only, pinned, no redirects (safe_http.py).
     callback_http: httpx.Client
     hook_http: httpx.Client  # to operator-configured URLs (alert webhook): no redirects
     limiter: RateLimiter
     policy: RetryPolicy
+    starter: SendStarter  # claim + guard + rate limit + *calling* in one step
+    # NusaSMS API v1.0 (WhatsApp, balances; shares `http`): None when WhatsApp goes through
+    # the legacy API (settings.wa_api_resolved == "v3").
+    wa_client: NusaSMSV1Client | None = None
+    # The same API for the credits poll's `/balance`: set whenever an API key is.
+    balance_client: NusaSMSV1Client | None = None
 
     def close(self) -> None:
         """Release connections."""
         self.http.close()
+        self.send_http.close()
         self.callback_http.close()
         self.hook_http.close()
         self.redis.close()
@@ -49,21 +66,35 @@ def build_services(settings: Settings, app: Celery) -> Services:
     core = build_core(settings, app, connect_redis(settings, settings.worker_concurrency * 4))
     http = build_http_client(settings.nusasms_connect_timeout_s, settings.nusasms_read_timeout_s,
                              settings.nusasms_pool_size)
+    # The v3 client's calls (sends, DR, CREDITS) go over the lean keep-alive client.
+    send_http = build_send_client(settings.nusasms_url, settings.nusasms_connect_timeout_s,
+                                  settings.nusasms_read_timeout_s, settings.nusasms_pool_size)
     password = settings.nusasms_password.get_secret_value() if settings.nusasms_password else ""
     config = NusaSMSConfig(settings.nusasms_url, settings.nusasms_user or "", password,
                            settings.nusasms_sender)
+    limiter = RateLimiter(core.redis, core.keys.rate_limit, settings.rate_limit_per_s,
+                          settings.rate_limit_burst)
+    v1 = build_v1_client(settings, http)
     return Services(
         **{f.name: getattr(core, f.name) for f in fields(Core)},
         writer=StateWriter(core.store, core.requeuer, settings.dr_first_poll_s),
-        client=NusaSMSClient(config, http), http=http,
+        client=NusaSMSClient(config, send_http), http=http, send_http=send_http,
         callback_http=guarded_client(settings.status_callback_timeout_s, PinnedBackend(
             allow_private=settings.callback_allow_private)),
         hook_http=_hook_http(settings),
-        limiter=RateLimiter(core.redis, core.keys.rate_limit, settings.rate_limit_per_s,
-                            settings.rate_limit_burst),
+        limiter=limiter,
+        starter=SendStarter(core.redis, core.store, core.guard, limiter),
         policy=RetryPolicy(settings.retry_max_attempts, settings.retry_base_delay_s,
                            settings.retry_max_delay_s),
+        wa_client=v1 if settings.wa_api_resolved == "v1" else None, balance_client=v1,
     )
+
+
+def build_v1_client(settings: Settings, http: httpx.Client) -> NusaSMSV1Client | None:
+    """The API v1.0 client when KIRIM_NUSASMS_API_KEY is set (None otherwise)."""
+    if not settings.api_key_value:
+        return None
+    return NusaSMSV1Client(V1Config(settings.nusasms_v1_url, settings.api_key_value), http)
 
 
 def _hook_http(settings: Settings) -> httpx.Client:

@@ -23,15 +23,18 @@ def connect(app: Celery) -> None:
         configure_logging(app.kirim_settings, level=loglevel or "INFO")
 
     def worker_init(**_: Any) -> None:
-        from redis import Redis
+        from producer.core.redis_connect import connect_redis
+        from worker.key_check import check_wa_key
 
         settings = app.kirim_settings
         try:  # Celery swallows other errors in a signal handler: SystemExit stops the worker
             settings.require_provider()
             settings.hash_key_bytes  # noqa: B018 - every send and alert SMS needs it
+            check_wa_key(settings)  # a wrong API v1.0 key stops the worker before any send
         except ConfigError as exc:
             raise SystemExit(f"kirim worker: {exc}") from None
-        redis = Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
+        # One Redis, or the master the Sentinels name (KIRIM_REDIS_SENTINELS).
+        redis = connect_redis(settings, socket_timeout=5, socket_connect_timeout=5)
         metrics.serve(settings, redis)
 
     def heartbeat(**_: Any) -> None:

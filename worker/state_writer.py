@@ -50,12 +50,15 @@ class StateWriter:
                 "reason": reason}
 
     def sent(self, job: Job, attempt: Attempt, note: str = "", claim: str | None = None) -> bool:
-        """Accepted by the provider: keep its id and start delivery-report tracking.
+        """Accepted by the provider: keep its id, count its code and start delivery-report
+        tracking.
 
         `claim` (every method here): only while that claim holds the message, so a sender
         that outlived its lease cannot move a message another sender now holds.
         """
         fx = Effects(zrem=[(self.keys.sending, job.id), (self.keys.unknown, job.id)])
+        if attempt.code is not None:  # the per-code count, in the same step
+            fx.hincrby.append((self.keys.provider_codes, str(attempt.code), 1))
         if attempt.provider_id and job.to:
             fx.zadd.append((self.keys.dr_pending, time.time() + self.dr_first_poll_s, job.id))
             fx.setex.append((self.keys.by_provider_id(attempt.provider_id), job.id,

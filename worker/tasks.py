@@ -16,7 +16,7 @@ from producer.core.account import release_orphans
 from producer.core.logs import message_context
 from producer.core.redis_text import text
 from producer.core.routing import Tasks
-from worker import alerts, callbacks, metrics
+from worker import alerts, batch, callbacks, metrics
 from worker.credits import CreditsMonitor
 from worker.delivery import (
     EARLY_REPORT_RETRIES,
@@ -70,6 +70,13 @@ def _sending(app: Celery) -> None:
             reason = outcome_reason(app, job, result)
             raise Retry(reason, exc=Requeued(reason))
         return result
+
+
+    @app.task(name=Tasks.SEND_BATCH, ignore_result=True, acks_late=True)
+    def send_batch(items: Any) -> dict[str, int]:
+        """Send the messages enqueued together, one after the other, each as kirim.send
+        would (worker/batch.py); the count of each outcome."""
+        return batch.send_batch(services_for(app), items)
 
 
 def outcome_reason(app: Celery, job: Any, outcome: str) -> str:

@@ -12,15 +12,17 @@ message is still unclaimed, `sweep_outbox` publishes it again.
 from __future__ import annotations
 
 import time
+from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import redis as redis_lib
 import structlog
 from redis import Redis
 
-from producer.core.contract import Job, SendRequest, State
-from producer.core.envelope import build_send_task
+from producer.core.contract import Channel, Job, SendRequest, State
+from producer.core.durability import NotReplicated
+from producer.core.envelope import build_send_batch_task
 from producer.core.errors import InvalidMessage, KirimError, StoreUnavailable
 from producer.core.guard import RecipientGuard, route_for
 from producer.core.jobs import build_job, parse_request
@@ -118,10 +120,13 @@ class Enqueuer:
         """
         if not items:
             return []
+        items, pushes = self._batched(items)
         try:
-            outcomes = self.store.accept_many(items)
+            outcomes = self.store.accept_many(items, pushes)
         except redis_lib.RedisError as exc:
             raise write_failed(exc, [item.job.id for item in items]) from exc
+        except NotReplicated as exc:  # written on the master, not confirmed by replicas
+            raise not_replicated(exc, [item.job.id for item in items]) from None
         unread = [o.id for o in outcomes if isinstance(o, Stored) and o.duplicate
                   and not o.state]
         states: dict[str, str | None] = {}
@@ -133,6 +138,36 @@ class Enqueuer:
         return [self._result(item.job, outcome, states)
                 for item, outcome in zip(items, outcomes, strict=True)]
 
+    def _batched(self, items: Sequence[Admit]) -> tuple[list[Admit], list[tuple[str, str]]]:
+        """Messages sent now on the sms and wa lanes, in chunks of up to send_batch_size per
+        queue: each chunk's messages lose their own task and share one `kirim.send_batch`
+        task, pushed after their records. OTPs and scheduled messages keep their own."""
+        size = self.settings.send_batch_size
+        out = list(items)
+        chunks: dict[str, list[int]] = defaultdict(list)
+        pushes: list[tuple[str, str]] = []
+        if size < 2 or len(items) < 2:
+            return out, pushes
+
+        def flush(queue: str) -> None:
+            chunk = chunks.pop(queue)
+            if len(chunk) < 2:  # alone: its own kirim.send task stands
+                return
+            pushes.append((queue, build_send_batch_task(
+                [(out[i].job, out[i].job_json, out[i].dispatch) for i in chunk])))
+            for i in chunk:
+                out[i] = replace(out[i], own_task=False)
+
+        for i, item in enumerate(items):
+            if item.job.channel == Channel.OTP or item.job.send_at is not None:
+                continue
+            chunks[item.queue].append(i)
+            if len(chunks[item.queue]) == size:
+                flush(item.queue)
+        for queue in list(chunks):
+            flush(queue)
+        return out, pushes
+
     def _admit(self, job: Job) -> Admit:
         """What accept.lua needs for `job`: its JSON, task message and guard keys."""
         job_json = job.model_dump_json()
@@ -141,8 +176,8 @@ class Enqueuer:
         guard = None
         if self.guard is not None and job.to is not None and job.send_at is None:
             guard = self.guard.check_spec(route_for(job.channel), job.to, job.text_hash)
-        return Admit(job, job_json, dispatch, build_send_task(job, job_json, dispatch, now),
-                     queue_for(job.channel), now + self.requeuer.recheck_after_s, guard)
+        return Admit(job, job_json, dispatch, queue_for(job.channel),
+                     now + self.requeuer.recheck_after_s, guard)
 
     @staticmethod
     def _result(job: Job, outcome: AcceptResult, states: dict[str, str | None]
@@ -167,6 +202,16 @@ def write_failed(exc: BaseException, message_ids: Sequence[str]) -> StoreUnavail
         f"Redis unavailable ({type(exc).__name__}) while writing; the message(s) may have"
         f" been accepted as {shown}: check GET /v1/messages/<id>, or resend with the same"
         " Idempotency-Key (safe either way)")
+
+
+def not_replicated(exc: NotReplicated, message_ids: Sequence[str]) -> NotReplicated:
+    """NotReplicated of an accept: what may have happened, what to do."""
+    shown = ", ".join(message_ids[:3]) + (f" and {len(message_ids) - 3} more"
+                                          if len(message_ids) > 3 else "")
+    out = NotReplicated(exc.wanted, exc.acked, exc.timeout_ms)
+    out.args = (f"{exc}; the message(s) may still be sent as {shown}: resend with the same"
+                " Idempotency-Key (safe either way), or check GET /v1/messages/<id>",)
+    return out
 
 
 _PENDING = KirimError("not processed")  # placeholder while a batch is staged

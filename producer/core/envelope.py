@@ -20,6 +20,7 @@ import random
 import socket
 import time
 import uuid
+from collections.abc import Sequence
 from functools import cache
 
 from producer.core.contract import Channel, Job
@@ -49,14 +50,38 @@ def send_body(job_json: str, dispatch: str) -> str:
 
 def build_send_task(job: Job, job_json: str, dispatch: str, now: float | None = None) -> str:
     """The list entry for a `kirim.send` task carrying `job` (its JSON given, already made)."""
-    task_id = _uuid()
     argsrepr = masked_repr(job)
     kwargsrepr = f"{{'dispatch': '{dispatch}'}}"
     body = base64.b64encode(send_body(job_json, dispatch).encode()).decode("ascii")
+    return _envelope(Tasks.SEND, body, argsrepr, kwargsrepr, job.channel, now)
+
+
+def send_batch_body(items: Sequence[tuple[str, str]]) -> str:
+    """The protocol-2 body of `kirim.send_batch`: [[[[job, dispatch], ...]], {}, embed]."""
+    listed = ",".join(f"[{job_json},{json.dumps(dispatch)}]" for job_json, dispatch in items)
+    return f"[[[{listed}]],{{}},{_EMBED}]"
+
+
+def build_send_batch_task(jobs: Sequence[tuple[Job, str, str]], now: float | None = None) -> str:
+    """The list entry for one `kirim.send_batch` task carrying (job, job JSON, dispatch) of
+    several messages of one channel. Flower shows their ids only."""
+    channel = jobs[0][0].channel
+    if any(job.channel != channel for job, _, _ in jobs):
+        raise ValueError("a send batch holds messages of one channel (one queue)")
+    argsrepr = f"[<{len(jobs)} messages: {', '.join(job.id for job, _, _ in jobs)}>]"
+    body = base64.b64encode(send_batch_body(
+        [(job_json, dispatch) for _, job_json, dispatch in jobs]).encode()).decode("ascii")
+    return _envelope(Tasks.SEND_BATCH, body, argsrepr, "{}", channel, now)
+
+
+def _envelope(task: str, body: str, argsrepr: str, kwargsrepr: str, channel: Channel,
+              now: float | None) -> str:
+    task_id = _uuid()
     return _TEMPLATE.format(
-        body=body, id=task_id, argsrepr=json.dumps(argsrepr), kwargsrepr=json.dumps(kwargsrepr),
-        origin=_origin(os.getpid()), enqueued_at=repr(time.time() if now is None else now),
-        queue=_queue(job.channel), tag=_uuid())
+        task=task, body=body, id=task_id, argsrepr=json.dumps(argsrepr),
+        kwargsrepr=json.dumps(kwargsrepr), origin=_origin(os.getpid()),
+        enqueued_at=repr(time.time() if now is None else now), queue=_queue(channel),
+        tag=_uuid())
 
 
 def _uuid() -> str:
@@ -68,7 +93,7 @@ def _uuid() -> str:
 # JSON-encoded (json.dumps) or a UUID, hex, base64 or number, which need no escaping.
 _TEMPLATE = (
     '{{"body":"{body}","content-encoding":"utf-8","content-type":"application/json",'
-    '"headers":{{"lang":"py","task":"' + Tasks.SEND + '","id":"{id}","shadow":null,'
+    '"headers":{{"lang":"py","task":"{task}","id":"{id}","shadow":null,'
     '"eta":null,"expires":null,"group":null,"group_index":null,"retries":0,'
     '"timelimit":[null,null],"root_id":"{id}","parent_id":null,"argsrepr":{argsrepr},'
     '"kwargsrepr":{kwargsrepr},"origin":{origin},"ignore_result":true,'

@@ -72,8 +72,8 @@ def _now_arg(now: float | None) -> str:
     return "" if now is None else str(round(now * _US_PER_S))
 
 
-def _decision(reply: list[Any]) -> GuardDecision:
-    """GuardDecision from a script's {allowed, reason, retry_us} reply."""
+def decision_of(reply: list[Any]) -> GuardDecision:
+    """GuardDecision from a guard script's {allowed, reason, retry_us} reply."""
     allowed, reason, retry_us = (text(v) for v in reply)
     if allowed == "1":
         return GuardDecision(True, None, None)
@@ -87,7 +87,7 @@ class RecipientGuard:
         self._redis = redis
         self._keys = keys
         self._limits = limits
-        self._reserve = lua.register(redis, "guard_check", "guard_reserve")
+        self._reserve = lua.register(redis, "guard_check", "guard_reserve", "guard_reserve_run")
         self._peek = lua.register(redis, "guard_check", "guard_peek")
         self._block = lua.register(redis, "guard_block")
 
@@ -97,14 +97,14 @@ class RecipientGuard:
     ) -> GuardDecision:
         """Check and count one send atomically; the same message id never counts twice."""
         args = [message_id, _now_arg(now), *self._limit_args()]
-        return _decision(self._run(self._reserve, route, recipient, text_hash, args))
+        return decision_of(self._run(self._reserve, route, recipient, text_hash, args))
 
     def peek(
         self, route: str, recipient: str, text_hash: str, now: float | None = None
     ) -> GuardDecision:
         """What `reserve` would answer now, without writing anything."""
         args = [_now_arg(now), *self._limit_args()]
-        return _decision(self._run(self._peek, route, recipient, text_hash, args))
+        return decision_of(self._run(self._peek, route, recipient, text_hash, args))
 
     def check_spec(self, route: str, recipient: str, text_hash: str
                    ) -> tuple[list[str], list[str]]:

@@ -39,9 +39,11 @@ def secrets_of(settings: Settings) -> list[str]:
     """Every configured secret value a log line must never contain."""
     found = [
         settings.nusasms_password.get_secret_value() if settings.nusasms_password else "",
+        settings.nusasms_api_key.get_secret_value() if settings.nusasms_api_key else "",
         settings.callback_token.get_secret_value(),
         settings.hash_key.get_secret_value(),
         unquote(urlsplit(settings.redis_url).password or ""),
+        settings.redis_sentinel_password.get_secret_value(),
     ]
     for entry in settings.key_entries:
         found.append(entry.digest.hex())  # the stored hash is secret-ish too
@@ -153,7 +155,10 @@ def configure_logging(settings: Settings, level: int | str = logging.INFO,
         logging.getLogger(name).handlers.clear()
         logging.getLogger(name).propagate = True
     structlog.configure(
-        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        # A line below the level is dropped first, before any processor works on it (a worker
+        # at WARNING otherwise built, timestamped and scrubbed every INFO line it then dropped).
+        processors=[structlog.stdlib.filter_by_level, *shared,
+                    structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,

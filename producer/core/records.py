@@ -11,6 +11,7 @@ import json
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from redis import Redis
@@ -18,7 +19,9 @@ from redis.exceptions import NoScriptError
 
 from producer.core import lua
 from producer.core.aliases import is_alias
-from producer.core.contract import TRANSITIONS, Channel, Job, State
+from producer.core.contract import TRANSITIONS, WA_FIELDS, Channel, Job, State
+from producer.core.durability import Durability
+from producer.core.envelope import build_send_task
 from producer.core.errors import AliasTaken, IdempotencyConflict, RecipientLimited, StoreUnavailable
 from producer.core.keys import Keys
 from producer.core.redis_text import text, text_map, text_or_none
@@ -49,10 +52,19 @@ class Admit:
     job: Job
     job_json: str
     dispatch: str
-    task_message: str  # envelope.build_send_task(...): pushed on the queue if it goes now
     queue: str
     outbox_due: float  # outbox score of a queued message: when the sweeper checks it
     guard: tuple[list[str], list[str]] | None  # RecipientGuard.check_spec, None = no guard
+    # False when a kirim.send_batch task pushed after it carries it (enqueue.py).
+    own_task: bool = True
+
+    @cached_property
+    def task_message(self) -> str:
+        """Its `kirim.send` task message (envelope.py), pushed on the queue if it goes now;
+        "" when a batch task carries it. Built once, and only when used."""
+        if not self.own_task:
+            return ""
+        return build_send_task(self.job, self.job_json, self.dispatch)
 
 
 # What accepting one message came to (an error is a result here, not raised).
@@ -77,6 +89,7 @@ class Effects:
     srem: list[tuple[str, str]] = field(default_factory=list)
     xadd: list[tuple[str, list[str]]] = field(default_factory=list)
     setex: list[tuple[str, str, int]] = field(default_factory=list)
+    hincrby: list[tuple[str, str, int]] = field(default_factory=list)  # (key, field, n)
 
 
 @dataclass(frozen=True)
@@ -111,7 +124,8 @@ def fingerprint(job: Job) -> str:
     hash of an OTP's text gives the code back to anyone who tries the million codes.
     """
     body = job.model_dump(
-        include={"channel", "to", "group", "text_hash", "send_at", "callback_url", "metadata"}
+        include={"channel", "to", "group", "text_hash", "send_at", "callback_url", "metadata",
+                 *WA_FIELDS}  # WhatsApp's: only when set, so older fingerprints still match
     )
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:32]
 
@@ -119,16 +133,22 @@ def fingerprint(job: Job) -> str:
 class MessageStore:
     """Create, move and read message records."""
 
-    def __init__(self, redis: Redis, keys: Keys, ttl_s: int) -> None:
+    def __init__(self, redis: Redis, keys: Keys, ttl_s: int,
+                 durability: Durability | None = None) -> None:
         self.redis = redis
         self.keys = keys
         self.ttl_s = ttl_s
+        # Replicas that confirm an accept before it is reported, and a move before it is
+        # acted on (KIRIM_REDIS_MIN_REPLICAS; 0: no WAIT, no extra round trip).
+        self.durability = durability or Durability()
         self._create = lua.register(redis, "create")
         self._transition = lua.register(redis, "erase_text", "transition")
-        self._claim = lua.register(redis, "claim")
+        self._claim = lua.register(redis, "claim", "claim_run")
         self._accept = lua.register(redis, "guard_check", "accept")
+        self._accept_loaded = False  # SCRIPT LOADed by this process (accept_many)
 
-    def accept_many(self, items: Sequence[Admit]) -> list[AcceptResult]:
+    def accept_many(self, items: Sequence[Admit], pushes: Sequence[tuple[str, str]] = ()
+                    ) -> list[AcceptResult]:
         """Create new messages and queue, defer or refuse each, atomically, in one round trip.
 
         Queued: the record, its outbox entry and its task on the queue list appear together.
@@ -140,29 +160,44 @@ class MessageStore:
         StoreUnavailable for that message only, and the others stand. A connection lost
         mid-pipeline raises, after redis-py's retries resent it; a resent call that had run
         answers what it did (same id and dispatch token), so a retry never creates twice.
+
+        `pushes`: (queue, task message) pairs LPUSHed after the scripts, in the same round
+        trip: the `kirim.send_batch` tasks of items whose own task_message is "" (enqueue.py).
+        A crash between the two leaves those records in the outbox, which republishes them.
         """
         calls = [self._accept_args(item) for item in items]
-        replies = self._evalsha_many(calls)
+        if pushes and not self._accept_loaded:
+            # Loaded once per process, so that batch tasks are not pushed before records that
+            # a NOSCRIPT refused (they would only be pushed again, below, after them).
+            self.redis.script_load(self._accept.script)
+            self._accept_loaded = True
+        replies = self._evalsha_many(calls, pushes)
         missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
         if missing:  # Redis restarted or flushed its script cache: load, redo those
             self.redis.script_load(self._accept.script)
-            for i, reply in zip(missing, self._evalsha_many([calls[i] for i in missing]),
-                                strict=True):
+            # (the batch tasks again, after the records: a copy whose message is already
+            # claimed is skipped by the claim)
+            for i, reply in zip(missing, self._evalsha_many([calls[i] for i in missing],
+                                                            pushes), strict=True):
                 replies[i] = reply
         return [StoreUnavailable(f"Redis refused the write: {reply}")
                 if isinstance(reply, Exception) else self._admitted(item, reply)
                 for item, reply in zip(items, replies, strict=True)]
 
-    def _evalsha_many(self, calls: list[dict[str, Any]]) -> list[Any]:
+    def _evalsha_many(self, calls: list[dict[str, Any]], pushes: Sequence[tuple[str, str]] = ()
+                      ) -> list[Any]:
         """EVALSHA accept.lua for each call in one pipeline, an error reply per failed call;
-        redis-py's own script pipelining would first ask SCRIPT EXISTS, one more round trip."""
+        redis-py's own script pipelining would first ask SCRIPT EXISTS, one more round trip.
+        Then LPUSH each of `pushes`; their replies are dropped."""
         if not calls:
             return []
         pipe = self.redis.pipeline(transaction=False)
         for call in calls:
             pipe.evalsha(self._accept.sha, len(call["keys"]), *call["keys"], *call["args"])
-        replies: list[Any] = pipe.execute(raise_on_error=False)
-        return replies
+        for queue, message in pushes:
+            pipe.lpush(queue, message)
+        # + WAIT on the same connection when replicas must confirm (NotReplicated if not).
+        return self.durability.execute(pipe, raise_on_error=False)[:len(calls)]
 
     def _accept_args(self, item: Admit) -> dict[str, Any]:
         job = item.job
@@ -250,7 +285,7 @@ class MessageStore:
              set_fields: dict[str, Any] | None = None, incr: dict[str, int] | None = None,
              effects: Effects | None = None, allowed_from: Iterable[State] | None = None,
              lease_expired_by: float | None = None, calling: bool | None = None,
-             claim: str | None = None, client: Any = None) -> Moved:
+             claim: str | None = None, client: Any = None, durable: bool = True) -> Moved:
         """Move a record to `to` if the transition table allows it from its current state.
 
         `lease_expired_by`: only if the sender's lease ran out by then. `calling`: only if
@@ -263,7 +298,7 @@ class MessageStore:
             "set": {k: str(v) for k, v in (set_fields or {}).items()},
             "incr": incr or {}, "note": note,
             "zadd": fx.zadd, "zrem": fx.zrem, "sadd": fx.sadd, "srem": fx.srem, "xadd": fx.xadd,
-            "setex": fx.setex,
+            "setex": fx.setex, "hincrby": fx.hincrby,
         }
         if lease_expired_by is not None:
             spec["lease_expired_by"] = lease_expired_by
@@ -272,10 +307,14 @@ class MessageStore:
         if claim is not None:
             spec["claim"] = claim
         keys = [self.keys.message(message_id), self.keys.timeline(message_id), self.keys.events]
-        reply = self._transition(keys=keys, args=[to.value, time.time(), self.ttl_s,
-                                                  json.dumps(spec)], client=client)
-        if client is not None:  # pipelined: the caller reads the reply
+        args = [to.value, time.time(), self.ttl_s, json.dumps(spec)]
+        if client is not None:  # pipelined: the caller reads the reply (and WAITs)
+            self._transition(keys=keys, args=args, client=client)
             return Moved(False, None)
+        # Raises NotReplicated when replicas did not confirm it (the move stands on the master);
+        # `durable=False`: not waited for (an undo whose loss the sweeps repair).
+        durability = self.durability if durable else Durability()
+        reply = durability.run_script(self.redis, self._transition, keys, args)
         return Moved(int(reply[0]) == 1, text(reply[1]) or None)
 
     def claim(self, message_id: str, lease_s: float, dispatch: str, channel: Channel,
@@ -283,14 +322,21 @@ class MessageStore:
         """queued → sending once, unless a circuit of `channel`'s lane is open (then the
         message is parked in that circuit's held set); returns (status, detail) as claim.lua
         does. `claim_id` is this claim's token: only its holder may mark the call."""
+        keys, args = self.claim_spec(message_id, lease_s, dispatch, channel, claim_id)
+        reply = self.durability.run_script(self.redis, self._claim, keys, args)
+        return text(reply[0]), text(reply[1])
+
+    def claim_spec(self, message_id: str, lease_s: float, dispatch: str, channel: Channel,
+                   claim_id: str) -> tuple[list[str], list[Any]]:
+        """Keys and arguments of claim.lua, also for a script that claims and goes on
+        (worker/lua/start.lua)."""
         now = time.time()
         circuits = [str(c) for c in LANE_CIRCUITS[channel]]
         keys = [self.keys.message(message_id), self.keys.timeline(message_id), self.keys.sending,
                 self.keys.outbox, self.keys.events,
                 *(self.keys.circuit(c) for c in circuits), *(self.keys.held(c) for c in circuits)]
-        reply = self._claim(keys=keys, args=[message_id, now, self.ttl_s, now + lease_s, dispatch,
-                                             claim_id, len(circuits), *circuits])
-        return text(reply[0]), text(reply[1])
+        return keys, [message_id, now, self.ttl_s, now + lease_s, dispatch, claim_id,
+                      len(circuits), *circuits]
 
     def get(self, message_id: str) -> MessageRecord | None:
         """The record and its timeline, or None when there is none. `message_id` may also be

@@ -47,10 +47,10 @@ class Requeuer:
                 countdown_s: float = 0.0, set_fields: dict[str, object] | None = None,
                 incr: dict[str, int] | None = None, lease_expired_by: float | None = None,
                 calling: bool | None = None, claim: str | None = None,
-                effects: Effects | None = None) -> bool:
+                effects: Effects | None = None, durable: bool = True) -> bool:
         """Move one message to `queued` and publish it; False if its state did not allow it
-        (`lease_expired_by`, `calling` and `claim` as in MessageStore.move; `effects` are
-        applied in the same step)."""
+        (`lease_expired_by`, `calling`, `claim` and `durable` as in MessageStore.move;
+        `effects` are applied in the same step)."""
         token = new_dispatch_token()
         due = time.time() + countdown_s
         fx = effects or Effects()
@@ -61,7 +61,7 @@ class Requeuer:
                                 set_fields={"dispatch": token, "not_before": due,
                                             **(set_fields or {})}, incr=incr, effects=fx,
                                 lease_expired_by=lease_expired_by, calling=calling,
-                                claim=claim)
+                                claim=claim, durable=durable)
         if not moved.ok:
             return False
         if self.publish_stored(message_id, token, countdown_s):

@@ -40,6 +40,16 @@ class Settings(BaseSettings):
     # Redis: broker, message records, counters, dead letters.
     redis_url: str = "redis://127.0.0.1:6379/0"
     key_prefix: str = "kirim"
+    # Redis Sentinel (docs/high-availability.md): "host:port,host:port,…" of the Sentinels;
+    # set, every client asks them for the master `redis_master_name`, and redis_url supplies
+    # only the user, password, db and TLS (rediss://) of the master (its host is not used).
+    redis_sentinels: str = ""
+    redis_master_name: str = "kirim"
+    redis_sentinel_password: SecretStr = SecretStr("")  # the Sentinels' own requirepass
+    # Replicas that must acknowledge (WAIT) an accepted message before the API says so
+    # (0: none; up to ~1 s of accepted messages may be lost with a master), and how long for.
+    redis_min_replicas: int = Field(0, ge=0, le=16)
+    redis_wait_timeout_ms: int = Field(500, ge=1, le=60000)
 
     # The NusaSMS account.
     nusasms_url: str = "https://api.nusasms.com"
@@ -49,6 +59,12 @@ class Settings(BaseSettings):
     nusasms_connect_timeout_s: float = Field(5.0, gt=0)
     nusasms_read_timeout_s: float = Field(30.0, gt=0)
     nusasms_pool_size: int = Field(64, ge=1)
+    # NusaSMS API v1.0 (docs/nusasms-api.md §2), for WhatsApp and balances; SMS and OTP stay
+    # on the legacy API above. wa_api: "v1" or "v3"; unset, v1 when the key is set
+    # (`wa_api_resolved`).
+    nusasms_api_key: SecretStr | None = None
+    nusasms_v1_url: str = "https://api.nusasms.com/nusasms_api/1.0"
+    wa_api: Literal["v1", "v3"] | None = None
 
     # Messages.
     message_ttl_s: int = Field(7 * 86400, ge=60)
@@ -119,10 +135,17 @@ class Settings(BaseSettings):
     status_callback_breaker_failures: int = Field(5, ge=1)  # consecutive failures that open it
     status_callback_breaker_cooldown_s: float = Field(10.0, gt=0)  # first open; doubles per reopen
 
-    # Flower's view of tasks before a worker takes them (costs one publish per message).
+    # Task events (received, started, succeeded, failed, retried) for Flower's live task
+    # view: one publish per event, ~10% of a worker's CPU per message (bench/results). Off,
+    # Flower still lists the workers, their queues and their task counts.
+    worker_task_events: bool = False
 
     # Worker pool.
     worker_concurrency: int = Field(32, ge=1)
+    # Messages enqueued together (send_many, the API's batches and its group commit) travel
+    # as kirim.send_batch tasks of up to this many per queue (sms, wa; an OTP never waits in
+    # one): the broker's per-task work is shared by all of them. 1 = one task per message.
+    send_batch_size: int = Field(8, ge=1, le=100)
     # How long beat waits for an unreachable Redis before it exits (worker/beat.py).
     beat_redis_wait_s: float = Field(300.0, gt=0)
 
@@ -161,7 +184,35 @@ class Settings(BaseSettings):
             raise ValueError("must start with redis://, rediss:// or unix://")
         return value
 
-    @field_validator("nusasms_url")
+    @field_validator("redis_sentinels")
+    @classmethod
+    def _sentinel_nodes(cls, value: str) -> str:
+        parse_sentinels(value)
+        return value
+
+    @field_validator("redis_min_replicas", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        # Empty (compose's ${KIRIM_REDIS_MIN_REPLICAS:-}) is the default: no replica waited for.
+        return 0 if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("redis_master_name")
+    @classmethod
+    def _master_name(cls, value: str) -> str:
+        if not value.strip() or any(c.isspace() for c in value):
+            raise ValueError("must be the Sentinels' name of the master (`sentinel monitor"
+                             f" <name> …`), without spaces; got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _sentinel_needs_tcp(self) -> Settings:
+        if self.redis_sentinels and self.redis_url.startswith("unix://"):
+            raise ValueError("KIRIM_REDIS_URL: a unix:// socket cannot be combined with"
+                             " KIRIM_REDIS_SENTINELS (Sentinels hand out TCP addresses); use"
+                             " redis://[user:password@]any/<db> (rediss:// for TLS)")
+        return self
+
+    @field_validator("nusasms_url", "nusasms_v1_url")
     @classmethod
     def _http_scheme(cls, value: str) -> str:
         if not value.startswith(("http://", "https://")):
@@ -272,6 +323,26 @@ class Settings(BaseSettings):
                 f"{', '.join(missing)} not set: a worker needs the NusaSMS API credentials"
                 " (the API user, not the web login); set them in the environment or .env"
             )
+        _ = self.wa_api_resolved  # KIRIM_WA_API=v1 without a key stops the worker here
+
+    @property
+    def api_key_value(self) -> str:
+        """KIRIM_NUSASMS_API_KEY's value ("" when unset or blank)."""
+        key = self.nusasms_api_key.get_secret_value() if self.nusasms_api_key else ""
+        return key.strip()
+
+    @property
+    def wa_api_resolved(self) -> Literal["v1", "v3"]:
+        """The API WhatsApp is sent through: KIRIM_WA_API, else v1 when an API key is set."""
+        if self.wa_api == "v1" and not self.api_key_value:
+            raise ConfigError(
+                "KIRIM_WA_API=v1 but KIRIM_NUSASMS_API_KEY is not set: set the NusaSMS API"
+                " v1.0 key (from the NusaSMS web app), or KIRIM_WA_API=v3 to send WhatsApp"
+                " through the legacy API"
+            )
+        if self.wa_api is not None:
+            return self.wa_api
+        return "v1" if self.api_key_value else "v3"
 
     @cached_property
     def hash_key_bytes(self) -> bytes:
@@ -309,8 +380,31 @@ class Settings(BaseSettings):
 
     @cached_property
     def safe_redis_url(self) -> str:
-        """The Redis URL with any password replaced by ***, for logs and errors."""
-        return _mask_url_password(self.redis_url)
+        """The Redis URL with any password replaced by ***, for logs and errors (with the
+        Sentinels and master name when they are set)."""
+        masked = _mask_url_password(self.redis_url)
+        if not self.redis_sentinels:
+            return masked
+        return f"{masked} (master {self.redis_master_name!r} via Sentinels {self.redis_sentinels})"
+
+    @cached_property
+    def sentinel_nodes(self) -> list[tuple[str, int]]:
+        """KIRIM_REDIS_SENTINELS parsed: [(host, port), …]; [] when Sentinel is not used."""
+        return parse_sentinels(self.redis_sentinels)
+
+
+def parse_sentinels(value: str) -> list[tuple[str, int]]:
+    """"host:port,host:port" (IPv6 as [addr]:port) as [(host, port), …]; ValueError naming
+    the entry that is not host:port."""
+    nodes = []
+    for item in filter(None, (v.strip() for v in value.split(","))):
+        host, sep, port = item.rpartition(":")
+        host = host.removeprefix("[").removesuffix("]")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"{item!r} is not host:port (e.g. sentinel-1:26379); give every"
+                             " Sentinel as host:port, separated by commas")
+        nodes.append((host, int(port)))
+    return nodes
 
 
 def _mask_url_password(url: str) -> str:

@@ -23,6 +23,12 @@ PUSH_TOKEN = "flower-test-push-token-5e8a1c3f9b7d2e4a"
 
 
 @pytest.fixture
+def kirim_env(kirim_env: dict[str, str]) -> dict[str, str]:
+    """Workers with task events on: Flower's task view needs them (off by default)."""
+    return {**kirim_env, "KIRIM_WORKER_TASK_EVENTS": "1"}
+
+
+@pytest.fixture
 def flower(kirim_env: dict[str, str], tmp_path: Path) -> Iterator[Flower]:
     """A Flower process with basic auth on the test broker."""
     proc = Flower(kirim_env, tmp_path).start()

@@ -107,7 +107,9 @@ def stack(aof_redis: RedisServer, kirim_env: dict[str, str], api_env: dict[str, 
           api_factory: Callable[[dict[str, str]], ApiServer], tmp_path: Path,
           sandbox: Any) -> Iterator[dict[str, Any]]:
     """Redis with AOF, a worker, beat, Flower and the API on it; fast delivery reports."""
-    env = {**kirim_env, **DR_ENV, "KIRIM_REDIS_URL": aof_redis.url}
+    # Task events on: Flower's task pages are among the places searched.
+    env = {**kirim_env, **DR_ENV, "KIRIM_REDIS_URL": aof_redis.url,
+           "KIRIM_WORKER_TASK_EVENTS": "1"}
     client = redis_lib.Redis.from_url(aof_redis.url)
     # Plain files to search: the AOF rewritten as commands, DUMP payloads not compressed.
     client.config_set("aof-use-rdb-preamble", "no")

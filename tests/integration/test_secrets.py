@@ -70,7 +70,8 @@ def test_no_secret_in_logs_redis_or_flower(
            "KIRIM_NUSASMS_USER": NUSASMS_USER, "KIRIM_NUSASMS_PASSWORD": NUSASMS_PASSWORD,
            "KIRIM_CALLBACK_TOKEN": CALLBACK_TOKEN, "KIRIM_HASH_KEY": HASH_KEY,
            "KIRIM_CALLBACK_SECRETS": f"shop:{SIGNING_SECRET}",
-           "KIRIM_API_KEYS": f"shop:{hashlib.sha256(API_KEY.encode()).hexdigest()}"}
+           "KIRIM_API_KEYS": f"shop:{hashlib.sha256(API_KEY.encode()).hexdigest()}",
+           "KIRIM_WORKER_TASK_EVENTS": "1"}  # Flower's task pages are searched too
     workers = Workers(env, tmp_path)
     flower = Flower(env, tmp_path).start()
     try:

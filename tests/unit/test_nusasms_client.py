@@ -33,6 +33,7 @@ from worker.nusasms import (
     RequestNotSent,
     build_http_client,
 )
+from worker.nusasms.wire import WireClient
 
 PASSWORD = "Sup3r-S3cret"
 BASE = "https://api.nusasms.test"
@@ -502,6 +503,13 @@ def _truncate(conn: socket.socket) -> None:
     conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 200\r\n\r\n" + OK_SEND[:20].encode())
 
 
+# Both HTTP clients NusaSMSClient runs on: httpx (tools, v1.0) and the send path's WireClient.
+CLIENTS = {"httpx": build_http_client,
+           "wire": lambda connect_timeout_s, read_timeout_s, pool_size: WireClient(
+               connect_timeout_s, read_timeout_s, pool_size)}
+
+
+@pytest.mark.parametrize("client", CLIENTS)
 @pytest.mark.parametrize(
     ("behaviour", "cause"),
     [
@@ -512,11 +520,11 @@ def _truncate(conn: socket.socket) -> None:
     ids=["read-timeout", "closed-after-request", "truncated-reply"],
 )
 def test_real_socket_failures_after_the_request_left(
-    behaviour: Callable[[socket.socket], None], cause: type[Exception]
+    behaviour: Callable[[socket.socket], None], cause: type[Exception], client: str
 ) -> None:
     url, thread = _serve_once(behaviour)
     config = NusaSMSConfig(url, "demo", PASSWORD)
-    http = build_http_client(connect_timeout_s=1.0, read_timeout_s=0.3, pool_size=1)
+    http = CLIENTS[client](connect_timeout_s=1.0, read_timeout_s=0.3, pool_size=1)
     with http, pytest.raises(NusaSMSError) as caught:
         NusaSMSClient(config, http).send_sms(GSM, "Halo")
     assert type(caught.value) is OutcomeUnknown
@@ -525,11 +533,12 @@ def test_real_socket_failures_after_the_request_left(
     thread.join(2)
 
 
-def test_real_connection_refused_is_not_sent() -> None:
+@pytest.mark.parametrize("client", CLIENTS)
+def test_real_connection_refused_is_not_sent(client: str) -> None:
     with socket.create_server(("127.0.0.1", 0)) as probe:
         port = probe.getsockname()[1]
     config = NusaSMSConfig(f"http://127.0.0.1:{port}", "demo", PASSWORD)
-    http = build_http_client(connect_timeout_s=1.0, read_timeout_s=1.0, pool_size=1)
+    http = CLIENTS[client](connect_timeout_s=1.0, read_timeout_s=1.0, pool_size=1)
     with http, pytest.raises(RequestNotSent) as caught:
         NusaSMSClient(config, http).send_sms(GSM, "Halo")
     assert type(caught.value.__cause__) is httpx.ConnectError

@@ -3,7 +3,8 @@
 -- and only while its lease lasts: a sender lost before this mark never reached the
 -- provider, so its message is requeued; after it, an unknown fate is `unknown`.
 -- KEYS[1] the limiter key, KEYS[2] the message record
--- ARGV[1] interval_us, ARGV[2] tolerance_us, ARGV[3] claim id
+-- ARGV[1] interval_us, ARGV[2] tolerance_us, ARGV[3] claim id, ARGV[4] the provider API
+-- the call goes through ("v1": WhatsApp API v1.0; "": unsaid, v3)
 -- Returns {"calling", 0} | {"wait", wait_us} (nothing taken) | {"lost", "claim" | "lease"}
 local now = now_us("")
 local rec = redis.call("HMGET", KEYS[2], "state", "claim", "lease_until")
@@ -11,5 +12,5 @@ if rec[1] ~= "sending" or rec[2] ~= ARGV[3] then return {"lost", "claim"} end
 if (tonumber(rec[3]) or 0) * 1000000 <= now then return {"lost", "lease"} end
 local wait = gcra(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), now)
 if wait > 0 then return {"wait", wait} end
-redis.call("HSET", KEYS[2], "calling", "1", "calling_at", string.format("%.6f", now / 1000000))
+mark_calling(KEYS[2], now, ARGV[4] or "")
 return {"calling", 0}

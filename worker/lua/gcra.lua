@@ -30,3 +30,14 @@ local function gcra(key, interval, tolerance, now)
   redis.call("SET", key, string.format("%.0f", new_tat), "PX", ttl_ms)
   return 0
 end
+
+-- The *calling* mark on record `key` (time `now` in microseconds), with the provider API the
+-- call goes through when it is not the legacy one (the DR poll asks that API).
+local function mark_calling(key, now, api)
+  local at = string.format("%.6f", now / 1000000)
+  if api ~= "" then
+    redis.call("HSET", key, "calling", "1", "calling_at", at, "api", api)
+  else
+    redis.call("HSET", key, "calling", "1", "calling_at", at)
+  end
+end

@@ -1,6 +1,7 @@
 """The NusaSMS provider client: typed httpx calls, reply parsing, the status table.
 
-No Celery, no Redis: callers inject an `httpx.Client` and decide from `.action`.
+No Celery, no Redis: callers inject the HTTP client (`build_send_client`, `build_http_client`)
+and decide from `.action`.
 """
 
 from worker.nusasms.client import (
@@ -11,6 +12,7 @@ from worker.nusasms.client import (
     NusaSMSClient,
     NusaSMSConfig,
     build_http_client,
+    build_send_client,
 )
 from worker.nusasms.errors import (
     ClientMisconfigured,
@@ -45,16 +47,29 @@ from worker.nusasms.status import (
     lookup_letter,
 )
 from worker.nusasms.transport import httpx_errors
+from worker.nusasms.v1 import (
+    DEFAULT_V1_URL,
+    MAX_MEDIA_BYTES,
+    ApiKeyInfo,
+    Balances,
+    NusaSMSV1Client,
+    V1Config,
+    WAStatus,
+)
 
 __all__ = [
     "COMMAND_PATH",
+    "DEFAULT_V1_URL",
     "DR_LETTERS",
+    "MAX_MEDIA_BYTES",
     "OTP_SEND_OVERRIDES",
     "SEND_GROUP_PATH",
     "SEND_SMS_PATH",
     "SEND_WA_PATH",
     "STATUS_TABLE",
     "Action",
+    "ApiKeyInfo",
+    "Balances",
     "ClientMisconfigured",
     "Credits",
     "DeliveryReport",
@@ -63,6 +78,7 @@ __all__ = [
     "NusaSMSClient",
     "NusaSMSConfig",
     "NusaSMSError",
+    "NusaSMSV1Client",
     "OutcomeUnknown",
     "ProtocolError",
     "ProviderHTTPError",
@@ -73,7 +89,10 @@ __all__ = [
     "Scope",
     "SendResult",
     "StatusInfo",
+    "V1Config",
+    "WAStatus",
     "build_http_client",
+    "build_send_client",
     "httpx_errors",
     "is_gsm7",
     "lookup",

@@ -27,6 +27,7 @@ from worker.nusasms.errors import (
     excerpt,
 )
 from worker.nusasms.status import Action
+from worker.nusasms.wire import WireResponse
 
 
 def http_status_action(status_code: int, *, is_send: bool) -> Action:
@@ -58,7 +59,8 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
 
 
 def error_for_status(
-    operation: str, response: httpx.Response, *, is_send: bool, secrets: tuple[str, ...] = ()
+    operation: str, response: httpx.Response | WireResponse, *, is_send: bool,
+    secrets: tuple[str, ...] = ()
 ) -> ProviderHTTPError:
     """The error for a non-2xx response."""
     code = response.status_code
@@ -77,7 +79,8 @@ def error_for_status(
 
 
 def check_response(
-    operation: str, response: httpx.Response, *, is_send: bool, secrets: tuple[str, ...] = ()
+    operation: str, response: httpx.Response | WireResponse, *, is_send: bool,
+    secrets: tuple[str, ...] = ()
 ) -> None:
     """Raise ProviderHTTPError unless the response is 2xx."""
     if not 200 <= response.status_code < 300:

@@ -10,7 +10,8 @@
 -- ARGV[5] "1" to use the idempotency key, ARGV[6] send_at (epoch s) or "" to send now,
 -- ARGV[7] "1" to apply the guard, ARGV[8] window_us, ARGV[9] same-text limit,
 -- ARGV[10] per-recipient limit, ARGV[11] "1" to refuse (OTP) rather than defer,
--- ARGV[12] outbox score of a queued message, ARGV[13] the task message (envelope.py),
+-- ARGV[12] outbox score of a queued message, ARGV[13] the task message (envelope.py;
+--   "" when a kirim.send_batch task pushed after this script carries it),
 -- ARGV[14] accepted_at (epoch s), ARGV[15] dispatch token, ARGV[16..] record field, value
 -- pairs
 -- Returns {"created", id, state, score} | {"exists", first_id, first_fingerprint, state or ""}
@@ -73,7 +74,7 @@ if KEYS[11] then
   redis.call("SET", KEYS[11], ARGV[1], "EX", ttl)
 end
 redis.call("ZADD", index, score, ARGV[1])
-if state == "queued" then
+if state == "queued" and ARGV[13] ~= "" then  -- "": its kirim.send_batch task follows it
   redis.call("LPUSH", KEYS[7], ARGV[13])
 end
 if redis.call("HGET", KEYS[1], "callback_url") ~= "" then

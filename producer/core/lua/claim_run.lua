@@ -1,0 +1,2 @@
+-- Claim alone (claim.lua is prepended): MessageStore.claim.
+return claim_message()

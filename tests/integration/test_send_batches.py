@@ -1,0 +1,90 @@
+"""Messages enqueued together travel as `kirim.send_batch` tasks (KIRIM_SEND_BATCH_SIZE per
+lane), and each is still claimed, sent and recorded on its own: real Redis, real worker
+processes, the sandbox counting what it accepted."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from producer.client import KirimClient
+from producer.core.contract import State
+from producer.core.routing import Queues, Tasks
+from tests.support.queues import queued_ids, queued_tasks
+from tests.support.waiting import wait_for, wait_states
+from tests.support.workers import Workers
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def _sms(n: int, text: str = "promo", start: int = 0) -> list[dict[str, object]]:
+    return [{"channel": "sms", "to": f"6281234{start + i:06d}", "text": f"{text} {i}"}
+            for i in range(n)]
+
+
+def test_lanes_are_batched_and_otps_and_scheduled_messages_are_not(kirim: KirimClient) -> None:
+    items = [*_sms(20), {"channel": "otp", "to": "6281299990001", "text": "Kode 1111"},
+             {"channel": "wa", "to": "6281299990002", "text": "halo"},
+             {"channel": "otp", "to": "6281299990003", "text": "Kode 2222"},
+             {"channel": "sms", "to": "6281299990004", "text": "later",
+              "send_at": time.time() + 3600}]
+    accepted = kirim.send_many(items)
+    sms_ids = [a.id for a in accepted[:20]]
+    assert [(task, len(ids)) for task, ids in queued_tasks(kirim.redis, Queues.SMS)] == [
+        (Tasks.SEND_BATCH, 8), (Tasks.SEND_BATCH, 8), (Tasks.SEND_BATCH, 4)]
+    assert queued_ids(kirim.redis, Queues.SMS) == sms_ids, "in order, each once"
+    # An OTP never waits inside a batch; a lone message of a lane keeps its own task.
+    assert queued_tasks(kirim.redis, Queues.OTP) == [
+        (Tasks.SEND, [accepted[20].id]), (Tasks.SEND, [accepted[22].id])]
+    assert queued_tasks(kirim.redis, Queues.WA) == [(Tasks.SEND, [accepted[21].id])]
+    assert accepted[23].state == State.DEFERRED  # scheduled: released later, on its own
+
+
+def test_every_message_of_a_batch_is_sent_once(kirim: KirimClient, workers: Workers,
+                                               sandbox) -> None:  # type: ignore[no-untyped-def]
+    accepted = kirim.send_many(_sms(50))
+    workers.start(queues="sms", concurrency=4)
+    ids = [a.id for a in accepted]
+    assert wait_states(kirim, ids, {State.SENT, State.DELIVERED}, timeout_s=60)
+    counts = sandbox.counts()
+    assert len(counts) == 50 and set(counts.values()) == {1}
+    # Each message has its own claim and its own timeline, as a kirim.send task leaves it.
+    record = kirim.store.get(ids[17])
+    assert record is not None
+    states = [e["state"] for e in record.timeline]
+    assert states.count("sending") == 1 and states.index("sending") < states.index("sent")
+
+
+def test_a_poisoned_item_is_dead_lettered_and_the_rest_are_sent(
+        kirim: KirimClient, workers: Workers, sandbox) -> None:  # type: ignore[no-untyped-def]
+    accepted = kirim.send_many(_sms(3, "ok"))
+    ids = [a.id for a in accepted]
+    kirim.redis.delete(Queues.SMS)  # their own batch task gone: only ours below carries them
+    good = [[kirim.store.get(mid).job.to_task(), kirim.store.get(mid).get("dispatch")]  # type: ignore[union-attr]
+            for mid in ids]
+    kirim.celery.send_task(Tasks.SEND_BATCH, args=[[good[0], "garbage", good[1],
+                                                    [{"id": "not-a-job"}, "tok"], good[2]]],
+                           queue=Queues.SMS)
+    workers.start(queues="sms", concurrency=2)
+    assert wait_states(kirim, ids, {State.SENT, State.DELIVERED}, timeout_s=60)
+    wait_for(lambda: kirim.core.dead_letters.count() == 2, 30, "two poisoned items dead-lettered")
+    assert {d.reason for d in kirim.core.dead_letters.list()} == {"invalid_payload"}
+    assert set(sandbox.counts().values()) == {1} and len(sandbox.counts()) == 3
+
+
+def test_a_redelivered_batch_skips_what_was_sent(kirim: KirimClient, workers: Workers,
+                                                 sandbox) -> None:  # type: ignore[no-untyped-def]
+    """A copy of a batch (as kombu restores an unacked task after a worker died) sends
+    nothing twice: its finished messages are claimed already."""
+    accepted = kirim.send_many(_sms(8, "twice"))
+    ids = [a.id for a in accepted]
+    [(task, carried)] = queued_tasks(kirim.redis, Queues.SMS)
+    copy = kirim.redis.lindex(Queues.SMS, 0)
+    assert task == Tasks.SEND_BATCH and carried == ids and copy is not None
+    workers.start(queues="sms", concurrency=2)
+    assert wait_states(kirim, ids, {State.SENT, State.DELIVERED}, timeout_s=60)
+    kirim.redis.lpush(Queues.SMS, copy)
+    wait_for(lambda: kirim.redis.llen(Queues.SMS) == 0, 30, "the copy consumed")
+    time.sleep(1.0)
+    assert set(sandbox.counts().values()) == {1} and len(sandbox.counts()) == 8
