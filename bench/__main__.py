@@ -14,7 +14,17 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from bench import cost, enqueue, otp_latency, profile, ratelimit, scaling, summary, throughput
+from bench import (
+    cost,
+    enqueue,
+    http_clients,
+    otp_latency,
+    profile,
+    ratelimit,
+    scaling,
+    summary,
+    throughput,
+)
 from bench.machine import run_info
 from bench.report import save_json
 from bench.stack import Stack
@@ -27,6 +37,7 @@ BENCHMARKS: dict[str, Callable[[Stack, dict[str, Any], bool], dict[str, Any]]] =
     "scaling": scaling.run,
     "ratelimit": ratelimit.run,
     "profile": profile.run,
+    "http_clients": http_clients.run,
 }
 
 

@@ -147,12 +147,21 @@ def _profile(d: dict[str, Any]) -> list[str]:
             "", "| frame | share of samples |", "|---|---|", *deepest]
 
 
+def _http_clients(d: dict[str, Any]) -> list[str]:
+    rows = d["cpu_ms_per_request"]
+    return [f"One thread, keep-alive, {d['requests']} form POSTs each to the sandbox at 0 ms: "
+            "CPU per request.", "", "| client | CPU ms per request |", "|---|---|",
+            f"| httpx | {rows['httpx']} |", f"| WireClient (worker/nusasms/wire.py) | "
+            f"{rows['wire']} |", "", f"httpx / WireClient: **{d['httpx_over_wire']}×**"]
+
+
 SECTIONS = {"throughput": ("1. Throughput", _throughput),
             "otp_latency": ("2. OTP latency under backlog", _otp),
             "cost": ("3. Cost per message", _cost),
             "enqueue": ("4. Enqueue rate", _enqueue),
             "scaling": ("5. Scaling", _scaling),
             "ratelimit": ("6. Rate-limit accuracy", _ratelimit),
+            "http_clients": ("7. The provider call's HTTP client", _http_clients),
             "profile": ("Profile of a worker", _profile)}
 
 

@@ -177,6 +177,11 @@ class DeliveryReports:
         if status.state in (DeliveryState.DELIVERED, DeliveryState.READ):
             return self._wa_forward(message_id, status)
         if status.final:
+            if record.state == State.DELIVERED:  # forward only: a delivered one stays so
+                log.info("dr_ignored", message_id=message_id, state=record.state,
+                         letter=status.letter, source="poll")
+                self.redis.zrem(self.keys.dr_pending, message_id)  # and leaves the poll
+                return Applied.IGNORED
             return self._finish(message_id, _as_report(status), "v1 status")
         if status.state == DeliveryState.UNKNOWN_LETTER:
             self.redis.hincrby(self.keys.dr_letters, status.letter, 1)

@@ -1,18 +1,17 @@
-"""The send pipeline: claim → OTP validity → recipient guard → rate limit + *calling* → provider
-→ record.
+"""The send pipeline: OTP validity → claim + recipient guard + rate limit + *calling* (one
+atomic step, worker/start.py) → provider → record.
 
 The claim comes first so that only one task copy ever does the rest; it only stops a second
 copy. The provider call waits for the *calling* mark, taken in the same atomic step as the
-rate-limit slot (worker/lua/calling.lua): a sender lost before it never reached the provider
-and its message is requeued (worker.leases); after it, an unknown fate is `unknown`. Every
-later step either sends, or puts the message somewhere it will be picked up again (queued,
-deferred, held), or ends it (dead, expired, unknown). Nothing here decides by provider code:
-the status table and the exception classes of worker.nusasms carry the action and its scope.
-"""
+rate-limit slot (worker/lua/start.lua, or calling.lua after a rate-limit wait): a sender lost
+before it never reached the provider and its message is requeued (worker.leases); after it,
+an unknown fate is `unknown`. Every later step either sends, or puts the message somewhere it
+will be picked up again (queued, deferred, held), or ends it (dead, expired, unknown).
+Nothing here decides by provider code: the status table and the exception classes of
+worker.nusasms carry the action and its scope."""
 
 from __future__ import annotations
 
-import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from producer.core.contract import Channel, Job, State
 from producer.core.durability import NotReplicated
+from producer.core.entropy import token_hex
 from producer.core.guard import GuardDecision, route_for
 from producer.core.recipient import mask_recipient
 from producer.core.routing import Circuit
@@ -76,7 +76,7 @@ class SendPipeline:
             job = job.model_copy(update={
                 "text_hash": text_hash(job.text, self.svc.settings.hash_key_bytes)})
             self._adopt(job)
-        token = secrets.token_hex(8)
+        token = token_hex(8)  # the claim token (a buffered draw: no GIL release per message)
         lease_s = self.svc.settings.send_lease_s
         lease_until = time.time() + lease_s
         if otp_expired(job, time.time()):  # claimed only to end it: no guard, no slot
@@ -132,9 +132,12 @@ class SendPipeline:
                 return "calling" if status == "calling" else "lease_lost"
 
     def _api(self, job: Job) -> str:
-        """The provider API this message's call goes through, as its *calling* mark records
-        it for the DR poll: "v1" for WhatsApp through API v1.0, "" for the legacy one."""
-        return "v1" if job.channel == Channel.WA and self.svc.wa_client is not None else ""
+        """The provider API a WhatsApp message's call goes through, as its *calling* mark
+        records it for the DR poll ("v1" or "v3": an earlier attempt's may differ); "" for
+        SMS and OTP, which only go through the legacy API."""
+        if job.channel != Channel.WA:
+            return ""
+        return "v1" if self.svc.wa_client is not None else "v3"
 
     def _not_replicated(self, job: Job, token: str, exc: NotReplicated) -> str:
         """Replicas did not confirm the claim or the *calling* mark (KIRIM_REDIS_MIN_REPLICAS):
@@ -144,9 +147,11 @@ class SendPipeline:
                     hint="a replica is down or lagging; see docs/high-availability.md")
         # Not waited for: this undo only has to hold on the master it was made on (if a
         # failover loses it, the lease sweep settles the claim it undid).
+        # Its *calling* mark goes too: no call was made, so a lease sweep that meets this
+        # claim again (if a failover lost the undo) must requeue it, not make it `unknown`.
         self.svc.requeuer.requeue(job.id, allowed_from=[State.SENDING], countdown_s=1.0,
                                   note="replication not confirmed", incr={"attempts": -1},
-                                  claim=token, durable=False)
+                                  set_fields={"calling": "0"}, claim=token, durable=False)
         return "not_replicated"
 
     def _otp_expired(self, job: Job) -> bool:
@@ -170,6 +175,10 @@ class SendPipeline:
                           note="enqueued by a Celery client")
 
     def _unclaimed(self, job: Job, status: str, detail: str) -> str:
+        if status == "clock":
+            log.error("clock_behind_redis", message_id=job.id, behind_s=detail,
+                      hint="this worker's clock is behind Redis's by more than"
+                           " KIRIM_SEND_LEASE_S: sync it (NTP); it claims nothing until then")
         if status == "state" and detail == State.SENDING:
             record = self.store.get(job.id)
             settled = settle_lost_sender(self.svc, record, time.time()) if record else None

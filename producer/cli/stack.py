@@ -80,6 +80,8 @@ class LocalStack:
             "KIRIM_NUSASMS_USER": "demo", "KIRIM_NUSASMS_PASSWORD": "demo",
             "KIRIM_RETRY_BASE_DELAY_S": "0.5", "KIRIM_RETRY_MAX_DELAY_S": "5",
             "KIRIM_NUSASMS_READ_TIMEOUT_S": "5", "KIRIM_SEND_LEASE_S": "20",
+            # The demo shows its tasks in Flower (off by default: a publish per event).
+            "KIRIM_WORKER_TASK_EVENTS": "true",
             "KIRIM_API_KEYS": f"demo:{hashlib.sha256(DEMO_API_KEY.encode()).hexdigest()}",
             # The demo batch goes in at once: the demo key's rate allows it.
             "KIRIM_API_KEY_POLICIES": '{"demo": {"rate_per_s": 1000, "burst": 10000}}',

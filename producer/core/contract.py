@@ -415,9 +415,9 @@ def _check_wa_fields(m: SendRequest | Job) -> None:
 
 
 def sent_api(fields: Mapping[str, str]) -> str | None:
-    """Which NusaSMS API a message's record says sent it: "v1" (API v1.0, written by the
-    worker as it sends a WhatsApp through it), "v3" (the legacy API: any other message the
-    provider took), None while the provider has not taken it."""
+    """Which NusaSMS API a message's record says sent it: "v1" or "v3" for a WhatsApp (its
+    *calling* mark records the API it goes by), "v3" for any other message the provider
+    took (the legacy API), None while the provider has not taken it."""
     api = fields.get("api")
     if api:
         return api

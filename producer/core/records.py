@@ -167,8 +167,10 @@ class MessageStore:
         """
         calls = [self._accept_args(item) for item in items]
         if pushes and not self._accept_loaded:
-            # Loaded once per process, so that batch tasks are not pushed before records that
-            # a NOSCRIPT refused (they would only be pushed again, below, after them).
+            # Loaded once per process, so that batch tasks are not pushed before records a
+            # NOSCRIPT refused. After a Redis restart or a failover that can still happen
+            # once: they are pushed again below, after the records (the copy ahead of its
+            # records finds them missing and is skipped).
             self.redis.script_load(self._accept.script)
             self._accept_loaded = True
         replies = self._evalsha_many(calls, pushes)

@@ -155,3 +155,34 @@ def test_messages_held_by_a_closed_circuit_are_requeued_by_the_sweep(svc):
     assert release_orphans(svc.circuits, svc.requeuer) == 2
     assert svc.store.states([job.id, old.id]) == [State.QUEUED, State.QUEUED]
     assert release_orphans(svc.circuits, svc.requeuer) == 0
+
+
+def _queued(svc: Services, text: str):  # type: ignore[no-untyped-def]
+    job = build_job(SendRequest(channel="sms", to="6281234567891", text=text), svc.settings)
+    svc.store.create(job, State.QUEUED, svc.keys.outbox, time.time(), "tok")
+    return job
+
+
+def test_a_resent_start_step_answers_what_its_first_run_did(svc):
+    """redis-py resends a script whose reply was lost: the same claim run again must not
+    look like someone else's claim (its message would end `unknown` with no call made)."""
+    job = _queued(svc, "again")
+    first = svc.starter.start(job, 60, "tok", "claim-a")
+    again = svc.starter.start(job, 60, "tok", "claim-a")
+    assert (first.status, first.attempts) == ("calling", 1)
+    assert (again.status, again.attempts) == ("calling", 1)
+    other = svc.starter.start(job, 60, "tok", "claim-b")
+    assert (other.status, other.detail) == ("state", "sending")
+    # A replay of a claim that stopped before its mark (a rate-limit wait) goes on to it.
+    waiting = _queued(svc, "waiting")
+    svc.store.claim(waiting.id, 60, "tok", waiting.channel, "claim-c")
+    replay = svc.starter.start(waiting, 60, "tok", "claim-c")
+    assert (replay.status, replay.attempts) == ("calling", 1)
+    assert svc.redis.hget(svc.keys.message(waiting.id), "calling") == b"1"
+
+
+def test_a_worker_clock_behind_redis_claims_nothing(svc):
+    job = _queued(svc, "late clock")
+    started = svc.starter.start(job, -5, "tok", "claim-d")  # its lease ends before Redis's now
+    assert started.status == "clock" and not started.claimed
+    assert svc.store.get(job.id).state == State.QUEUED  # type: ignore[union-attr]

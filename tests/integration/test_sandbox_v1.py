@@ -121,13 +121,25 @@ def test_a_file_of_exactly_512_kb_passes_one_byte_more_is_dead(
     assert over.message_id is None and len(sandbox.messages(gsm=GSM)) == 1
 
 
-def test_an_invalid_sender_pauses_the_sender(v1: NusaSMSV1Client, sandbox: SandboxControl) -> None:
+def test_an_invalid_sender_a_message_named_kills_that_message(
+        v1: NusaSMSV1Client, sandbox: SandboxControl) -> None:
     sandbox.configure(wa_senders=["6281100000000"])
     for sender in ("6281100000001", "KIRIM"):
         result = v1.send_wa(GSM, "Halo", sender=sender)
         assert (result.status.code, result.status.name, result.status.action,
-                result.status.scope) == (400, "INVALID_WA_SENDER", Action.PAUSE, Scope.SENDER)
+                result.status.scope) == (400, "INVALID_WA_SENDER", Action.DEAD, Scope.NONE)
     assert v1.send_wa(GSM, "Halo", sender="6281100000000").status.action is Action.DONE
+
+
+def test_an_invalid_default_sender_pauses_the_lane(sandbox: SandboxControl) -> None:
+    sandbox.configure(wa_senders=["6281100000000"])
+    with build_http_client(connect_timeout_s=2.0, read_timeout_s=5.0, pool_size=1) as http:
+        client = NusaSMSV1Client(V1Config(sandbox.url + PREFIX, KEY, sender="6281100000001"),
+                                 http)
+        for sender in (None, "6281100000001"):  # the default, by omission or by name
+            result = client.send_wa(GSM, "Halo", sender=sender)
+            assert (result.status.name, result.status.action, result.status.scope) == (
+                "INVALID_WA_SENDER", Action.PAUSE, Scope.SENDER)
 
 
 @pytest.mark.parametrize(("destination", "field"), [("08123", "destination"), ("", "destination")])

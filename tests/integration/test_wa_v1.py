@@ -138,7 +138,7 @@ def test_a_media_job_on_a_legacy_worker_dies_saying_what_to_set(kirim_env, sandb
         wait_states(kirim, [mid], {State.DEAD})
         wait_states(kirim, [plain], {State.SENT})
         assert "KIRIM_NUSASMS_API_KEY" in (kirim.status(mid).get("last_reply") or "")
-        assert kirim.status(plain).get("api") is None  # v3: the record has no api field
+        assert kirim.status(plain).get("api") == "v3"  # a WhatsApp says which API it went by
     assert _wa_sent(sandbox) == []  # nothing through API v1.0
     assert [m["text"] for m in sandbox.messages(channel="wa")] == ["Teks lewat v3"]
 
@@ -157,14 +157,17 @@ def test_the_inline_file_never_reaches_a_dead_letter_but_stays_for_replay(kirim,
     assert letter.job["media_base64"] == "" and letter.job["file_name"] == "a.png"
     assert base64.b64decode(json.loads(kirim.status(dead).get("job") or "{}")["media_base64"]
                             ) == PNG
-    # A sender the account does not have: held by the sender circuit, the file kept.
+    # A sender the account does not have, named by this message: this message dies (its
+    # file kept for a replay with another sender); WhatsApp goes on for everyone else.
     mid = kirim.send_wa("6281234567008", "Dokumen",
                         media_base64=base64.b64encode(PNG).decode(), file_name="a.png",
                         sender="6281999999999")
-    wait_states(kirim, [mid], {State.DEFERRED})
+    wait_states(kirim, [mid], {State.DEAD})
     record = kirim.status(mid)
     assert record.get("last_code_name") == "INVALID_WA_SENDER"
-    assert json.loads(record.get("job") or "{}")["media_base64"]  # kept: it may still go
+    assert json.loads(record.get("job") or "{}")["media_base64"]  # kept for a replay
+    after = kirim.send_wa("6281234567009", "masih jalan")
+    wait_states(kirim, [after], {State.SENT, State.DELIVERED, State.READ})
 
 
 def test_api_refuses_bad_media_naming_the_field(api, sandbox):

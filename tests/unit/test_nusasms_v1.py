@@ -295,3 +295,12 @@ def test_config_refuses_bad_urls_and_an_empty_key(url: str, key: str) -> None:
 def test_lookup_v1_is_case_and_space_tolerant() -> None:
     row = lookup_v1(400, "  invalid   WA sender ")
     assert (row.action, row.scope) == (Action.PAUSE, Scope.SENDER)
+
+
+def test_a_refused_sender_the_message_named_kills_only_that_message() -> None:
+    named = client_for(Recorder(SENDER_400, 400), sender="6281100000000").send_wa(
+        DEST, "hi", sender="6281100000009")
+    assert (named.status.action, named.status.scope) == (Action.DEAD, Scope.NONE)
+    default = client_for(Recorder(SENDER_400, 400), sender="6281100000000").send_wa(
+        DEST, "hi", sender="6281100000000")  # the configured default, named: still the lane's
+    assert (default.status.action, default.status.scope) == (Action.PAUSE, Scope.SENDER)

@@ -5,6 +5,7 @@ sent, the pool bound, proxies handed to httpx."""
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -158,3 +159,24 @@ def test_a_proxy_in_the_environment_gets_httpx(monkeypatch: pytest.MonkeyPatch) 
 def test_only_http_and_https(provider: Provider) -> None:
     with WireClient(1.0, 1.0, 1) as http, pytest.raises(httpx.UnsupportedProtocol):
         http.post("ftp://127.0.0.1/x", data={})
+
+
+def test_a_connection_on_a_descriptor_above_1024_is_reused(provider: Provider) -> None:
+    """select() refuses descriptors >= 1024; a busy worker has that many open."""
+    filler = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    try:
+        with WireClient(1.0, 1.0, 2) as http:
+            for i in range(3):
+                assert http.post(provider.url, data={"a": str(i)}).status_code == 200
+    finally:
+        for fd in filler:
+            os.close(fd)
+    assert provider.connections == 1
+
+
+def test_credentials_in_the_url_get_httpx() -> None:
+    client = build_send_client("http://user:pw@127.0.0.1:9", 1.0, 1.0, 1)
+    try:
+        assert isinstance(client, httpx.Client)
+    finally:
+        client.close()

@@ -25,7 +25,7 @@ from worker.nusasms.replies import (
 )
 from worker.nusasms.results import Credits, DeliveryReport, GroupResult, SendResult
 from worker.nusasms.transport import check_response, httpx_errors
-from worker.nusasms.wire import WireClient, proxied
+from worker.nusasms.wire import WireClient, needs_httpx
 
 SEND_SMS_PATH = "/api/v3/sendsms/plain"
 SEND_WA_PATH = "/api/v3/sendwa/plain"
@@ -93,9 +93,9 @@ def build_send_client(
     base_url: str, connect_timeout_s: float, read_timeout_s: float, pool_size: int, *,
     keepalive_expiry_s: float = 2.0,
 ) -> WireClient | httpx.Client:
-    """The worker's client for NusaSMSClient: wire.WireClient (a fifth of httpx's CPU per
-    call), or an httpx.Client when the environment sets a proxy for `base_url`."""
-    if proxied(base_url):
+    """The worker's client for NusaSMSClient: wire.WireClient (a quarter of httpx's CPU per
+    call), or an httpx.Client when `base_url` needs a proxy or carries credentials."""
+    if needs_httpx(base_url):
         return build_http_client(connect_timeout_s, read_timeout_s, pool_size,
                                  keepalive_expiry_s=keepalive_expiry_s)
     return WireClient(connect_timeout_s, read_timeout_s, pool_size,

@@ -23,6 +23,7 @@ import httpx
 
 from worker.nusasms.errors import scrub
 from worker.nusasms.results import SendResult
+from worker.nusasms.status import Action, Scope
 from worker.nusasms.transport import error_for_status, httpx_errors
 from worker.nusasms.v1_replies import (
     ApiKeyInfo,
@@ -108,7 +109,7 @@ class NusaSMSV1Client:
     def send_wa(self, destination: str, message: str, sender: str | None = None) -> SendResult:
         """`POST /whatsapp/message`: one WhatsApp text."""
         body = {"destination": destination, "message": message} | self._sender(sender)
-        return self._send("send_wa", WA_MESSAGE_PATH, body, destination)
+        return self._send("send_wa", WA_MESSAGE_PATH, body, destination, self._own(sender))
 
     def send_wa_media(
         self,
@@ -132,7 +133,7 @@ class NusaSMSV1Client:
         else:
             body |= {"media_base64": media_base64 or "", "file_name": file_name or ""}
         return self._send("send_wa_media", WA_MEDIA_PATH, body | self._sender(sender),
-                          destination)
+                          destination, self._own(sender))
 
     def wa_status(self, ref_no: str) -> WAStatus:
         """`GET /whatsapp/status/{ref_no}`: sent, delivered and read dates of one message."""
@@ -142,6 +143,11 @@ class NusaSMSV1Client:
         data, raw = self._query("wa_status", path)
         return wa_status_from(data, ref_no.strip(), raw)
 
+    def _own(self, sender: str | None) -> bool:
+        """True when the message names a sender of its own, not the configured default."""
+        chosen = (sender or "").strip()
+        return bool(chosen) and chosen != self._config.sender
+
     def _sender(self, sender: str | None) -> dict[str, str]:
         chosen = (sender or "").strip() or self._config.sender
         return {"sender": chosen} if chosen else {}
@@ -149,12 +155,18 @@ class NusaSMSV1Client:
     def _headers(self) -> dict[str, str]:
         return {API_KEY_HEADER: self._config.api_key, "Accept": "application/json"}
 
-    def _send(self, operation: str, path: str, body: dict[str, str], destination: str
-              ) -> SendResult:
+    def _send(self, operation: str, path: str, body: dict[str, str], destination: str,
+              own_sender: bool) -> SendResult:
         started = time.perf_counter()
         response = self._call(operation, "POST", path, body, is_send=True)
         result = parse_v1_send(response.status_code, response.text, destination=destination,
                                operation=operation, secrets=self._secrets)
+        if own_sender and result.status.scope == Scope.SENDER:
+            # The sender this message named (its producer's choice) is refused: this message
+            # dies; the lane pauses only when the account's default sender is refused.
+            result = replace(result, status=replace(
+                result.status, action=Action.DEAD, scope=Scope.NONE,
+                meaning=result.status.meaning + " (the sender this message named)"))
         return replace(result, elapsed_s=time.perf_counter() - started)
 
     def _query(self, operation: str, path: str) -> tuple[Envelope, str]:

@@ -75,7 +75,7 @@ class WireClient:
         self.keepalive_expiry_s = keepalive_expiry_s
         self._headers = {"Content-Type": _FORM, "Accept": "*/*",
                          **({"User-Agent": user_agent} if user_agent else {})}
-        self._ssl = ssl_context
+        self._ssl = ssl_context  # made once, on the first https connection
         self._idle: dict[tuple[str, str, int], list[_Idle]] = {}
         self._lock = threading.Lock()
         # A pool of pool_size: a call waits for a free slot at most as long as a connect.
@@ -111,6 +111,9 @@ class WireClient:
         conn = self._reuse(key) or self._connect(key)
         try:
             try:
+                # A form of a few hundred bytes leaves in one write: one that takes longer
+                # than a connect is stuck (httpx's write timeout is the connect's too).
+                conn.sock.settimeout(self.connect_timeout_s)
                 conn.putrequest("POST", target, skip_host=True, skip_accept_encoding=True)
                 conn.putheader("Host", host)
                 for name, value in self._headers.items():
@@ -120,6 +123,9 @@ class WireClient:
             except (OSError, http.client.HTTPException) as exc:
                 # Not every byte left: with Content-Length no server acts on a partial form.
                 raise httpx.WriteError(f"{type(exc).__name__}: {exc}") from None
+            except ValueError as exc:  # a header or target http.client refuses to write
+                raise httpx.LocalProtocolError(f"{type(exc).__name__}: {exc}") from None
+            conn.sock.settimeout(self.read_timeout_s)
             try:
                 reply = conn.getresponse()
                 content = reply.read()
@@ -142,8 +148,10 @@ class WireClient:
         scheme, host, port = key
         conn: http.client.HTTPConnection
         if scheme == "https":
+            if self._ssl is None:
+                self._ssl = ssl.create_default_context()
             conn = http.client.HTTPSConnection(host, port, timeout=self.connect_timeout_s,
-                                               context=self._ssl or ssl.create_default_context())
+                                               context=self._ssl)
         else:
             conn = http.client.HTTPConnection(host, port, timeout=self.connect_timeout_s)
         try:
@@ -155,7 +163,6 @@ class WireClient:
         except OSError as exc:  # refused, unreachable, DNS, TLS handshake
             conn.close()
             raise httpx.ConnectError(f"{type(exc).__name__}: {exc}") from None
-        conn.sock.settimeout(self.read_timeout_s)
         conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return conn
 
@@ -168,9 +175,7 @@ class WireClient:
                 if not idle:
                     return None
                 entry = idle.pop()
-            sock = entry.conn.sock
-            if now - entry.since < self.keepalive_expiry_s and sock is not None and not (
-                    select.select([sock], [], [], 0)[0]):  # readable while idle: closed
+            if now - entry.since < self.keepalive_expiry_s and _idle_open(entry.conn):
                 return entry.conn
             entry.conn.close()
 
@@ -199,10 +204,27 @@ class WireClient:
         self.close()
 
 
-def proxied(url: str) -> bool:
-    """True if the environment routes `url` through a proxy (HTTP(S)_PROXY, NO_PROXY)."""
+def _idle_open(conn: http.client.HTTPConnection) -> bool:
+    """True if an idle connection is still fit to send on: nothing to read (a connection
+    the server closed reads as EOF). poll(), not select(): any descriptor number works."""
+    sock = conn.sock
+    if sock is None:
+        return False
+    try:
+        poller = select.poll()
+        poller.register(sock, select.POLLIN | select.POLLPRI)
+        return not poller.poll(0)
+    except (OSError, ValueError):  # closed under us: not fit
+        return False
+
+
+def needs_httpx(url: str) -> bool:
+    """True if `url` needs what only httpx does here: a proxy from the environment
+    (HTTP(S)_PROXY or ALL_PROXY, unless NO_PROXY), or credentials in the URL."""
     parts = urlsplit(url)
+    if parts.username is not None or parts.password is not None:
+        return True
     proxies = urllib.request.getproxies()
-    if parts.scheme not in proxies:
+    if parts.scheme not in proxies and "all" not in proxies:
         return False
     return not urllib.request.proxy_bypass(parts.hostname or "")

@@ -12,14 +12,20 @@
 -- ARGV[1] id, ARGV[2] now, ARGV[3] ttl_s, ARGV[4] lease_until, ARGV[5] dispatch token,
 -- ARGV[6] claim id (this claim's token, checked by the *calling* mark), ARGV[7] n,
 -- ARGV[8 .. 7+n] the circuits' names
--- Returns {"claimed", attempts} | {"paused", "<circuit>: <reason>"} | {"stale", dispatch}
---       | {"state", state} | {"missing", ""}
+-- Returns {"claimed", attempts, calling (1 if a replay finds its own mark, else 0)}
+--       | {"paused", "<circuit>: <reason>"} | {"stale", dispatch} | {"state", state}
+--       | {"missing", ""}
 local function claim_message()
   local rec = redis.call("HMGET", KEYS[1], "state", "dispatch", "callback_url", "attempts",
-                         "calling")
+                         "calling", "claim")
   local state, dispatch, cb = rec[1], rec[2], rec[3]
   if not state then return {"missing", ""} end
   if ARGV[5] ~= "" and dispatch and dispatch ~= ARGV[5] then return {"stale", dispatch} end
+  if state == "sending" and rec[6] == ARGV[6] then
+    -- This very claim, run again (redis-py resends a call whose reply was lost): what the
+    -- first run did stands; the third value says whether it also took the *calling* mark.
+    return {"claimed", tonumber(rec[4]) or 0, rec[5] == "1" and 1 or 0}
+  end
   if state ~= "queued" and state ~= "accepted" then return {"state", state} end
   local ttl = tonumber(ARGV[3])
   local function log(new_state, note)
@@ -51,5 +57,5 @@ local function claim_message()
   if rec[5] then redis.call("HDEL", KEYS[1], "calling") end  -- an earlier claim's mark
   redis.call("ZADD", KEYS[3], ARGV[4], ARGV[1])
   log("sending", "attempt " .. attempts)
-  return {"claimed", attempts}
+  return {"claimed", attempts, 0}
 end
