@@ -111,9 +111,6 @@ class WireClient:
         conn = self._reuse(key) or self._connect(key)
         try:
             try:
-                # A form of a few hundred bytes leaves in one write: one that takes longer
-                # than a connect is stuck (httpx's write timeout is the connect's too).
-                conn.sock.settimeout(self.connect_timeout_s)
                 conn.putrequest("POST", target, skip_host=True, skip_accept_encoding=True)
                 conn.putheader("Host", host)
                 for name, value in self._headers.items():
@@ -125,7 +122,6 @@ class WireClient:
                 raise httpx.WriteError(f"{type(exc).__name__}: {exc}") from None
             except ValueError as exc:  # a header or target http.client refuses to write
                 raise httpx.LocalProtocolError(f"{type(exc).__name__}: {exc}") from None
-            conn.sock.settimeout(self.read_timeout_s)
             try:
                 reply = conn.getresponse()
                 content = reply.read()
@@ -163,6 +159,10 @@ class WireClient:
         except OSError as exc:  # refused, unreachable, DNS, TLS handshake
             conn.close()
             raise httpx.ConnectError(f"{type(exc).__name__}: {exc}") from None
+        # One timeout for the rest of the connection's life (settimeout per request costs
+        # syscalls): the read's. A form of a few hundred bytes fits the socket's send buffer,
+        # so a write does not wait unless the connection is already dead.
+        conn.sock.settimeout(self.read_timeout_s)
         conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return conn
 
