@@ -5,11 +5,13 @@ OTP), written by the enqueue path (producer/core/enqueue.py) in place of one tas
 the broker's per-task work (BRPOP, the unacked bookkeeping, the ack) is shared. Nothing else
 is: each message goes through SendPipeline on its own, one after the other, and is claimed,
 marked *calling* and recorded exactly as a `kirim.send` task's would be. A copy of a batch
-(redelivered after a worker died) finds its finished messages claimed and skips them.
+(redelivered after a worker died) finds its finished messages claimed and skips them. In a
+warm shutdown a batch hands its unsent messages back to the queue after the one in hand.
 """
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
 from typing import Any
 
@@ -22,6 +24,16 @@ from worker.services import Services
 
 log = structlog.get_logger("kirim.batch")
 
+# Set when the worker begins a warm shutdown (worker/signals.py): a batch then finishes the
+# message in hand and hands the rest back to the queue instead of sending up to 7 more,
+# which could outlast the shutdown grace period (and end in a SIGKILL mid-call).
+SHUTTING_DOWN = threading.Event()
+
+
+def stop_taking_new(**_: Any) -> None:
+    """Celery's worker_shutting_down: batches stop after their current message."""
+    SHUTTING_DOWN.set()
+
 
 def send_batch(svc: Services, items: Any) -> dict[str, int]:
     """Send each [job, dispatch] of `items`; the count of each outcome label.
@@ -32,7 +44,11 @@ def send_batch(svc: Services, items: Any) -> dict[str, int]:
     sending (the lease sweep settles it)."""
     outcomes: Counter[str] = Counter()
     first_error: Exception | None = None
-    for item in items if isinstance(items, list) else [items]:
+    listed = items if isinstance(items, list) else [items]
+    for i, item in enumerate(listed):
+        if SHUTTING_DOWN.is_set():
+            outcomes["handed_back"] += _hand_back(svc, listed[i:])
+            break
         job, dispatch = _unpack(item)
         try:
             with message_context(job):
@@ -47,6 +63,24 @@ def send_batch(svc: Services, items: Any) -> dict[str, int]:
     if first_error is not None:
         raise first_error
     return dict(outcomes)
+
+
+def _hand_back(svc: Services, items: list[Any]) -> int:
+    """Publish each not-yet-sent message of a batch again as its own kirim.send, with the
+    dispatch token it came with (a copy whose message moved on since is skipped, as any
+    stale copy is); one that cannot be published stays in the outbox, which republishes it."""
+    handed = 0
+    for item in items:
+        job, dispatch = _unpack(item)
+        mid = job.get("id") if isinstance(job, dict) else None
+        if not isinstance(mid, str) or not dispatch:
+            continue  # not a message: nothing to hand back
+        try:
+            handed += bool(svc.requeuer.publish_stored(mid, dispatch))
+        except Exception as exc:  # the outbox is the fallback
+            log.warning("batch_hand_back_failed", message_id=mid, error=type(exc).__name__)
+    log.info("batch_handed_back", count=handed, of=len(items))
+    return handed
 
 
 def _unpack(item: Any) -> tuple[Any, str | None]:

@@ -10,7 +10,7 @@ from typing import Any
 from celery import Celery, signals
 
 from producer.core.errors import ConfigError
-from worker import health, metrics
+from worker import batch, health, metrics
 
 
 def connect(app: Celery) -> None:
@@ -45,3 +45,5 @@ def connect(app: Celery) -> None:
     signals.worker_init.connect(worker_init, weak=False)
     signals.worker_ready.connect(heartbeat, weak=False)
     signals.heartbeat_sent.connect(heartbeat, weak=False)
+    # A warm shutdown: batches in hand finish their current message and hand the rest back.
+    signals.worker_shutting_down.connect(batch.stop_taking_new, weak=False)

@@ -4,6 +4,7 @@ processes, the sandbox counting what it accepted."""
 
 from __future__ import annotations
 
+import signal
 import time
 
 import pytest
@@ -87,4 +88,24 @@ def test_a_redelivered_batch_skips_what_was_sent(kirim: KirimClient, workers: Wo
     kirim.redis.lpush(Queues.SMS, copy)
     wait_for(lambda: kirim.redis.llen(Queues.SMS) == 0, 30, "the copy consumed")
     time.sleep(1.0)
+    assert set(sandbox.counts().values()) == {1} and len(sandbox.counts()) == 8
+
+
+def test_a_warm_shutdown_hands_the_rest_of_a_batch_back(
+        kirim: KirimClient, workers: Workers, sandbox) -> None:  # type: ignore[no-untyped-def]
+    """SIGTERM mid-batch: the worker finishes the message in hand and republishes the rest,
+    instead of sending them one by one past its shutdown grace period."""
+    sandbox.configure(latency_ms=1000)
+    ids = [a.id for a in kirim.send_many(_sms(8, "slow"))]
+    first = workers.start(queues="sms", concurrency=1)
+    wait_for(lambda: State.SENDING in kirim.store.states(ids), 30, "the first send under way")
+    started = time.monotonic()
+    workers.kill(first, signal.SIGTERM)  # warm shutdown; returns once the worker exited
+    took_s = time.monotonic() - started
+    assert took_s < 4.5, f"the worker took {took_s:.1f} s: it sent the rest of its batch"
+    assert sandbox.stats()["accepted"] <= 2
+    assert len(queued_ids(kirim.redis, Queues.SMS)) >= 6, "the rest handed back"
+    sandbox.configure(latency_ms=0)
+    workers.start(queues="sms", concurrency=4)
+    assert wait_states(kirim, ids, {State.SENT, State.DELIVERED}, timeout_s=60)
     assert set(sandbox.counts().values()) == {1} and len(sandbox.counts()) == 8
