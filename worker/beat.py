@@ -50,12 +50,11 @@ from redbeat.schedulers import (
     acquire_distributed_beat_lock,
     get_redis,
 )
-from redis.credentials import CredentialProvider
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import LockNotOwnedError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from producer.core.redis_connect import master_options, sentinel_options
+from producer.core.redis_connect import SecretCredentials, master_options, sentinel_options
 from producer.core.settings import Settings
 
 log = structlog.get_logger("kirim.beat")
@@ -66,27 +65,9 @@ RETRY_S = 1.0  # short, so scheduling resumes within about a second of Redis' re
 REDIS_DOWN = (RedisConnectionError, RedisTimeoutError)
 
 
-class RedisCredentials(CredentialProvider):
-    """A Redis user and password for RedBeat's client, held outside Celery's configuration:
-    its repr, all `celery inspect conf` can show of it, names neither."""
-
-    def __init__(self, username: str | None, password: str) -> None:
-        self._username = username
-        self._password = password
-
-    def get_credentials(self) -> tuple[str] | tuple[str, str]:
-        """What redis-py sends with AUTH."""
-        if self._username:
-            return self._username, self._password
-        return (self._password,)
-
-    def __repr__(self) -> str:
-        return "RedisCredentials(***)"
-
-
 def redbeat_settings(settings: Settings) -> dict[str, Any]:
     """`redbeat_redis_url` without the URL's credentials, and `redbeat_redis_options` with them
-    in a RedisCredentials; no secret is left in the Celery settings this returns.
+    in a SecretCredentials; no secret is left in the Celery settings this returns.
 
     With KIRIM_REDIS_SENTINELS, RedBeat's own Sentinel support: `redis-sentinel://<master>`
     and the Sentinels, master name, db and credentials in the options (TLS comes from
@@ -101,7 +82,7 @@ def redbeat_settings(settings: Settings) -> dict[str, Any]:
     host = parts.netloc.rpartition("@")[2]
     bare = urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
     username = unquote(parts.username) if parts.username else None
-    credentials = RedisCredentials(username, unquote(parts.password))
+    credentials = SecretCredentials(username, unquote(parts.password))
     return {"redbeat_redis_url": bare,
             "redbeat_redis_options": {"credential_provider": credentials}}
 
@@ -113,7 +94,7 @@ def _redbeat_sentinel_settings(settings: Settings) -> dict[str, Any]:
         "db": master.get("db", 0), "socket_timeout": 5,
         "sentinel_kwargs": sentinel_options(settings)}
     if master.get("password"):
-        options["credential_provider"] = RedisCredentials(master.get("username"),
+        options["credential_provider"] = SecretCredentials(master.get("username"),
                                                           master["password"])
     return {"redbeat_redis_url": f"redis-sentinel://{settings.redis_master_name}",
             "redbeat_redis_options": options}

@@ -83,7 +83,7 @@ def build_services(settings: Settings, app: Celery) -> Services:
             allow_private=settings.callback_allow_private)),
         hook_http=_hook_http(settings),
         limiter=limiter,
-        starter=SendStarter(core.redis, core.store, core.guard, limiter),
+        starter=SendStarter(core.store, core.guard, limiter),
         policy=RetryPolicy(settings.retry_max_attempts, settings.retry_base_delay_s,
                            settings.retry_max_delay_s),
         wa_client=v1 if settings.wa_api_resolved == "v1" else None, balance_client=v1,

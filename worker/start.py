@@ -11,8 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from redis import Redis
-
 from producer.core import lua
 from producer.core.contract import Job
 from producer.core.guard import GuardDecision, RecipientGuard, decision_of, route_for
@@ -45,13 +43,12 @@ class Started:
 class SendStarter:
     """Runs start.lua for one message."""
 
-    def __init__(self, redis: Redis, store: MessageStore, guard: RecipientGuard | None,
+    def __init__(self, store: MessageStore, guard: RecipientGuard | None,
                  limiter: RateLimiter) -> None:
-        self.redis = redis
         self.store = store
         self.guard = guard
         self.limiter = limiter
-        self._script = redis.register_script(
+        self._script = store.redis.register_script(
             lua.source(lua.CORE, "guard_check", "guard_reserve", "claim") + "\n"
             + lua.source(lua.WORKER, "gcra", "start"))
 
@@ -70,7 +67,7 @@ class SendStarter:
         # With KIRIM_REDIS_MIN_REPLICAS, replicas confirm the claim and the *calling* mark
         # before the provider is called (NotReplicated if not: see SendPipeline).
         reply: list[Any] = self.store.durability.run_script(
-            self.redis, self._script, [*keys, *guard_keys, self.limiter.key],
+            self.store.redis, self._script, [*keys, *guard_keys, self.limiter.key],
             [*args, guard_on, *limits, self.limiter.interval_us, self.limiter.tolerance_us,
              api])
         status = text(reply[0])

@@ -95,7 +95,10 @@ class RecipientGuard:
         self, message_id: str, route: str, recipient: str, text_hash: str,
         now: float | None = None,
     ) -> GuardDecision:
-        """Check and count one send atomically; the same message id never counts twice."""
+        """Check and count one send atomically; the same message id never counts twice.
+
+        The send path makes this same reservation inside worker/lua/start.lua (one library,
+        guard_reserve.lua); this entry runs it alone, at a given time (`now`) if asked."""
         args = [message_id, _now_arg(now), *self._limit_args()]
         return decision_of(self._run(self._reserve, route, recipient, text_hash, args))
 
