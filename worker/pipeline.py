@@ -35,6 +35,7 @@ from worker.decision import Next, Reply, Step, decide, otp_expired
 from worker.leases import settle_lost_sender
 from worker.nusasms import Action, NusaSMSError, Scope
 from worker.services import Services
+from worker.start import Start, Started
 from worker.state_writer import Attempt
 
 log = structlog.get_logger("kirim.pipeline")
@@ -58,7 +59,11 @@ class Claim:
 
 
 class SendPipeline:
-    """Processes one `kirim.send` task."""
+    """Processes one `kirim.send` task (or one message of a `kirim.send_batch`)."""
+
+    claim: Claim  # set by after_start once the message is claimed
+    _start: Start  # set by start_of
+    _lease_until: float
 
     def __init__(self, svc: Services) -> None:
         self.svc = svc
@@ -68,18 +73,29 @@ class SendPipeline:
 
     def process(self, raw: Any, dispatch: str | None) -> str:
         """Handle one task payload; returns a short outcome label (for logs and metrics)."""
-        job = self._decode(raw)
+        job = self.prepare(raw, dispatch)
         if job is None:
             return "poison"
+        return self.process_job(job, dispatch)
+
+    def prepare(self, raw: Any, dispatch: str | None) -> Job | None:
+        """The job of a task payload (None: poison, dead-lettered); a foreign Celery
+        client's job (no `dispatch`) gets its record here."""
+        job = self._decode(raw)
+        if job is None:
+            return None
         if not dispatch:  # a foreign Celery client enqueued without a record
             # It cannot know KIRIM_HASH_KEY: the guard's text key is computed here.
             job = job.model_copy(update={
                 "text_hash": text_hash(job.text, self.svc.settings.hash_key_bytes)})
             self._adopt(job)
-        token = token_hex(8)  # the claim token (a buffered draw: no GIL release per message)
-        lease_s = self.svc.settings.send_lease_s
-        lease_until = time.time() + lease_s
+        return job
+
+    def process_job(self, job: Job, dispatch: str | None) -> str:
+        """Claim, start and send one prepared job."""
         if otp_expired(job, time.time()):  # claimed only to end it: no guard, no slot
+            lease_s = self.svc.settings.send_lease_s
+            token = token_hex(8)
             status, detail = self.store.claim(job.id, lease_s, dispatch or "", job.channel,
                                               token)
             if status != "claimed":
@@ -87,31 +103,73 @@ class SendPipeline:
             self.token = token
             self._otp_expired(job)
             return "expired"
+        start = self.start_of(job, dispatch)
         # Claim, guard, rate limit and *calling* mark in one step (worker/start.py).
         try:
-            started = self.svc.starter.start(job, lease_s, dispatch or "", token,
-                                             self._api(job))
+            started = self.svc.starter.start(job, start.lease_s, start.dispatch,
+                                             start.claim_id, start.api)
         except NotReplicated as exc:
-            return self._not_replicated(job, token, exc)
+            return self.not_replicated(job, exc)
+        except REDIS_DOWN as exc:
+            return self.undo_start(job, exc)
+        except Exception as exc:  # a script error part-way: undo what ran, then say so
+            self.undo_start(job, exc)
+            raise
+        label = self.after_start(job, started)
+        return label if label is not None else self.call()
+
+    def start_of(self, job: Job, dispatch: str | None) -> Start:
+        """This task's claim of `job`: a new token and lease (start.lua's arguments)."""
+        lease_s = self.svc.settings.send_lease_s
+        # The claim token: a buffered draw (no GIL release per message).
+        start = Start(job, lease_s, dispatch or "", token_hex(8), self._api(job))
+        self._start = start
+        self._lease_until = time.time() + lease_s
+        return start
+
+    def after_start(self, job: Job, started: Started, max_sleep_s: float = MAX_RATE_SLEEP_S
+                    ) -> str | None:
+        """Go on from start.lua's reply: None when the provider may be called now (`call`),
+        else the outcome (not claimed, deferred by the guard, requeued by the rate limit)."""
         if not started.claimed:
             return self._unclaimed(job, started.status, started.detail)
-        self.token = token
-        claim = Claim(job, started.attempts, token, lease_until)
+        self.token = self._start.claim_id
+        self.claim = Claim(job, started.attempts, self.token, self._lease_until)
         if started.refusal is not None:
-            self._guard_refused(job, claim.attempt, started.refusal)
+            self._guard_refused(job, started.attempts, started.refusal)
             return "deferred"
         if started.status == "wait":
-            step = self._mark_calling(claim, started.wait_s)
+            step = self._mark_calling(self.claim, started.wait_s, max_sleep_s)
             if step != "calling":
                 return step
-        return self._call(claim)
+        return None
 
-    def _mark_calling(self, claim: Claim, wait_s: float) -> str:
-        """After a rate-limit wait of `wait_s`: sleep short waits and try again for a slot
-        and the *calling* mark; requeue long ones."""
+    def undo_start(self, job: Job, exc: Exception) -> str:
+        """start.lua's reply was lost (Redis went away) or it failed part-way (a script
+        error): it may or may not have run, and the provider was not called. Once Redis
+        answers (within the lease), this claim, if it ran, is undone: the message is queued
+        again with its *calling* mark cleared, instead of being left for the lease sweep to
+        call `unknown` without a call made."""
+        log.warning("start_reply_lost", message_id=job.id, error=str(exc),
+                    hint="undone once Redis answers; nothing was sent")
+        claim = Claim(job, 0, self._start.claim_id, self._lease_until)
+        self.while_leased(claim, lambda: self.svc.requeuer.requeue(
+            job.id, allowed_from=[State.SENDING], countdown_s=1.0,
+            note="start not confirmed: Redis went away", incr={"attempts": -1},
+            set_fields={"calling": "0"}, claim=claim.token, durable=False))
+        return "start_lost"
+
+    def not_replicated(self, job: Job, exc: NotReplicated) -> str:
+        """start.lua's writes were not confirmed by replicas: undo this claim (see below)."""
+        return self._not_replicated(job, self._start.claim_id, exc)
+
+    def _mark_calling(self, claim: Claim, wait_s: float, max_sleep_s: float = MAX_RATE_SLEEP_S
+                      ) -> str:
+        """After a rate-limit wait of `wait_s`: sleep short waits (up to `max_sleep_s` in
+        all) and try again for a slot and the *calling* mark; requeue long ones."""
         slept_s = 0.0
         while True:
-            if slept_s + wait_s > MAX_RATE_SLEEP_S:
+            if slept_s + wait_s > max_sleep_s:
                 self.svc.requeuer.requeue(
                     claim.job.id, allowed_from=[State.SENDING], countdown_s=wait_s,
                     note="rate limit", incr={"attempts": -1}, calling=False, claim=claim.token)
@@ -200,28 +258,42 @@ class SendPipeline:
             self.writer.defer(job, attempt, until, f"recipient limit: {decision.reason}",
                            claim=self.token)
 
-    def _call(self, claim: Claim) -> str:
-        job = claim.job
+    def call(self) -> str:
+        """Call the provider for the claimed message and record what it said."""
+        try:
+            result: Any = self._send(self.claim.job)
+        except NusaSMSError as exc:
+            result = exc
+        step, attempt = self.judge(result)
+        return self.record(step, attempt)
+
+    def judge(self, result: Any) -> tuple[Step, Attempt]:
+        """What the provider's reply (or the NusaSMSError it raised) means for the claimed
+        message: the next step and the attempt to record (logged and counted here)."""
+        job = self.claim.job
         bound = log.bind(message_id=job.id, channel=job.channel.value,
                          to=mask_recipient(job.to) if job.to else f"group:{job.group}")
-        try:
-            result = self._send(job)
-        except NusaSMSError as exc:
-            bound.warning("provider_error", error=type(exc).__name__, action=exc.action.value)
-            metrics.provider_error(job, exc)
-            attempt = Attempt(None, type(exc).__name__, str(exc), attempts=claim.attempt)
-            delay_s = getattr(exc, "retry_after_s", None) or 0.0
-            action = exc.action
-            return self._while_leased(claim, lambda: self._apply(
-                job, action, Scope.ACCOUNT, attempt, delay_s))
+        if isinstance(result, NusaSMSError):
+            bound.warning("provider_error", error=type(result).__name__,
+                          action=result.action.value)
+            metrics.provider_error(job, result)
+            attempt = Attempt(None, type(result).__name__, str(result),
+                              attempts=self.claim.attempt)
+            delay_s = getattr(result, "retry_after_s", None) or 0.0
+            return self._step(job, result.action, Scope.ACCOUNT, attempt, delay_s), attempt
         info = result.status
         metrics.provider_reply(job, info.code, info.name, getattr(result, "elapsed_s", 0.0))
         bound.info("provider_reply", code=info.code, name=info.name, action=info.action.value)
-        attempt = Attempt(info.code, info.name, result.raw, _provider_id(result), claim.attempt)
-        label = self._while_leased(claim, lambda: self._apply(
-            job, info.action, info.scope, attempt, 0.0))
-        if label != "sent":  # a sent message's code is counted by its `sent` move
-            self._count_code(info.code)
+        attempt = Attempt(info.code, info.name, result.raw, _provider_id(result),
+                          self.claim.attempt)
+        return self._step(job, info.action, info.scope, attempt, 0.0), attempt
+
+    def record(self, step: Step, attempt: Attempt) -> str:
+        """Write `step` (while the lease lasts, retrying while Redis is away)."""
+        job = self.claim.job
+        label = self.while_leased(self.claim, lambda: self.carry_out(job, step, attempt))
+        if label != "sent" and attempt.code is not None:  # a `sent` move counts its code
+            self._count_code(attempt.code)
         return label
 
     def _count_code(self, code: int) -> None:
@@ -233,7 +305,7 @@ class SendPipeline:
         except REDIS_DOWN as exc:
             log.warning("provider_code_not_counted", code=code, error=str(exc))
 
-    def _while_leased(self, claim: Claim, write: Callable[[], T]) -> T:
+    def while_leased(self, claim: Claim, write: Callable[[], T]) -> T:
         """Run a write of what the provider said, retrying while Redis is away and the lease
         lasts: the reply is the one thing that cannot be asked for again."""
         delays = chain(RECORD_RETRY_S, repeat(RECORD_RETRY_S[-1]))
@@ -267,13 +339,12 @@ class SendPipeline:
             return client.send_wa(job.to or "", job.text)
         return client.send_sms(job.to or "", job.text, otp=job.channel == Channel.OTP)
 
-    def _apply(self, job: Job, action: Action, scope: Scope, attempt: Attempt,
-               min_delay_s: float) -> str:
+    def _step(self, job: Job, action: Action, scope: Scope, attempt: Attempt,
+              min_delay_s: float) -> Step:
         reply = Reply(action, scope, attempt.code, attempt.code_name, attempt.attempts,
                       min_delay_s)
-        step = decide(reply, job, time.time(), self.svc.policy,
+        return decide(reply, job, time.time(), self.svc.policy,
                       self.svc.settings.guard_window_s)
-        return self.carry_out(job, step, attempt)
 
     def carry_out(self, job: Job, step: Step, attempt: Attempt) -> str:
         """Write `step` for a message this task has claimed; returns the result label."""
@@ -309,10 +380,12 @@ class SendPipeline:
             if self.writer.sent(job, attempt, claim=self.token):
                 return "sent"
         except NotReplicated as exc:  # recorded on the master; never send it again for this
-            log.error("sent_not_replicated", message_id=job.id, provider_id=attempt.provider_id,
-                      error=str(exc), hint="after a failover it may show `unknown`: its DR"
-                      " settles it")
+            sent_not_replicated(job, attempt, exc)
             return "sent"
+        return self.sent_not_moved(job, attempt)
+
+    def sent_not_moved(self, job: Job, attempt: Attempt) -> str:
+        """The provider took it, and its `sent` move found the message moved on."""
         record = self.store.get(job.id)
         if record is not None and record.get("provider_id") == (attempt.provider_id or ""):
             return "sent"  # our own earlier write (and its count) landed before Redis answered
@@ -355,6 +428,12 @@ class SendPipeline:
     def _release(self, job: Job) -> None:
         if self.svc.guard is not None and job.to is not None:
             self.svc.guard.release(job.id, route_for(job.channel), job.to, job.text_hash)
+
+
+def sent_not_replicated(job: Job, attempt: Attempt, exc: NotReplicated) -> None:
+    """A `sent` recorded on the master that replicas did not confirm: never resent for it."""
+    log.error("sent_not_replicated", message_id=job.id, provider_id=attempt.provider_id,
+              error=str(exc), hint="after a failover it may show `unknown`: its DR settles it")
 
 
 def _provider_id(result: Any) -> str | None:

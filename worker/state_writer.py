@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,6 +57,19 @@ class StateWriter:
         `claim` (every method here): only while that claim holds the message, so a sender
         that outlived its lease cannot move a message another sender now holds.
         """
+        return self.store.move(job.id, State.SENT, **self._sent_move(job, attempt, note, claim)
+                               ).ok
+
+    def sent_many(self, sends: Sequence[tuple[Job, Attempt, str]]) -> list[bool]:
+        """`sent` for each (job, attempt, claim), one after the other in one atomic step
+        (a batch's accepted calls: one round trip); whether each moved."""
+        moves = [self.store.move_spec(job.id, State.SENT,
+                                      **self._sent_move(job, attempt, "", claim))
+                 for job, attempt, claim in sends]
+        return [moved.ok for moved in self.store.move_many(moves)]
+
+    def _sent_move(self, job: Job, attempt: Attempt, note: str, claim: str | None
+                   ) -> dict[str, Any]:
         fx = Effects(zrem=[(self.keys.sending, job.id), (self.keys.unknown, job.id)])
         if attempt.code is not None:  # the per-code count, in the same step
             fx.hincrby.append((self.keys.provider_codes, str(attempt.code), 1))
@@ -65,9 +79,8 @@ class StateWriter:
                              self.store.ttl_s))
         fields = {**self._fields(attempt), "provider_id": attempt.provider_id or "",
                   "sent_at": time.time()}
-        return self.store.move(job.id, State.SENT,
-                               note=note or f"provider id {attempt.provider_id}",
-                               set_fields=fields, effects=fx, claim=claim).ok
+        return {"note": note or f"provider id {attempt.provider_id}", "set_fields": fields,
+                "effects": fx, "claim": claim}
 
     def retry(self, job: Job, attempt: Attempt, delay_s: float, claim: str | None = None) -> bool:
         """Back to `queued`, published again after `delay_s`."""

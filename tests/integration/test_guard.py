@@ -102,9 +102,14 @@ def test_reserve_prunes_entries_that_left_the_window(redis):
     guard = RecipientGuard(redis, KEYS, GuardLimits(window_s=100))
     for i in range(3):
         guard.reserve(new_id(), "sms", RCPT, HASH_A, now=BASE + i)
+    # A reservation prunes when its microsecond clock is a multiple of 8 (one in eight):
+    # BASE + 101.499999 s is not (what left the window stays), BASE + 101.5 s is.
+    guard.reserve(new_id(), "sms", RCPT, HASH_A, now=BASE + 101.499999)
+    assert redis.zcard(KEYS.guard_recipient("sms", RCPT)) == 4
     guard.reserve(new_id(), "sms", RCPT, HASH_A, now=BASE + 101.5)
-    assert redis.zcard(KEYS.guard_text("sms", RCPT, HASH_A)) == 2  # BASE + 2 and the new one
-    assert redis.zcard(KEYS.guard_recipient("sms", RCPT)) == 2
+    # BASE + 2 and the two new ones
+    assert redis.zcard(KEYS.guard_text("sms", RCPT, HASH_A)) == 3
+    assert redis.zcard(KEYS.guard_recipient("sms", RCPT)) == 3
 
 
 def test_reserving_the_same_message_twice_counts_once(redis):
@@ -426,3 +431,25 @@ def test_enqueue_decides_as_peek_does(kirim) -> None:  # type: ignore[no-untyped
     for other in ({"channel": "sms", "to": to, "text": "another text"},
                   {"channel": "wa", "to": to, "text": text}):
         assert kirim.submit(other).state == "queued"
+
+
+def test_an_entry_left_unpruned_no_longer_counts(redis):
+    """Between prunings (one reservation in eight) a key may still hold entries that left
+    the window: they never count against a limit."""
+    guard = RecipientGuard(redis, KEYS, GuardLimits(window_s=100, same_text_limit=1))
+    assert guard.reserve(new_id(), "sms", RCPT, HASH_A, now=BASE + 0.000001).allowed
+    assert not guard.reserve(new_id(), "sms", RCPT, HASH_A, now=BASE + 100).allowed
+    assert guard.reserve(new_id(), "sms", RCPT, HASH_A, now=BASE + 100.000003).allowed
+    assert redis.zcard(KEYS.guard_text("sms", RCPT, HASH_A)) == 2  # not pruned: 3 µs is odd
+
+
+def test_a_reservation_that_left_the_window_counts_no_more_for_its_message(redis):
+    """A message reserving again (a resend of an `unknown` one) after its own entry left the
+    window, while another message fills it, is refused: its old entry is not its slot."""
+    guard = RecipientGuard(redis, KEYS, GuardLimits(window_s=100, same_text_limit=1))
+    first, second = new_id(), new_id()
+    assert guard.reserve(first, "sms", RCPT, HASH_A, now=BASE + 0.000001).allowed
+    assert guard.reserve(second, "sms", RCPT, HASH_A, now=BASE + 200.000001).allowed
+    assert not guard.reserve(first, "sms", RCPT, HASH_A, now=BASE + 200.000003).allowed
+    # Within the window, the same message reserving again counts once.
+    assert guard.reserve(second, "sms", RCPT, HASH_A, now=BASE + 200.000005).allowed

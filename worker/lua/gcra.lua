@@ -15,29 +15,55 @@ local function now_us(arg)
   return tonumber(t[1]) * 1000000 + tonumber(t[2])
 end
 
-local function gcra(key, interval, tolerance, now)
-  -- An idle limiter earns no credit beyond its burst: a TAT in the past counts as now.
-  local tat = math.max(tonumber(redis.call("GET", key) or "") or now, now)
-  local wait = tat - tolerance - now
-  if wait > 0 then
-    return wait
-  end
-  local new_tat = tat + interval
+local function gcra_store(key, new_tat, now)
   -- Once now passes the TAT the state is the same as no key: let it disappear when idle.
   -- A TTL counts from Redis's millisecond clock, which can read up to 1 ms (plus the
   -- script's run time) behind TIME; 10 ms over keeps the key until the TAT has truly passed.
   local ttl_ms = math.ceil((new_tat - now) / 1000) + 10
   redis.call("SET", key, string.format("%.0f", new_tat), "PX", ttl_ms)
+end
+
+-- `cache` (optional): a batch's view of the limiter for the rest of one script run; the
+-- TAT is read once and written once (gcra_flush) however many slots the batch takes.
+local function gcra(key, interval, tolerance, now, cache)
+  local stored
+  if cache and cache[key] then
+    stored = cache[key]
+  else
+    stored = tonumber(redis.call("GET", key) or "") or now
+  end
+  -- An idle limiter earns no credit beyond its burst: a TAT in the past counts as now.
+  local tat = math.max(stored, now)
+  local wait = tat - tolerance - now
+  if wait > 0 then
+    if cache then cache[key] = stored end
+    return wait
+  end
+  local new_tat = tat + interval
+  if cache then
+    cache[key] = new_tat
+    cache.dirty = cache.dirty or {}
+    cache.dirty[key] = true
+  else
+    gcra_store(key, new_tat, now)
+  end
   return 0
 end
 
--- The *calling* mark on record `key` (time `now` in microseconds), with the provider API the
--- call goes through when it is not the legacy one (the DR poll asks that API).
-local function mark_calling(key, now, api)
+-- Write a batch's TAT back (`cache` as gcra's).
+local function gcra_flush(cache, now)
+  for key in pairs(cache.dirty or {}) do gcra_store(key, cache[key], now) end
+end
+
+-- The *calling* mark's fields (time `now` in microseconds), with the provider API the call
+-- goes through when it is not the legacy one (the DR poll asks that API).
+local function calling_fields(now, api)
   local at = string.format("%.6f", now / 1000000)
-  if api ~= "" then
-    redis.call("HSET", key, "calling", "1", "calling_at", at, "api", api)
-  else
-    redis.call("HSET", key, "calling", "1", "calling_at", at)
-  end
+  if api ~= "" then return {"calling", "1", "calling_at", at, "api", api} end
+  return {"calling", "1", "calling_at", at}
+end
+
+-- The *calling* mark on record `key`.
+local function mark_calling(key, now, api)
+  redis.call("HSET", key, unpack(calling_fields(now, api)))
 end

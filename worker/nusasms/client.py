@@ -11,11 +11,14 @@ goes wrong is a `NusaSMSError` whose `.action` says what to do.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from typing import Literal
 from urllib.parse import urlsplit
 
 import httpx
 
+from worker.nusasms.errors import NusaSMSError
 from worker.nusasms.gsm7 import needs_unicode
 from worker.nusasms.replies import (
     parse_credits,
@@ -25,7 +28,7 @@ from worker.nusasms.replies import (
 )
 from worker.nusasms.results import Credits, DeliveryReport, GroupResult, SendResult
 from worker.nusasms.transport import check_response, httpx_errors
-from worker.nusasms.wire import WireClient, needs_httpx
+from worker.nusasms.wire import Outcome, WireClient, WireResponse, needs_httpx
 
 SEND_SMS_PATH = "/api/v3/sendsms/plain"
 SEND_WA_PATH = "/api/v3/sendwa/plain"
@@ -57,6 +60,22 @@ class NusaSMSConfig:
         # Blank from an empty environment variable means "no sender", not an empty one.
         object.__setattr__(self, "sender", (self.sender or "").strip() or None)
         object.__setattr__(self, "base_url", self.base_url.rstrip("/"))
+
+
+@dataclass(frozen=True)
+class SendCall:
+    """One send for `NusaSMSClient.send_many`: an SMS (an OTP when `otp`) or a WhatsApp text."""
+
+    gsm: str
+    text: str
+    channel: Literal["sms", "wa"]
+    otp: bool = False
+
+    def __post_init__(self) -> None:
+        if self.channel not in ("sms", "wa"):
+            raise ValueError(f"channel must be 'sms' or 'wa', got {self.channel!r}")
+        if self.otp and self.channel != "sms":
+            raise ValueError("only an SMS can be an OTP")
 
 
 def build_http_client(
@@ -122,23 +141,41 @@ class NusaSMSClient:
         self, gsm: str, text: str, *, otp: bool = False, unicode: bool | None = None
     ) -> SendResult:
         """Send one SMS (an OTP when `otp`); UCS-2 is chosen from the text unless given."""
-        form = self._credentials("user") | {"GSM": gsm, "SMSText": text}
-        form |= self._sms_options(text, unicode)
-        if otp:
-            form["otp"] = "Y"
+        form = self._sms_form(gsm, text, otp, unicode)
         body, elapsed_s = self._post("send_sms", SEND_SMS_PATH, form, is_send=True)
-        result = parse_send_reply(
-            body, destination=gsm, operation="send_sms", secrets=self._secrets, otp=otp
-        )
-        return replace(result, elapsed_s=elapsed_s)
+        return self._send_result("send_sms", body, elapsed_s, gsm, otp)
 
     def send_wa(self, gsm: str, text: str) -> SendResult:
         """Send one WhatsApp text (the provider caps it at 1000 characters)."""
-        # §1.2 documents `username` here (not `user`); the sandbox accepts both.
-        form = self._credentials("username") | {"GSM": gsm, "text": text}
-        body, elapsed_s = self._post("send_wa", SEND_WA_PATH, form, is_send=True)
-        result = parse_send_reply(body, destination=gsm, operation="send_wa", secrets=self._secrets)
-        return replace(result, elapsed_s=elapsed_s)
+        body, elapsed_s = self._post("send_wa", SEND_WA_PATH, self._wa_form(gsm, text),
+                                     is_send=True)
+        return self._send_result("send_wa", body, elapsed_s, gsm, False)
+
+    @property
+    def sends_at_once(self) -> bool:
+        """Whether `send_many` has its calls in flight together (not over a proxy)."""
+        return isinstance(self._http, WireClient)
+
+    def send_many(self, calls: Sequence[SendCall], *, not_after: float | None = None
+                  ) -> list[SendResult | NusaSMSError]:
+        """Send every call at once (`WireClient.post_many`); per call, in order, what
+        send_sms(gsm, text, otp=otp) or send_wa(gsm, text) would return or raise. Over an
+        httpx.Client (a proxy) the calls go one after the other. A call not yet written by
+        `not_after` (time.monotonic()) is not made: its error is PoolTimeout's (not sent)."""
+        if not isinstance(self._http, WireClient):
+            return [self._send_one(call) for call in calls]
+        plans = [self._plan(call) for call in calls]
+        started = time.perf_counter()
+        outcomes = self._http.post_many(
+            [(self._config.base_url + path, form) for _, path, form in plans],
+            not_after=not_after)
+        results: list[SendResult | NusaSMSError] = []
+        for call, (operation, _, _), outcome in zip(calls, plans, outcomes, strict=True):
+            try:
+                results.append(self._many_result(operation, call, outcome, started))
+            except NusaSMSError as exc:
+                results.append(exc)
+        return results
 
     def send_group(self, group: str, text: str) -> GroupResult:
         """Send one SMS to a contact group kept in the NusaSMS web app."""
@@ -164,6 +201,48 @@ class NusaSMSClient:
             body, ref_no=ref_no, operation="delivery_report", secrets=self._secrets
         )
 
+    def _send_one(self, call: SendCall) -> SendResult | NusaSMSError:
+        try:
+            if call.channel == "wa":
+                return self.send_wa(call.gsm, call.text)
+            return self.send_sms(call.gsm, call.text, otp=call.otp)
+        except NusaSMSError as exc:
+            return exc
+
+    def _plan(self, call: SendCall) -> tuple[str, str, Form]:
+        """The operation, path and form send_sms or send_wa would post for `call`."""
+        if call.channel == "wa":
+            return "send_wa", SEND_WA_PATH, self._wa_form(call.gsm, call.text)
+        return "send_sms", SEND_SMS_PATH, self._sms_form(call.gsm, call.text, call.otp, None)
+
+    def _many_result(self, operation: str, call: SendCall, outcome: Outcome,
+                     started: float) -> SendResult:
+        """`_post`'s translation and checks, then send_sms's or send_wa's parse, of one
+        post_many outcome."""
+        with httpx_errors(operation, is_send=True, secrets=self._secrets):
+            if not isinstance(outcome, WireResponse):
+                raise outcome
+        body = self._checked(operation, outcome, is_send=True)
+        return self._send_result(operation, body, outcome.read_at - started, call.gsm, call.otp)
+
+    def _send_result(self, operation: str, body: str, elapsed_s: float, gsm: str,
+                     otp: bool) -> SendResult:
+        result = parse_send_reply(
+            body, destination=gsm, operation=operation, secrets=self._secrets, otp=otp
+        )
+        return replace(result, elapsed_s=elapsed_s)
+
+    def _sms_form(self, gsm: str, text: str, otp: bool, unicode: bool | None) -> Form:
+        form = self._credentials("user") | {"GSM": gsm, "SMSText": text}
+        form |= self._sms_options(text, unicode)
+        if otp:
+            form["otp"] = "Y"
+        return form
+
+    def _wa_form(self, gsm: str, text: str) -> Form:
+        # §1.2 documents `username` here (not `user`); the sandbox accepts both.
+        return self._credentials("username") | {"GSM": gsm, "text": text}
+
     def _credentials(self, user_field: str) -> Form:
         return {user_field: self._config.user, "password": self._config.password, "output": "json"}
 
@@ -185,5 +264,10 @@ class NusaSMSClient:
                 self._config.base_url + path, data=form, follow_redirects=False
             )
         elapsed_s = time.perf_counter() - started
+        return self._checked(operation, response, is_send=is_send), elapsed_s
+
+    def _checked(self, operation: str, response: httpx.Response | WireResponse, *,
+                 is_send: bool) -> str:
+        """The body of a 2xx response; ProviderHTTPError for any other status."""
         check_response(operation, response, is_send=is_send, secrets=self._secrets)
-        return response.text, elapsed_s
+        return response.text

@@ -10,6 +10,8 @@ follow_redirects=False)` returns a response with `status_code`, `text` and `head
 failure raises the httpx exception class that says how far the request got (ConnectError,
 ConnectTimeout, WriteError, ReadTimeout, ReadError, RemoteProtocolError...), so
 `transport.HTTPX_STAGES` classifies both clients the same way. Redirects are never followed.
+`post_many` sends several forms at once from one thread (one connection each, every
+request written before any reply is read) and returns each reply or exception in order.
 
 Connections: a bounded LIFO pool per (scheme, host, port); an idle connection is dropped
 after `keepalive_expiry_s`, and one that the server closed (readable while idle) is never
@@ -27,10 +29,11 @@ import ssl
 import threading
 import time
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from email.message import Message
 from types import TracebackType
+from typing import cast
 from urllib.parse import urlencode, urlsplit
 
 import httpx
@@ -45,6 +48,7 @@ class WireResponse:
     status_code: int
     content: bytes
     headers: Message
+    read_at: float = 0.0  # time.perf_counter() when the reply had been read to its end
 
     @property
     def text(self) -> str:
@@ -53,6 +57,18 @@ class WireResponse:
             return self.content.decode(charset, errors="replace")
         except LookupError:  # an unknown charset name
             return self.content.decode("utf-8", errors="replace")
+
+
+@dataclass(frozen=True)
+class _Request:
+    key: tuple[str, str, int]  # (scheme, host, port): the pool
+    host: str  # the Host header
+    target: str
+    body: bytes
+
+
+# What post_many gives per request: the reply, or the httpx error post() would have raised.
+Outcome = WireResponse | httpx.HTTPError | httpx.InvalidURL
 
 
 @dataclass
@@ -87,6 +103,80 @@ class WireClient:
         """POST `data` as a form to `url` and read the whole reply (never a redirect)."""
         if follow_redirects:
             raise ValueError("WireClient never follows redirects")
+        request = self._request(url, data)
+        if not self._slots.acquire(timeout=self.connect_timeout_s):
+            raise httpx.PoolTimeout("no free connection within the connect timeout")
+        try:
+            conn = self._send(request)
+            return self._receive(request.key, conn)
+        finally:
+            self._slots.release()
+
+    def post_many(self, requests: Sequence[tuple[str, Mapping[str, str]]], *,
+                  not_after: float | None = None) -> list[Outcome]:
+        """POST each (url, form) as `post` would, all at once from this thread; per request, in
+        order, the reply or the exception `post` would have raised. Raises for none of them.
+
+        In waves of one connection per request (as many as there are free pool slots, at
+        least one): every request of a wave is written, then every reply read, each within
+        `read_timeout_s` of its own write. No wave but the first starts after `not_after` (a
+        time.monotonic() reading): the requests left get PoolTimeout (never written)."""
+        outcomes: list[Outcome | None] = [None] * len(requests)
+        pending: list[tuple[int, _Request]] = []
+        for i, (url, data) in enumerate(requests):
+            try:
+                pending.append((i, self._request(url, data)))
+            except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
+                outcomes[i] = exc
+        first = True
+        while pending:
+            if not first and not_after is not None and time.monotonic() > not_after:
+                for i, _ in pending:
+                    outcomes[i] = httpx.PoolTimeout(
+                        "no free connection before the batch's deadline")
+                break
+            # One slot blocking, the rest only if free: a wave never waits holding slots.
+            if not self._slots.acquire(timeout=self.connect_timeout_s):
+                for i, _ in pending:
+                    outcomes[i] = httpx.PoolTimeout(
+                        "no free connection within the connect timeout")
+                break
+            slots = 1
+            while slots < len(pending) and self._slots.acquire(blocking=False):
+                slots += 1
+            try:
+                self._wave(pending[:slots], outcomes)
+            finally:
+                for _ in range(slots):
+                    self._slots.release()
+            pending = pending[slots:]
+            first = False
+        return cast(list[Outcome], outcomes)  # every request has its outcome now
+
+    def _wave(self, wave: list[tuple[int, _Request]], outcomes: list[Outcome | None]) -> None:
+        """Write every request of `wave`, then read every reply into `outcomes`."""
+        sent: list[tuple[int, _Request, http.client.HTTPConnection, float]] = []
+        read = 0
+        try:
+            for i, request in wave:
+                try:
+                    conn = self._send(request)
+                except httpx.HTTPError as exc:
+                    outcomes[i] = exc
+                else:
+                    sent.append((i, request, conn, time.monotonic() + self.read_timeout_s))
+            for i, request, conn, deadline in sent:
+                try:
+                    outcomes[i] = self._receive(request.key, conn, deadline)
+                except httpx.HTTPError as exc:
+                    outcomes[i] = exc
+                read += 1
+        finally:  # something other than an httpx error escaped: the unread are unusable
+            for _, _, conn, _ in sent[read:]:
+                conn.close()
+
+    def _request(self, url: str, data: Mapping[str, str]) -> _Request:
+        """The request for a POST of `data` to `url`, or the httpx error for a bad URL."""
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise httpx.UnsupportedProtocol(f"cannot POST to {parts.scheme or '?'}:// URLs")
@@ -97,31 +187,38 @@ class WireClient:
         target = parts.path or "/"
         if parts.query:
             target += "?" + parts.query
-        body = urlencode(data).encode()
-        key = (parts.scheme, parts.hostname, port)
-        if not self._slots.acquire(timeout=self.connect_timeout_s):
-            raise httpx.PoolTimeout("no free connection within the connect timeout")
-        try:
-            return self._exchange(key, parts.netloc.rpartition("@")[2], target, body)
-        finally:
-            self._slots.release()
+        return _Request((parts.scheme, parts.hostname, port), parts.netloc.rpartition("@")[2],
+                        target, urlencode(data).encode())
 
-    def _exchange(self, key: tuple[str, str, int], host: str, target: str, body: bytes
-                  ) -> WireResponse:
-        conn = self._reuse(key) or self._connect(key)
+    def _send(self, request: _Request) -> http.client.HTTPConnection:
+        """A connection with `request` written on it (closed again if the write fails)."""
+        conn = self._reuse(request.key) or self._connect(request.key)
         try:
             try:
-                conn.putrequest("POST", target, skip_host=True, skip_accept_encoding=True)
-                conn.putheader("Host", host)
+                conn.putrequest("POST", request.target, skip_host=True,
+                                skip_accept_encoding=True)
+                conn.putheader("Host", request.host)
                 for name, value in self._headers.items():
                     conn.putheader(name, value)
-                conn.putheader("Content-Length", str(len(body)))
-                conn.endheaders(body)
+                conn.putheader("Content-Length", str(len(request.body)))
+                conn.endheaders(request.body)
             except (OSError, http.client.HTTPException) as exc:
                 # Not every byte left: with Content-Length no server acts on a partial form.
                 raise httpx.WriteError(f"{type(exc).__name__}: {exc}") from None
             except ValueError as exc:  # a header or target http.client refuses to write
                 raise httpx.LocalProtocolError(f"{type(exc).__name__}: {exc}") from None
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _receive(self, key: tuple[str, str, int], conn: http.client.HTTPConnection,
+                 deadline: float | None = None) -> WireResponse:
+        """Read the reply on `conn` (by `deadline`, time.monotonic(), if given), then pool
+        the connection or close it."""
+        try:
+            if deadline is not None:
+                conn.sock.settimeout(max(deadline - time.monotonic(), 0.001))
             try:
                 reply = conn.getresponse()
                 content = reply.read()
@@ -134,11 +231,14 @@ class WireClient:
         except BaseException:
             conn.close()
             raise
+        read_at = time.perf_counter()
         if reply.will_close or self._closed:
             conn.close()
         else:
+            if deadline is not None:
+                conn.sock.settimeout(self.read_timeout_s)
             self._release(key, conn)
-        return WireResponse(reply.status, content, reply.headers)
+        return WireResponse(reply.status, content, reply.headers, read_at)
 
     def _connect(self, key: tuple[str, str, int]) -> http.client.HTTPConnection:
         scheme, host, port = key

@@ -59,7 +59,8 @@ elseif ARGV[7] == "1" then
 end
 
 local fields = {"state", state, "fingerprint", ARGV[4], "created_at", ARGV[2],
-                "updated_at", ARGV[2]}
+                "updated_at", ARGV[2],
+                "expires_at", string.format("%.3f", tonumber(ARGV[2]) + ttl)}
 for i = 16, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call("HSET", KEYS[1], unpack(fields))
 redis.call("RPUSH", KEYS[2], '{"state":"accepted","at":' .. ARGV[14] .. '}',

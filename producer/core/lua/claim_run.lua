@@ -1,2 +1,2 @@
 -- Claim alone (claim.lua is prepended): MessageStore.claim.
-return claim_message()
+return claim_message(KEYS, ARGV)

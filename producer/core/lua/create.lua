@@ -16,7 +16,8 @@ end
 if redis.call("EXISTS", KEYS[1]) == 1 then
   return {"exists", ARGV[1], redis.call("HGET", KEYS[1], "fingerprint") or ""}
 end
-local fields = {"state", ARGV[2], "fingerprint", ARGV[5], "created_at", ARGV[3], "updated_at", ARGV[3]}
+local fields = {"state", ARGV[2], "fingerprint", ARGV[5], "created_at", ARGV[3], "updated_at", ARGV[3],
+                "expires_at", string.format("%.3f", tonumber(ARGV[3]) + ttl)}
 for i = 9, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call("HSET", KEYS[1], unpack(fields))
 for _, entry in ipairs(cjson.decode(ARGV[8])) do

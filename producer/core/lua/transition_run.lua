@@ -1,0 +1,2 @@
+-- One transition (claim.lua, erase_text.lua and transition.lua prepended): MessageStore.move.
+return transition(KEYS, ARGV, nil)
