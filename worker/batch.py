@@ -6,12 +6,13 @@ batch shares the broker's per-task work (BRPOP, the unacked bookkeeping, the ack
 start step for all its messages (start_many.lua: each is claimed, reserved, rate-limited and
 marked *calling* on its own), its provider calls at once (as many in flight together as the
 connection pool allows, so a batch costs about one provider latency, not one per message;
-none starts so late that it could outlast the lease) and one step recording every `sent`
-(transition_many.lua). Everything else (a guard refusal, a rate-limit wait, a provider error,
-a message that is not an SMS or legacy WhatsApp text) goes on one message at a time, exactly
-as in a `kirim.send` task. A copy of a batch (redelivered after a worker died) finds its
-finished messages claimed and skips them. In a warm shutdown, a batch not yet started and
-the messages that would go one at a time are handed back to the queue.
+a call that could not be written in time for its lease is queued again, unsent) and one
+step recording every `sent` (transition_many.lua). Everything else (a guard refusal, a
+rate-limit wait, a provider error, a message that is not an SMS or legacy WhatsApp text)
+goes on one message at a time, exactly as in a `kirim.send` task. A copy of a batch
+(redelivered after a worker died) finds its finished messages claimed and skips them. In a
+warm shutdown, a batch not yet started and the messages that would go one at a time are
+handed back to the queue.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from dataclasses import replace
 from functools import partial
 from typing import Any, TypeVar
 
+import httpx
 import structlog
 
 from producer.core.contract import Channel, Job
@@ -31,6 +33,7 @@ from producer.core.durability import NotReplicated
 from producer.core.logs import message_context
 from worker import metrics
 from worker.decision import Next, Step, otp_expired
+from worker.nusasms import NusaSMSError
 from worker.nusasms.client import NusaSMSClient, SendCall
 from worker.pipeline import MAX_RATE_SLEEP_S, REDIS_DOWN, SendPipeline, sent_not_replicated
 from worker.services import Services
@@ -83,7 +86,10 @@ def send_batch(svc: Services, items: Any) -> dict[str, int]:
         else:  # its own way (an OTP past validity, a group, WhatsApp API v1.0, ...)
             alone.append((pipe, job, dispatch, item))
     if together:
-        run.together(together)
+        try:
+            run.together(together)
+        except Exception as exc:  # a bug between the steps: the messages alone still go
+            run.failed(None, exc)
     for i, (pipe, job, dispatch, _) in enumerate(alone):
         if SHUTTING_DOWN.is_set():  # one at a time could outlast the grace period
             run.outcomes["handed_back"] += _hand_back(svc, [it for *_, it in alone[i:]])
@@ -185,9 +191,12 @@ class _Run:
         assert isinstance(client, NusaSMSClient)
         # No later wave of calls starts so late that its replies could outlast the first
         # lease to end (a pool short of connections): those calls are not made, and retried.
+        settings = self.svc.settings
         lease_left_s = min(pipe.claim.lease_until for pipe, _ in calling) - time.time()
-        not_after = (time.monotonic() + lease_left_s
-                     - self.svc.settings.nusasms_read_timeout_s - _LEASE_MARGIN_S)
+        not_after = (time.monotonic() + lease_left_s - settings.nusasms_read_timeout_s
+                     - settings.nusasms_connect_timeout_s - _LEASE_MARGIN_S)
+        if SHUTTING_DOWN.is_set():  # what waits for a connection waits in the queue instead
+            not_after = time.monotonic()
         try:
             results = client.send_many([_call_of(job) for _, job in calling],
                                        not_after=not_after)
@@ -197,6 +206,9 @@ class _Run:
             return
         sent: list[tuple[SendPipeline, Job, Step, Attempt]] = []
         for (pipe, job), result in zip(calling, results, strict=True):
+            if _never_written(result):  # no connection in time: not a failed attempt
+                self.finish(job, self.guarded(job, partial(pipe.requeue_unsent, job)))
+                continue
             judged = self.guarded(job, partial(pipe.judge, result))
             if judged is None:
                 continue
@@ -222,7 +234,9 @@ class _Run:
                 self.finish(job, "sent")
             return
         except REDIS_DOWN as exc:  # Redis stayed away: the lease sweep makes them `unknown`
-            log.error("batch_sent_not_recorded", error=type(exc).__name__, count=len(sent))
+            log.error("batch_sent_not_recorded", error=type(exc).__name__,
+                      provider_ids={job.id: a.provider_id for _, job, _, a in sent},
+                      hint="settle them by these provider ids")
             self.first_error = self.first_error or exc
             return
         except Exception as exc:  # a script error part-way: each on its own (a move that
@@ -235,6 +249,11 @@ class _Run:
         for (pipe, job, _, attempt), ok in zip(sent, moved, strict=True):
             self.finish(job, "sent" if ok else self.guarded(
                 job, partial(pipe.sent_not_moved, job, attempt)))
+
+
+def _never_written(result: Any) -> bool:
+    """A call post_many did not write (no free connection before the batch's deadline)."""
+    return isinstance(result, NusaSMSError) and isinstance(result.__cause__, httpx.PoolTimeout)
 
 
 def _go_on(pipe: SendPipeline, job: Job, started: Started, max_sleep_s: float) -> str:

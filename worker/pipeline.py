@@ -153,11 +153,21 @@ class SendPipeline:
         log.warning("start_reply_lost", message_id=job.id, error=str(exc),
                     hint="undone once Redis answers; nothing was sent")
         claim = Claim(job, 0, self._start.claim_id, self._lease_until)
-        self.while_leased(claim, lambda: self.svc.requeuer.requeue(
+        undone = self.while_leased(claim, lambda: self.svc.requeuer.requeue(
             job.id, allowed_from=[State.SENDING], countdown_s=1.0,
             note="start not confirmed: Redis went away", incr={"attempts": -1},
             set_fields={"calling": "0"}, claim=claim.token, durable=False))
-        return "start_lost"
+        return "start_lost" if undone else "skipped_start_lost"
+
+    def requeue_unsent(self, job: Job) -> str:
+        """A call of a batch that was never written (no free connection before the batch's
+        deadline, or a warm shutdown): queued again for a second later, the attempt and the
+        *calling* mark given back, as a rate-limit wait is."""
+        self.while_leased(self.claim, lambda: self.svc.requeuer.requeue(
+            job.id, allowed_from=[State.SENDING], countdown_s=1.0,
+            note="no connection to the provider free in time", incr={"attempts": -1},
+            set_fields={"calling": "0"}, claim=self.claim.token))
+        return "unsent"
 
     def not_replicated(self, job: Job, exc: NotReplicated) -> str:
         """start.lua's writes were not confirmed by replicas: undo this claim (see below)."""

@@ -157,3 +157,20 @@ def test_a_start_step_that_fails_part_way_is_undone(kirim: KirimClient, workers:
     assert kirim.store.states([ids[2]]) == [State.QUEUED]
     assert kirim.redis.zscore(kirim.store.keys.outbox, ids[2]) is not None
     assert sandbox.counts() == {("6281234000000", "partway 0"): 1}
+
+
+def test_calls_without_a_free_connection_in_time_are_queued_again(
+        kirim: KirimClient, workers: Workers, sandbox) -> None:  # type: ignore[no-untyped-def]
+    """One provider connection per worker process and a batch of 4 at 1.5 s per call: the
+    calls go one wave at a time, and those whose wave would start too late for the lease
+    are never written: queued again with their attempt given back, then sent once."""
+    sandbox.configure(latency_ms=1500)
+    ids = [a.id for a in kirim.send_many(_sms(4, "narrow"))]
+    workers.start(queues="sms", concurrency=1, extra_env={"KIRIM_NUSASMS_POOL_SIZE": "1"})
+    assert wait_states(kirim, ids, {State.SENT, State.DELIVERED}, timeout_s=60)
+    assert set(sandbox.counts().values()) == {1} and len(sandbox.counts()) == 4
+    notes = [e.get("note", "") for mid in ids
+             for e in kirim.store.get(mid).timeline]  # type: ignore[union-attr]
+    assert any("no connection to the provider free in time" in n for n in notes)
+    assert all(int(kirim.store.get(mid).get("attempts") or 0) == 1  # type: ignore[union-attr]
+               for mid in ids)

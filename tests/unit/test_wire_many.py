@@ -192,14 +192,31 @@ def test_nothing_to_send() -> None:
         assert http.post_many([]) == []
 
 
-def test_no_wave_starts_after_the_deadline(server: Server) -> None:
-    """A pool of 2 and 5 requests: the first wave goes (even past `not_after`, as a single
-    call would); the rest, whose waves would start after it, are never written and say
-    PoolTimeout (not sent: retried)."""
-    server.delay_s = 0.3
+def test_no_request_but_the_first_is_written_after_the_deadline(server: Server) -> None:
+    """Past `not_after` the very first request still goes (as a single call would); every
+    other one, in its wave or a later one, is never written and says PoolTimeout (not sent:
+    retried)."""
+    server.delay_s = 0.1
     with WireClient(1.0, 2.0, 2) as http:
         outcomes = http.post_many([(f"{server.url}/{i}", {}) for i in range(5)],
                                   not_after=time.monotonic() - 1.0)
+    assert _text(outcomes[0]) == "/0 "
+    assert [type(o) for o in outcomes[1:]] == [httpx.PoolTimeout] * 4
+    assert server.accepts == 1
+
+
+def test_a_later_wave_does_not_start_after_the_deadline(server: Server) -> None:
+    server.delay_s = 0.3
+    with WireClient(1.0, 2.0, 2) as http:
+        outcomes = http.post_many([(f"{server.url}/{i}", {}) for i in range(5)],
+                                  not_after=time.monotonic() + 0.1)
     assert [_text(o) for o in outcomes[:2]] == ["/0 ", "/1 "]
     assert [type(o) for o in outcomes[2:]] == [httpx.PoolTimeout] * 3
     assert server.accepts == 2
+
+
+def test_a_request_never_shows_its_form_in_a_repr() -> None:
+    from worker.nusasms.wire import _Request
+
+    request = _Request(("http", "h", 80), "h", "/", b"user=u&password=s3cret")
+    assert "s3cret" not in repr(request)

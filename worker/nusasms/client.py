@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from worker.nusasms.errors import NusaSMSError
+from worker.nusasms.errors import NusaSMSError, OutcomeUnknown
 from worker.nusasms.gsm7 import needs_unicode
 from worker.nusasms.replies import (
     parse_credits,
@@ -175,6 +175,9 @@ class NusaSMSClient:
                 results.append(self._many_result(operation, call, outcome, started))
             except NusaSMSError as exc:
                 results.append(exc)
+            except Exception as exc:  # a reply we failed to read: only this call's is lost
+                results.append(OutcomeUnknown(
+                    operation, f"the reply could not be read ({type(exc).__name__})"))
         return results
 
     def send_group(self, group: str, text: str) -> GroupResult:

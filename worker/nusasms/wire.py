@@ -30,7 +30,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.message import Message
 from types import TracebackType
 from typing import cast
@@ -64,7 +64,11 @@ class _Request:
     key: tuple[str, str, int]  # (scheme, host, port): the pool
     host: str  # the Host header
     target: str
-    body: bytes
+    body: bytes = field(repr=False)  # the form: it carries the account's password
+
+
+def _past(deadline: float | None) -> bool:
+    return deadline is not None and time.monotonic() > deadline
 
 
 # What post_many gives per request: the reply, or the httpx error post() would have raised.
@@ -119,8 +123,8 @@ class WireClient:
 
         In waves of one connection per request (as many as there are free pool slots, at
         least one): every request of a wave is written, then every reply read, each within
-        `read_timeout_s` of its own write. No wave but the first starts after `not_after` (a
-        time.monotonic() reading): the requests left get PoolTimeout (never written)."""
+        `read_timeout_s` of its own write. After `not_after` (a time.monotonic() reading) no
+        request is written but the very first: the rest get PoolTimeout (never written)."""
         outcomes: list[Outcome | None] = [None] * len(requests)
         pending: list[tuple[int, _Request]] = []
         for i, (url, data) in enumerate(requests):
@@ -130,7 +134,7 @@ class WireClient:
                 outcomes[i] = exc
         first = True
         while pending:
-            if not first and not_after is not None and time.monotonic() > not_after:
+            if not first and _past(not_after):
                 for i, _ in pending:
                     outcomes[i] = httpx.PoolTimeout(
                         "no free connection before the batch's deadline")
@@ -145,7 +149,8 @@ class WireClient:
             while slots < len(pending) and self._slots.acquire(blocking=False):
                 slots += 1
             try:
-                self._wave(pending[:slots], outcomes)
+                self._wave(pending[:slots], outcomes, None if first else not_after,
+                           not_after)
             finally:
                 for _ in range(slots):
                     self._slots.release()
@@ -153,12 +158,18 @@ class WireClient:
             first = False
         return cast(list[Outcome], outcomes)  # every request has its outcome now
 
-    def _wave(self, wave: list[tuple[int, _Request]], outcomes: list[Outcome | None]) -> None:
-        """Write every request of `wave`, then read every reply into `outcomes`."""
+    def _wave(self, wave: list[tuple[int, _Request]], outcomes: list[Outcome | None],
+              first_after: float | None, rest_after: float | None) -> None:
+        """Write every request of `wave`, then read every reply into `outcomes`; the first
+        request is not written after `first_after`, the others not after `rest_after`
+        (a connect can be slow: each of them is checked just before its own)."""
         sent: list[tuple[int, _Request, http.client.HTTPConnection, float]] = []
         read = 0
         try:
-            for i, request in wave:
+            for j, (i, request) in enumerate(wave):
+                if _past(first_after if j == 0 else rest_after):
+                    outcomes[i] = httpx.PoolTimeout("not written before the batch's deadline")
+                    continue
                 try:
                     conn = self._send(request)
                 except httpx.HTTPError as exc:
