@@ -165,7 +165,11 @@ class _Run:
         calling: list[tuple[SendPipeline, Job]] = []
         later: list[tuple[SendPipeline, Job, Started]] = []
         for (pipe, job), one in zip(pipes, started, strict=True):
-            if one.status == "calling":
+            if one.status == "error":  # its step raised in Lua: undo whatever of it ran
+                error = RuntimeError(f"start step failed: {one.detail}")
+                self.failed(job, error)
+                self.finish(job, self.guarded(job, partial(pipe.undo_start, job, error)))
+            elif one.status == "calling":
                 pipe.after_start(job, one)  # claimed and marked: nothing to write
                 calling.append((pipe, job))
             else:

@@ -320,6 +320,7 @@ class MessageStore:
             keys += k
             args += a
         replies = self.durability.run_script(self.redis, self._transition_many, keys, args)
+        # A move that raised in Lua ({-2, error}) is not moved; the others stand.
         return [Moved(int(r[0]) == 1, text(r[1]) or None) for r in replies]
 
     def move_spec(self, message_id: str, to: State, *, note: str = "",

@@ -9,7 +9,8 @@
 -- dispatch token, claim id, guard on, API), which take their places in a copy of the first's.
 -- ARGV[1] m, ARGV[2] nk, ARGV[3] na, ARGV[4 .. 3+na] the first's arguments, then 6 per
 -- message; KEYS[1 .. nk] the first's keys, then 5 per message.
--- Returns one start_message reply per message.
+-- Returns one start_message reply per message, or {"error", message} for one whose step
+-- raised (what it wrote before stands: the worker undoes its claim).
 local m, nk, na = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local n = tonumber(ARGV[3 + 7])
 local k, a = 5 + 2 * n, 7 + n
@@ -25,7 +26,14 @@ for i = 1, m do
   local kb, ab = nk + 5 * (i - 1), 3 + na + 6 * (i - 1)
   for j = 1, 5 do K[key_at[j]] = KEYS[kb + j] end
   for j = 1, 6 do A[arg_at[j]] = ARGV[ab + j] end
-  replies[i] = start_message(K, A, now, cache)
+  -- One message's error (a record that is not a hash, say) is its reply alone: the others
+  -- go on, and the batch's shared writes below are made whatever happened.
+  local ok, reply = pcall(start_message, K, A, now, cache)
+  if ok then
+    replies[i] = reply
+  else
+    replies[i] = {"error", type(reply) == "table" and reply.err or tostring(reply)}
+  end
 end
 gcra_flush(cache.rate, now)
 zflush(cache.z)

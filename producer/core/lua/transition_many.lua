@@ -4,7 +4,7 @@
 -- sorted-set writes made once per key.
 -- ARGV[1] m (moves), ARGV[2 .. 1+m] each move's argument count; KEYS: 3 per move, in order;
 -- then every move's arguments, in order.
--- Returns one transition reply per move.
+-- Returns one transition reply per move, or {-2, message} for one that raised.
 local m = tonumber(ARGV[1])
 local acc = {h = {}, z = {}}
 local replies = {}
@@ -14,7 +14,14 @@ for i = 1, m do
   local A = {}
   for j = 1, na do A[j] = ARGV[at + j] end
   at = at + na
-  replies[i] = transition({KEYS[k + 1], KEYS[k + 2], KEYS[k + 3]}, A, acc)
+  -- One move's error (a record that is not a hash, say) is its reply alone: the others
+  -- stand, and the batch's summed writes below are made whatever happened.
+  local ok, reply = pcall(transition, {KEYS[k + 1], KEYS[k + 2], KEYS[k + 3]}, A, acc)
+  if ok then
+    replies[i] = reply
+  else
+    replies[i] = {-2, type(reply) == "table" and reply.err or tostring(reply)}
+  end
 end
 transition_flush(acc)
 return replies
