@@ -3,8 +3,9 @@
 A batch task carries up to KIRIM_SEND_BATCH_SIZE messages of one lane (sms or wa; never an
 OTP), written by the enqueue path (producer/core/enqueue.py) in place of one task each. The
 batch shares the broker's per-task work (BRPOP, the unacked bookkeeping, the ack), one
-start step for all its messages (start_many.lua: each is claimed, reserved, rate-limited and
-marked *calling* on its own), its provider calls at once (as many in flight together as the
+start step for all its messages (start_many.lua: each is claimed, reserved and rate-limited
+on its own, then marked *calling* by mark.lua just before its own request is written), its
+provider calls at once (as many in flight together as the
 connection pool allows, so a batch costs about one provider latency, not one per message;
 a call that could not be written in time for its lease is queued again, unsent) and one
 step recording every `sent` (transition_many.lua). Everything else (a guard refusal, a
@@ -146,6 +147,9 @@ class _Run:
         """Start every message in one step, call the provider for all that may go at once,
         record every `sent` in one step; the rest go on one by one, as in a single task."""
         pipes = [(pipe, job) for pipe, job, _ in batch]
+        client = self.svc.client
+        if isinstance(client, NusaSMSClient):  # connect before the *calling* marks, not after
+            client.warm(len(batch))
         starts = [pipe.start_of(job, dispatch) for pipe, job, dispatch in batch]
         try:
             started = self.svc.starter.start_many(starts)
@@ -169,7 +173,7 @@ class _Run:
                 error = RuntimeError(f"start step failed: {one.detail}")
                 self.failed(job, error)
                 self.finish(job, self.guarded(job, partial(pipe.undo_start, job, error)))
-            elif one.status == "calling":
+            elif one.status in ("ready", "calling"):
                 pipe.after_start(job, one)  # claimed and marked: nothing to write
                 calling.append((pipe, job))
             else:
@@ -189,8 +193,9 @@ class _Run:
                                                            max(0.0, left_s))))
 
     def _call_all(self, calling: list[tuple[SendPipeline, Job]]) -> None:
-        """The provider calls of every message marked *calling*, at once; then their
-        records: every `sent` in one step, anything else one by one."""
+        """The provider calls of every message the start step readied, at once (each marked
+        *calling* just before its own write); then their records: every `sent` in one step,
+        anything else one by one."""
         client = self.svc.client
         assert isinstance(client, NusaSMSClient)
         # No later wave of calls starts so late that its replies could outlast the first
@@ -201,9 +206,19 @@ class _Run:
                      - settings.nusasms_connect_timeout_s - _LEASE_MARGIN_S)
         if SHUTTING_DOWN.is_set():  # what waits for a connection waits in the queue instead
             not_after = time.monotonic()
+        starter = self.svc.starter
+
+        def mark(i: int) -> bool:  # the *calling* mark, just before call i is written
+            pipe, job = calling[i]
+            try:
+                return starter.mark(job, pipe.claim.token, pipe.start.api)
+            except Exception as exc:  # not marked (Redis away, replicas silent): not called
+                log.warning("batch_mark_failed", message_id=job.id, error=type(exc).__name__)
+                return False
+
         try:
             results = client.send_many([_call_of(job) for _, job in calling],
-                                       not_after=not_after)
+                                       not_after=not_after, before_write=mark)
         except Exception as exc:  # a bug, not a reply: their leases run out into `unknown`
             log.error("batch_send_failed", error=type(exc).__name__, detail=str(exc)[:300])
             self.first_error = self.first_error or exc

@@ -42,6 +42,8 @@ log = structlog.get_logger("kirim.pipeline")
 
 # A rate-limit wait shorter than this is slept in the worker thread; a longer one requeues.
 MAX_RATE_SLEEP_S = 0.5
+# While Redis is away, a start step with no call behind it is undone as soon as it answers.
+UNDO_RETRY_S = 0.25
 # While Redis is away, a worker holding a provider reply retries its write this often.
 RECORD_RETRY_S = (0.2, 0.5, 1.0, 2.0)
 REDIS_DOWN = (RedisConnectionError, RedisTimeoutError)
@@ -147,27 +149,44 @@ class SendPipeline:
     def undo_start(self, job: Job, exc: Exception) -> str:
         """start.lua's reply was lost (Redis went away) or it failed part-way (a script
         error): it may or may not have run, and the provider was not called. Once Redis
-        answers (within the lease), this claim, if it ran, is undone: the message is queued
-        again with its *calling* mark cleared, instead of being left for the lease sweep to
-        call `unknown` without a call made."""
+        answers, this claim, if it ran, is undone: the message is queued again with its
+        *calling* mark cleared, instead of being left for the lease sweep to call `unknown`
+        without a call made."""
         log.warning("start_reply_lost", message_id=job.id, error=str(exc),
                     hint="undone once Redis answers; nothing was sent")
-        claim = Claim(job, 0, self._start.claim_id, self._lease_until)
-        undone = self.while_leased(claim, lambda: self.svc.requeuer.requeue(
-            job.id, allowed_from=[State.SENDING], countdown_s=1.0,
-            note="start not confirmed: Redis went away", incr={"attempts": -1},
-            set_fields={"calling": "0"}, claim=claim.token, durable=False))
+        undone = self._give_back(job, "start not confirmed: Redis went away")
         return "start_lost" if undone else "skipped_start_lost"
 
     def requeue_unsent(self, job: Job) -> str:
-        """A call of a batch that was never written (no free connection before the batch's
-        deadline, or a warm shutdown): queued again for a second later, the attempt and the
-        *calling* mark given back, as a rate-limit wait is."""
-        self.while_leased(self.claim, lambda: self.svc.requeuer.requeue(
-            job.id, allowed_from=[State.SENDING], countdown_s=1.0,
-            note="no connection to the provider free in time", incr={"attempts": -1},
-            set_fields={"calling": "0"}, claim=self.claim.token))
+        """A call of a batch that was never written (its *calling* mark not taken or not
+        confirmed, no free connection before the batch's deadline, a warm shutdown): queued
+        again for a second later, the attempt and the *calling* mark given back."""
+        self._give_back(job, "not called: queued again")
         return "unsent"
+
+    def _give_back(self, job: Job, note: str) -> bool:
+        """Requeue this claim's message, never called, as soon as Redis answers. Bound to the
+        claim's token, so it is safe past the lease too: it keeps trying (a lease and as long
+        again) to beat the lease sweep, which would call the message `unknown`."""
+        give_up_at = self._lease_until + self.svc.settings.send_lease_s
+        while True:
+            try:
+                return self.svc.requeuer.requeue(
+                    job.id, allowed_from=[State.SENDING], countdown_s=1.0, note=note,
+                    incr={"attempts": -1}, set_fields={"calling": "0"},
+                    claim=self._start.claim_id, durable=False)
+            except REDIS_DOWN as again:
+                if time.time() + UNDO_RETRY_S >= give_up_at:
+                    log.error("not_given_back", message_id=job.id, error=str(again),
+                              hint="nothing was sent; the lease sweep may show it `unknown`:"
+                                   " resend it (`kirim settle <id> --as resend`)")
+                    raise
+                time.sleep(UNDO_RETRY_S)
+
+    @property
+    def start(self) -> Start:
+        """This task's claim of its message, as start_of made it."""
+        return self._start
 
     def not_replicated(self, job: Job, exc: NotReplicated) -> str:
         """start.lua's writes were not confirmed by replicas: undo this claim (see below)."""

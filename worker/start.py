@@ -9,6 +9,7 @@ point exactly as it did with the separate scripts.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -22,13 +23,14 @@ from worker.ratelimit import RateLimiter
 
 _US_PER_S = 1_000_000
 # start.lua's replies when it claimed the message (anything else is claim.lua's refusal).
-CLAIMED = frozenset({"calling", "guard", "wait"})
+CLAIMED = frozenset({"calling", "ready", "guard", "wait"})
 
 
 @dataclass(frozen=True)
 class Started:
-    """How far a start got: `status` is "calling" (go), "guard" (claimed; the guard said
-    not now: `refusal`), "wait" (claimed and reserved; the rate limit says wait `wait_s`),
+    """How far a start got: `status` is "calling" (go), "ready" (a batch's: claimed, slot
+    taken, to be marked just before its call: SendStarter.mark), "guard" (claimed; the guard
+    said not now: `refusal`), "wait" (claimed and reserved; the rate limit says wait `wait_s`),
     or claim.lua's refusal ("paused", "stale", "state", "missing") with its `detail`."""
 
     status: str
@@ -57,6 +59,7 @@ class SendStarter:
             libraries + "\n" + lua.source(lua.WORKER, "start_run"))
         self._many = store.redis.register_script(
             libraries + "\n" + lua.source(lua.WORKER, "start_many"))
+        self._mark = lua.register(store.redis, "gcra", "mark", package=lua.WORKER)
 
     def start(self, job: Job, lease_s: float, dispatch: str, claim_id: str, api: str = ""
               ) -> Started:
@@ -99,6 +102,15 @@ class SendStarter:
             self.store.redis, self._many, [*keys0, *own_keys],
             [len(specs), len(keys0), len(args0), *args0, *own_args])
         return [_started(reply) for reply in replies]
+
+    def mark(self, job: Job, claim_id: str, api: str = "") -> bool:
+        """The *calling* mark of a batch's "ready" message (mark.lua), just before its call:
+        True when marked, False when `claim_id` no longer holds a live lease. Raises
+        NotReplicated when replicas did not confirm it."""
+        reply = self.store.durability.run_script(
+            self.store.redis, self._mark, [self.store.keys.message(job.id)],
+            [claim_id, f"{time.time() * _US_PER_S:.0f}", api])
+        return text(reply) == "calling"
 
     def _spec(self, job: Job, lease_s: float, dispatch: str, claim_id: str, api: str
               ) -> tuple[list[Any], list[Any]]:
@@ -143,7 +155,7 @@ class Start:
 
 def _started(reply: list[Any]) -> Started:
     status = text(reply[0])
-    if status == "calling":
+    if status in ("calling", "ready"):
         return Started(status, int(reply[1]))
     if status == "wait":
         return Started(status, int(reply[1]), wait_s=int(reply[2]) / _US_PER_S)

@@ -145,7 +145,7 @@ class Settings(BaseSettings):
     # Messages enqueued together (send_many, the API's batches and its group commit) travel
     # as kirim.send_batch tasks of up to this many per queue (sms, wa; an OTP never waits in
     # one): the broker's per-task work is shared by all of them. 1 = one task per message.
-    send_batch_size: int = Field(16, ge=1, le=100)
+    send_batch_size: int = Field(8, ge=1, le=100)
     # How long beat waits for an unreachable Redis before it exits (worker/beat.py).
     beat_redis_wait_s: float = Field(300.0, gt=0)
 

@@ -220,3 +220,21 @@ def test_a_request_never_shows_its_form_in_a_repr() -> None:
 
     request = _Request(("http", "h", 80), "h", "/", b"user=u&password=s3cret")
     assert "s3cret" not in repr(request)
+
+
+def test_warm_opens_idle_connections_that_post_many_then_uses(server: Server) -> None:
+    def accepted(n: int) -> bool:  # the server's threads count a connection a moment later
+        deadline = time.monotonic() + 2.0
+        while server.accepts < n and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.05)
+        return server.accepts == n
+
+    with WireClient(1.0, 2.0, 4) as http:
+        http.warm(server.url, 6)  # at most the pool's 4
+        assert accepted(4)
+        http.warm(server.url, 3)  # enough idle already: nothing more
+        assert accepted(4)
+        outcomes = http.post_many([(f"{server.url}/{i}", {}) for i in range(4)])
+    assert [_text(o) for o in outcomes] == [f"/{i} " for i in range(4)]
+    assert server.accepts == 4  # written on the warmed connections

@@ -16,6 +16,7 @@
 -- clock; claim.lua's reply unless claimed; then {"calling", attempts}
 --   | {"guard", attempts, reason, retry_us} (claimed, nothing reserved)
 --   | {"wait", attempts, wait_us} (claimed and reserved, no slot taken, not calling)
+--   | {"ready", attempts} (a batch's: claimed, reserved, slot taken, not yet calling)
 local function start_message(K, A, now, cache)
   -- The lease end is the worker's clock; a worker whose clock is behind Redis's by more than
   -- the lease would call on a lease the sweeps already see as over: it claims nothing.
@@ -43,5 +44,7 @@ local function start_message(K, A, now, cache)
   local wait = gcra(K[k + 4], tonumber(A[a + 5]), tonumber(A[a + 6]), now,
                     cache and cache.rate)
   if wait > 0 then return {"wait", claimed(nil), wait} end
+  -- A batch marks each message just before its request is written (mark.lua), not here.
+  if cache and cache.mark_later then return {"ready", claimed(nil)} end
   return {"calling", claimed(calling_fields(now, A[a + 7]))}
 end

@@ -1,6 +1,7 @@
 -- The start of each send of a batch, in one atomic step (start.lua and its libraries
--- prepended): worker/start.py. Each message is claimed, reserved, rate-limited and marked
--- *calling* on its own, exactly as start_run.lua would, one after the other; the batch
+-- prepended): worker/start.py. Each message is claimed, reserved and rate-limited on its
+-- own, exactly as start_run.lua would, one after the other, and left "ready": its *calling*
+-- mark comes just before its request is written (mark.lua, one message at a time). The batch
 -- shares one read of Redis's clock, of each circuit and of the limiter, one write of the
 -- limiter, and one ZADD to the lease index and one ZREM from the outbox.
 -- The first message's keys and arguments come whole (start.lua's layout: `nk` keys, `na`
@@ -17,7 +18,7 @@ local k, a = 5 + 2 * n, 7 + n
 local key_at = {1, 2, k + 1, k + 2, k + 3}
 local arg_at = {1, 4, 5, 6, a + 1, a + 7}
 local now = now_us("")
-local cache = {circuits = {}, rate = {}, z = {}}
+local cache = {circuits = {}, rate = {}, z = {}, mark_later = true}
 local replies = {}
 for i = 1, m do
   local K, A = {}, {}

@@ -11,7 +11,7 @@ goes wrong is a `NusaSMSError` whose `.action` says what to do.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
 from urllib.parse import urlsplit
@@ -156,19 +156,26 @@ class NusaSMSClient:
         """Whether `send_many` has its calls in flight together (not over a proxy)."""
         return isinstance(self._http, WireClient)
 
-    def send_many(self, calls: Sequence[SendCall], *, not_after: float | None = None
+    def warm(self, n: int) -> None:
+        """Have `n` connections to the provider open and idle before a send_many."""
+        if isinstance(self._http, WireClient):
+            self._http.warm(self._config.base_url + SEND_SMS_PATH, n)
+
+    def send_many(self, calls: Sequence[SendCall], *, not_after: float | None = None,
+                  before_write: Callable[[int], bool] | None = None
                   ) -> list[SendResult | NusaSMSError]:
         """Send every call at once (`WireClient.post_many`); per call, in order, what
         send_sms(gsm, text, otp=otp) or send_wa(gsm, text) would return or raise. Over an
         httpx.Client (a proxy) the calls go one after the other. A call not yet written by
-        `not_after` (time.monotonic()) is not made: its error is PoolTimeout's (not sent)."""
+        `not_after` (time.monotonic()) is not made: its error is PoolTimeout's (not sent);
+        nor is call i when `before_write(i)`, asked just before its write, says False."""
         if not isinstance(self._http, WireClient):
             return [self._send_one(call) for call in calls]
         plans = [self._plan(call) for call in calls]
         started = time.perf_counter()
         outcomes = self._http.post_many(
             [(self._config.base_url + path, form) for _, path, form in plans],
-            not_after=not_after)
+            not_after=not_after, before_write=before_write)
         results: list[SendResult | NusaSMSError] = []
         for call, (operation, _, _), outcome in zip(calls, plans, outcomes, strict=True):
             try:

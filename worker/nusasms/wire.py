@@ -29,9 +29,10 @@ import ssl
 import threading
 import time
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from email.message import Message
+from functools import partial
 from types import TracebackType
 from typing import cast
 from urllib.parse import urlencode, urlsplit
@@ -116,15 +117,37 @@ class WireClient:
         finally:
             self._slots.release()
 
+    def warm(self, url: str, n: int) -> None:
+        """Open idle connections to `url`'s host until `n` (at most pool_size) are idle, so a
+        post_many right after writes its requests at once instead of connecting first (the
+        send path marks messages *calling* between the two: the shorter the gap, the fewer
+        a crash leaves `unknown` without a call). A connect that fails is left for the
+        calls themselves to meet."""
+        try:
+            key = self._request(url, {}).key
+        except (httpx.UnsupportedProtocol, httpx.InvalidURL):
+            return
+        with self._lock:
+            idle = len(self._idle.get(key, []))
+        for _ in range(min(n, self.pool_size) - idle):
+            try:
+                conn = self._connect(key)
+            except httpx.HTTPError:
+                return
+            self._release(key, conn)
+
     def post_many(self, requests: Sequence[tuple[str, Mapping[str, str]]], *,
-                  not_after: float | None = None) -> list[Outcome]:
+                  not_after: float | None = None,
+                  before_write: Callable[[int], bool] | None = None) -> list[Outcome]:
         """POST each (url, form) as `post` would, all at once from this thread; per request, in
         order, the reply or the exception `post` would have raised. Raises for none of them.
 
         In waves of one connection per request (as many as there are free pool slots, at
         least one): every request of a wave is written, then every reply read, each within
         `read_timeout_s` of its own write. After `not_after` (a time.monotonic() reading) no
-        request is written but the very first: the rest get PoolTimeout (never written)."""
+        request is written but the very first: the rest get PoolTimeout (never written).
+        `before_write(i)`, if given, is asked with request i's connection in hand, just
+        before its write: False leaves it unwritten (PoolTimeout)."""
         outcomes: list[Outcome | None] = [None] * len(requests)
         pending: list[tuple[int, _Request]] = []
         for i, (url, data) in enumerate(requests):
@@ -150,7 +173,7 @@ class WireClient:
                 slots += 1
             try:
                 self._wave(pending[:slots], outcomes, None if first else not_after,
-                           not_after)
+                           not_after, before_write)
             finally:
                 for _ in range(slots):
                     self._slots.release()
@@ -159,7 +182,8 @@ class WireClient:
         return cast(list[Outcome], outcomes)  # every request has its outcome now
 
     def _wave(self, wave: list[tuple[int, _Request]], outcomes: list[Outcome | None],
-              first_after: float | None, rest_after: float | None) -> None:
+              first_after: float | None, rest_after: float | None,
+              before_write: Callable[[int], bool] | None = None) -> None:
         """Write every request of `wave`, then read every reply into `outcomes`; the first
         request is not written after `first_after`, the others not after `rest_after`
         (a connect can be slow: each of them is checked just before its own)."""
@@ -171,7 +195,8 @@ class WireClient:
                     outcomes[i] = httpx.PoolTimeout("not written before the batch's deadline")
                     continue
                 try:
-                    conn = self._send(request)
+                    conn = self._send(request, None if before_write is None
+                                      else partial(before_write, i))
                 except httpx.HTTPError as exc:
                     outcomes[i] = exc
                 else:
@@ -201,9 +226,21 @@ class WireClient:
         return _Request((parts.scheme, parts.hostname, port), parts.netloc.rpartition("@")[2],
                         target, urlencode(data).encode())
 
-    def _send(self, request: _Request) -> http.client.HTTPConnection:
-        """A connection with `request` written on it (closed again if the write fails)."""
+    def _send(self, request: _Request, go: Callable[[], bool] | None = None
+              ) -> http.client.HTTPConnection:
+        """A connection with `request` written on it (closed again if the write fails);
+        `go()`, if given, is asked once the connection is in hand: False writes nothing
+        (PoolTimeout) and the connection goes back to the pool."""
         conn = self._reuse(request.key) or self._connect(request.key)
+        if go is not None:
+            try:
+                going = go()
+            except BaseException:
+                self._release(request.key, conn)
+                raise
+            if not going:
+                self._release(request.key, conn)
+                raise httpx.PoolTimeout("not written: the caller withdrew it")
         try:
             try:
                 conn.putrequest("POST", request.target, skip_host=True,
