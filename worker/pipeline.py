@@ -171,10 +171,7 @@ class SendPipeline:
         give_up_at = self._lease_until + self.svc.settings.send_lease_s
         while True:
             try:
-                return self.svc.requeuer.requeue(
-                    job.id, allowed_from=[State.SENDING], countdown_s=1.0, note=note,
-                    incr={"attempts": -1}, set_fields={"calling": "0"},
-                    claim=self._start.claim_id, durable=False)
+                return self._requeue_uncalled(job, self._start.claim_id, note)
             except REDIS_DOWN as again:
                 if time.time() + UNDO_RETRY_S >= give_up_at:
                     log.error("not_given_back", message_id=job.id, error=str(again),
@@ -236,10 +233,16 @@ class SendPipeline:
         # failover loses it, the lease sweep settles the claim it undid).
         # Its *calling* mark goes too: no call was made, so a lease sweep that meets this
         # claim again (if a failover lost the undo) must requeue it, not make it `unknown`.
-        self.svc.requeuer.requeue(job.id, allowed_from=[State.SENDING], countdown_s=1.0,
-                                  note="replication not confirmed", incr={"attempts": -1},
-                                  set_fields={"calling": "0"}, claim=token, durable=False)
+        self._requeue_uncalled(job, token, "replication not confirmed")
         return "not_replicated"
+
+    def _requeue_uncalled(self, job: Job, token: str, note: str) -> bool:
+        """Queued again for a second later, if claim `token` still holds it: a claim whose
+        provider call was never made gives back its attempt and its *calling* mark. Not
+        waited for by replicas (an undo whose loss the lease sweep repairs)."""
+        return self.svc.requeuer.requeue(
+            job.id, allowed_from=[State.SENDING], countdown_s=1.0, note=note,
+            incr={"attempts": -1}, set_fields={"calling": "0"}, claim=token, durable=False)
 
     def _otp_expired(self, job: Job) -> bool:
         """Expire an OTP past its validity (freeing its guard slot); True if it did."""
