@@ -116,21 +116,23 @@ class SendStarter:
               ) -> tuple[list[Any], list[Any]]:
         keys, args = self.store.claim_spec(job.id, lease_s, dispatch, job.channel, claim_id)
         if self.guard is not None and job.to is not None:
-            guard_keys, limits = self.guard.check_spec(route_for(job.channel), job.to,
-                                                       job.text_hash)
+            # [recipient key, block key], [text hash, window, same-text, per-recipient limit]
+            guard_keys, guard_args = self.guard.check_spec(route_for(job.channel), job.to,
+                                                           job.text_hash)
             guard_on = "1"
         else:  # no guard (or a group send): placeholders the script does not touch
-            guard_keys, limits, guard_on = [keys[0]] * 3, ["0", "0", "0"], "0"
+            guard_keys, guard_args, guard_on = [keys[0]] * 2, ["", "0", "0", "0"], "0"
         return ([*keys, *guard_keys, self.limiter.key],
-                [*args, guard_on, *limits, self.limiter.interval_us, self.limiter.tolerance_us,
-                 api])
+                [*args, guard_on, *guard_args, self.limiter.interval_us,
+                 self.limiter.tolerance_us, api])
 
 
 def _own_slots(n: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """Where a message's own keys and arguments sit in start.lua's layout (0-based; `n`
-    circuits): record, timeline, the guard's three keys; id, lease end, dispatch token,
-    claim id, guard on, API. start_many.lua puts them in the same places."""
-    return (0, 1, 5 + 2 * n, 6 + 2 * n, 7 + 2 * n), (0, 3, 4, 5, 7 + n, 13 + n)
+    circuits): record, timeline, the guard's recipient and block keys; id, lease end,
+    dispatch token, claim id, guard on, text hash, API. start_many.lua puts them in the same
+    places."""
+    return (0, 1, 5 + 2 * n, 6 + 2 * n), (0, 3, 4, 5, 7 + n, 8 + n, 14 + n)
 
 
 def _shared(keys: list[Any], args: list[Any]) -> tuple[Any, ...]:

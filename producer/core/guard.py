@@ -1,9 +1,11 @@
 """The recipient guard: keeps sends under NusaSMS's -77 (same text) and -78 (per number) caps.
 
-Each recipient has two rolling windows in Redis (sorted sets, member = message id, score =
-microseconds since the epoch): one per (route, recipient, text hash) and one per (route,
-recipient). The worker calls `reserve` right before the provider call (check and reserve in
-one Lua script, so any number of workers stay within the limits); at enqueue time the same
+Each recipient has two rolling windows in one Redis sorted set per (route, recipient)
+(member = "<text hash>:<message id>", score = microseconds since the epoch): the same-text
+window counts the members of one text hash, the per-recipient window all of them but the
+provider's -77 fill (`fill_text`). The worker calls `reserve` right before the provider call
+(check and reserve in one Lua script, so any number of workers stay within the limits):
+ZRANGEBYSCORE, GET (the block), ZADD, PEXPIRE in the common case. At enqueue time the same
 read-only check (`guard_check.lua`) runs inside the producer's accept script for fast
 feedback (`peek` is that check on its own), and never writes. After the provider itself
 answers -77/-78, `block` stops the recipient until a time.
@@ -99,20 +101,23 @@ class RecipientGuard:
 
         The send path makes this same reservation inside worker/lua/start.lua (one library,
         guard_reserve.lua); this entry runs it alone, at a given time (`now`) if asked."""
-        args = [message_id, _now_arg(now), *self._limit_args()]
-        return decision_of(self._run(self._reserve, route, recipient, text_hash, args))
+        args = [message_id, text_hash, _now_arg(now), *self._limit_args()]
+        return decision_of(self._run(self._reserve, route, recipient, args))
 
     def peek(
         self, route: str, recipient: str, text_hash: str, now: float | None = None
     ) -> GuardDecision:
         """What `reserve` would answer now, without writing anything."""
-        args = [_now_arg(now), *self._limit_args()]
-        return decision_of(self._run(self._peek, route, recipient, text_hash, args))
+        args = [text_hash, _now_arg(now), *self._limit_args()]
+        return decision_of(self._run(self._peek, route, recipient, args))
 
     def check_spec(self, route: str, recipient: str, text_hash: str
                    ) -> tuple[list[str], list[str]]:
-        """Keys and limit arguments for a `guard_check` run inside another script (accept.lua)."""
-        return self._keys_for(route, recipient, text_hash), [str(a) for a in self._limit_args()]
+        """Keys and arguments for a `guard_check` (or `guard_reserve`) run inside another
+        script (accept.lua, worker/lua/start.lua): keys [guard_recipient, guard_block],
+        arguments [text_hash, window_us, same_text_limit, per_recipient_limit]."""
+        return (self._keys_for(route, recipient),
+                [text_hash, *(str(a) for a in self._limit_args())])
 
     def release(self, message_id: str, route: str, recipient: str, text_hash: str) -> None:
         """Uncount a reserved message the provider did not take."""
@@ -125,8 +130,7 @@ class RecipientGuard:
              ) -> list[tuple[str, str]]:
         """The (window key, member) pairs that count one message: what `release` removes,
         for a caller that removes them inside another atomic step."""
-        return [(self._keys.guard_text(route, recipient, text_hash), message_id),
-                (self._keys.guard_recipient(route, recipient), message_id)]
+        return [(self._keys.guard_recipient(route, recipient), f"{text_hash}:{message_id}")]
 
     def fill_text(self, route: str, recipient: str, text_hash: str) -> None:
         """Count this text to this recipient as at its cap for a whole window from now.
@@ -134,11 +138,14 @@ class RecipientGuard:
         After the provider itself answered -77 (its count is ahead of ours: another system
         shares the account, or its day is not ours), every queued copy of the text is then
         deferred by the guard, as our own count would have done, instead of being sent and
-        refused one by one.
+        refused one by one. The fill entries ("<text_hash>:provider-77:<i>") count in the
+        text's window only, not in the recipient's: they stand for sends the provider counted,
+        not ours.
         """
-        key = self._keys.guard_text(route, recipient, text_hash)
+        key = self._keys.guard_recipient(route, recipient)
         now_us = round(time.time() * _US_PER_S)
-        fill = {f"provider-77:{i}": now_us for i in range(self._limits.same_text_limit)}
+        fill = {f"{text_hash}:provider-77:{i}": now_us
+                for i in range(self._limits.same_text_limit)}
         with self._redis.pipeline(transaction=True) as pipe:
             pipe.zadd(key, fill)
             pipe.pexpire(key, self._limits.window_s * 1000 + 10)
@@ -154,14 +161,10 @@ class RecipientGuard:
         return [limits.window_s * _US_PER_S, limits.same_text_limit, limits.per_recipient_limit]
 
     def _run(
-        self, script: Script, route: str, recipient: str, text_hash: str, args: list[Any],
-        client: Any = None,
+        self, script: Script, route: str, recipient: str, args: list[Any], client: Any = None,
     ) -> list[Any]:
-        return script(keys=self._keys_for(route, recipient, text_hash), args=args, client=client)
+        return script(keys=self._keys_for(route, recipient), args=args, client=client)
 
-    def _keys_for(self, route: str, recipient: str, text_hash: str) -> list[str]:
-        return [
-            self._keys.guard_text(route, recipient, text_hash),
-            self._keys.guard_recipient(route, recipient),
-            self._keys.guard_block(route, recipient),
-        ]
+    def _keys_for(self, route: str, recipient: str) -> list[str]:
+        return [self._keys.guard_recipient(route, recipient),
+                self._keys.guard_block(route, recipient)]

@@ -39,12 +39,10 @@ class Keys:
         """String: an API key's GCRA limiter (its theoretical arrival time, µs)."""
         return f"{self.prefix}:keyrate:{key_name}"
 
-    def guard_text(self, route: str, recipient: str, text_hash: str) -> str:
-        """Sorted set: sends of one text to one recipient on a route in the rolling window."""
-        return f"{self.prefix}:guard:t:{route}:{recipient}:{text_hash}"
-
     def guard_recipient(self, route: str, recipient: str) -> str:
-        """Sorted set: sends to one recipient on a route in the rolling window."""
+        """Sorted set: sends to one recipient on a route in the rolling window (member
+        "<text_hash>:<message id>", or "<text_hash>:provider-77:<i>" after a -77; score: µs),
+        both the recipient's window and each of its texts' (producer/core/guard.py)."""
         return f"{self.prefix}:guard:r:{route}:{recipient}"
 
     def guard_block(self, route: str, recipient: str) -> str:

@@ -54,7 +54,8 @@ class Admit:
     dispatch: str
     queue: str
     outbox_due: float  # outbox score of a queued message: when the sweeper checks it
-    guard: tuple[list[str], list[str]] | None  # RecipientGuard.check_spec, None = no guard
+    # RecipientGuard.check_spec (2 keys; text hash + 3 limits), None = no guard
+    guard: tuple[list[str], list[str]] | None
     # False when a kirim.send_batch task pushed after it carries it (enqueue.py).
     own_task: bool = True
 
@@ -208,7 +209,9 @@ class MessageStore:
         job = item.job
         idem = job.idempotency_key
         idem_key = self.keys.idempotency(job.source, idem) if idem else self.keys.message(job.id)
-        guard_keys, guard_args = item.guard or ([self.keys.message(job.id)] * 3, ["0", "0", "0"])
+        # No guard: placeholders accept.lua does not touch (ARGV[7] is "0").
+        guard_keys, guard_args = item.guard or ([self.keys.message(job.id)] * 2,
+                                                ["", "0", "0", "0"])
         fields: tuple[str, ...] = (
             "id", job.id, "channel", job.channel.value, "to", job.to or "",
             "group", job.group or "", "text_hash", job.text_hash, "parts", str(job.parts),

@@ -18,6 +18,7 @@ from producer.core.errors import RecipientLimited
 from producer.core.guard import GuardDecision, GuardLimits, RecipientGuard, route_for
 from producer.core.keys import Keys
 from producer.core.segments import text_hash
+from tests.support.processes import RedisServer
 
 BASE = 1_700_000_000.0  # a fixed "now" for tests that pass time explicitly
 DAY = 86400
@@ -108,8 +109,104 @@ def test_reserve_prunes_entries_that_left_the_window(redis):
     assert redis.zcard(KEYS.guard_recipient("sms", RCPT)) == 4
     guard.reserve(new_id(), "sms", RCPT, HASH_A, now=BASE + 101.5)
     # BASE + 2 and the two new ones
-    assert redis.zcard(KEYS.guard_text("sms", RCPT, HASH_A)) == 3
     assert redis.zcard(KEYS.guard_recipient("sms", RCPT)) == 3
+
+
+# --- one sorted set per recipient: its texts, the provider's -77 fill, its cost ---------
+
+def test_texts_share_the_recipient_window_and_each_counts_only_its_own(redis):
+    """Every text to a recipient counts in the recipient's window; a text's own cap counts
+    the entries of its hash only (not those of a hash it is a prefix of)."""
+    guard = RecipientGuard(redis, KEYS, GuardLimits(same_text_limit=2, per_recipient_limit=5))
+    short = HASH_A[:15]  # "aaa…a" (15): its entries must not count for HASH_A, nor theirs for it
+    assert guard.reserve("a1", "sms", RCPT, HASH_A, now=BASE).allowed
+    assert guard.reserve("a2", "sms", RCPT, HASH_A, now=BASE + 1).allowed
+    assert guard.reserve("a3", "sms", RCPT, HASH_A, now=BASE + 2) == GuardDecision(
+        False, "same_text", BASE + DAY)
+    assert guard.peek("sms", RCPT, HASH_B, now=BASE + 2).allowed
+    assert guard.reserve("s1", "sms", RCPT, short, now=BASE + 3).allowed
+    assert guard.reserve("b1", "sms", RCPT, HASH_B, now=BASE + 4).allowed
+    assert guard.reserve("s2", "sms", RCPT, short, now=BASE + 5).allowed
+    # Five sends of three texts fill the recipient's window: a fourth text is refused, and
+    # a text at its own cap too, for whichever frees last.
+    assert guard.reserve("c1", "sms", RCPT, "c" * 16, now=BASE + 6) == GuardDecision(
+        False, "per_recipient", BASE + DAY)
+    assert guard.reserve("s3", "sms", RCPT, short, now=BASE + 6) == GuardDecision(
+        False, "same_text", BASE + 3 + DAY)
+    assert redis.zrange(KEYS.guard_recipient("sms", RCPT), 0, -1) == [
+        f"{HASH_A}:a1", f"{HASH_A}:a2", f"{short}:s1", f"{HASH_B}:b1", f"{short}:s2"]
+    # When A's oldest leaves, A's window and the recipient's have room again.
+    assert guard.reserve("a3", "sms", RCPT, HASH_A, now=BASE + DAY).allowed
+
+
+def test_the_providers_fill_stops_its_text_but_counts_no_send_to_the_recipient(redis):
+    """After a -77, `fill_text` puts the text at its cap for a window; those entries are not
+    sends, so the recipient's other texts still have the whole per-recipient allowance."""
+    guard = RecipientGuard(redis, KEYS, GuardLimits(same_text_limit=3, per_recipient_limit=4))
+    key = KEYS.guard_recipient("sms", RCPT)
+    assert guard.reserve("m1", "sms", RCPT, HASH_A).allowed
+    filled_at = time.time()
+    guard.fill_text("sms", RCPT, HASH_A)
+    assert set(redis.zrange(key, 0, -1)) == {
+        f"{HASH_A}:m1", *(f"{HASH_A}:provider-77:{i}" for i in range(3))}
+    assert 86_390_000 < redis.pttl(key) <= 86_400_010
+    refused = guard.peek("sms", RCPT, HASH_A)
+    assert refused.reason == "same_text"
+    assert refused.retry_at == pytest.approx(filled_at + DAY, abs=1)
+    assert guard.reserve("m2", "sms", RCPT, HASH_A).reason == "same_text"
+    # m1 and three more sends of other texts make the recipient's four.
+    for i in range(3):
+        assert guard.reserve(f"o{i}", "sms", RCPT, f"{i:016x}").allowed
+    assert guard.reserve("o3", "sms", RCPT, HASH_B).reason == "per_recipient"
+    assert redis.zcard(key) == 7
+
+
+def test_entries_of_the_layout_before_one_key_per_recipient_count_per_recipient(redis):
+    """Upgrade: members that are plain message ids (written before the text hash joined
+    them) still count in the recipient's window, and for no text."""
+    key = KEYS.guard_recipient("sms", RCPT)
+    redis.zadd(key, {"old1": BASE * 1e6, "old2": (BASE + 1) * 1e6})
+    guard = RecipientGuard(redis, KEYS, GuardLimits(same_text_limit=1, per_recipient_limit=3))
+    assert guard.reserve("m1", "sms", RCPT, HASH_A, now=BASE + 2).allowed
+    assert guard.reserve("m2", "sms", RCPT, HASH_B, now=BASE + 3) == GuardDecision(
+        False, "per_recipient", BASE + DAY)
+    assert guard.reserve("m2", "sms", RCPT, HASH_B, now=BASE + DAY).allowed
+
+
+def _commands_run(client: redis_lib.Redis) -> dict[str, int]:
+    """Redis's count of calls per command so far (INFO commandstats)."""
+    stats: dict[str, dict[str, Any]] = client.info("commandstats")  # type: ignore[assignment]
+    return {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()}
+
+
+def test_a_reservation_costs_four_commands(tmp_path):
+    """The common reservation runs ZRANGEBYSCORE, GET, ZADD, PEXPIRE inside its script,
+    nothing else; one in eight also prunes; a redelivered message within the window only
+    reads. Counted on a Redis of the test's own, so no other client adds to the counts."""
+    (tmp_path / "redis").mkdir()
+    server = RedisServer(tmp_path / "redis").start()
+    client = redis_lib.Redis.from_url(server.url, decode_responses=True)
+    try:
+        guard = RecipientGuard(client, KEYS, GuardLimits())
+        guard.reserve("warm", "sms", "+6280000000000", HASH_A, now=BASE + 1e-6)  # SCRIPT LOAD
+
+        def commands(message_id: str, recipient: str, now: float) -> dict[str, int]:
+            before = _commands_run(client)
+            assert guard.reserve(message_id, "sms", recipient, HASH_A, now=now).allowed
+            after = _commands_run(client)
+            delta = {name: calls - before.get(name, 0) for name, calls in after.items()}
+            return {name: n for name, n in delta.items()
+                    if n and name not in ("evalsha", "info")}
+
+        # BASE is a whole number of seconds: BASE + 3 µs is no multiple of 8, so no pruning.
+        four = {"zrangebyscore": 1, "get": 1, "zadd": 1, "pexpire": 1}
+        assert commands("m1", RCPT, BASE + 3e-6) == four
+        assert commands("m1", RCPT, BASE + 5e-6) == {"zrangebyscore": 1, "get": 1}
+        assert commands("m2", RCPT, BASE + 7e-6) == four  # another message, same key set
+        assert commands("m3", "+6280000000001", BASE + 8e-6) == {**four, "zremrangebyscore": 1}
+    finally:
+        client.close()
+        server.stop()
 
 
 def test_reserving_the_same_message_twice_counts_once(redis):
@@ -120,8 +217,8 @@ def test_reserving_the_same_message_twice_counts_once(redis):
     # Full now, but a redelivery of a message already counted still goes.
     assert guard.reserve("m1", "sms", RCPT, HASH_A, now=BASE + 3).allowed
     assert not guard.reserve("m3", "sms", RCPT, HASH_A, now=BASE + 3).allowed
-    assert redis.zrange(KEYS.guard_text("sms", RCPT, HASH_A), 0, -1, withscores=True) == [
-        ("m1", BASE * 1e6), ("m2", (BASE + 2) * 1e6)
+    assert redis.zrange(KEYS.guard_recipient("sms", RCPT), 0, -1, withscores=True) == [
+        (f"{HASH_A}:m1", BASE * 1e6), (f"{HASH_A}:m2", (BASE + 2) * 1e6)
     ]
 
 
@@ -130,7 +227,7 @@ def test_release_frees_the_slot(redis):
     assert guard.reserve("m1", "sms", RCPT, HASH_A, now=BASE).allowed
     assert not guard.reserve("m2", "sms", RCPT, HASH_A, now=BASE + 1).allowed
     guard.release("m1", "sms", RCPT, HASH_A)
-    assert redis.dbsize() == 0  # both sets emptied, so both keys are gone
+    assert redis.dbsize() == 0  # the set emptied, so its key is gone
     assert guard.reserve("m2", "sms", RCPT, HASH_A, now=BASE + 2).allowed
 
 
@@ -191,8 +288,9 @@ def test_peek_writes_nothing_and_agrees_with_reserve(redis):
 def test_keys_expire_with_the_window(redis):
     guard = RecipientGuard(redis, KEYS, GuardLimits(window_s=3600))
     guard.reserve(new_id(), "sms", RCPT, HASH_A)
-    for key in (KEYS.guard_text("sms", RCPT, HASH_A), KEYS.guard_recipient("sms", RCPT)):
-        assert 3_590_000 < redis.pttl(key) <= 3_600_010
+    key = KEYS.guard_recipient("sms", RCPT)
+    assert redis.keys("*") == [key]  # one key per recipient, whatever the text
+    assert 3_590_000 < redis.pttl(key) <= 3_600_010
 
 
 def test_a_window_of_one_second_disappears_from_redis(redis):
@@ -201,7 +299,7 @@ def test_a_window_of_one_second_disappears_from_redis(redis):
     assert not guard.reserve(new_id(), "sms", RCPT, HASH_A).allowed
     time.sleep(1.05)
     # EXISTS, not DBSIZE: DBSIZE still counts keys expired but not yet collected.
-    assert not redis.exists(KEYS.guard_text("sms", RCPT, HASH_A), KEYS.guard_recipient("sms", RCPT))
+    assert not redis.exists(KEYS.guard_recipient("sms", RCPT))
     assert guard.reserve(new_id(), "sms", RCPT, HASH_A).allowed
 
 
@@ -376,7 +474,8 @@ def test_racing_processes_never_exceed_the_limit(redis_url, redis, same_text, li
         proc.join(10)
         assert proc.exitcode == 0
     assert len(allowed) == len(set(allowed)) == limit
-    assert set(redis.zrange(KEYS.guard_recipient("sms", RCPT), 0, -1)) == set(allowed)
+    members = redis.zrange(KEYS.guard_recipient("sms", RCPT), 0, -1)  # "<text_hash>:<id>"
+    assert {member.rsplit(":", 1)[1] for member in members} == set(allowed)
 
 
 # --- memory ---------------------------------------------------------------------------
@@ -440,7 +539,7 @@ def test_an_entry_left_unpruned_no_longer_counts(redis):
     assert guard.reserve(new_id(), "sms", RCPT, HASH_A, now=BASE + 0.000001).allowed
     assert not guard.reserve(new_id(), "sms", RCPT, HASH_A, now=BASE + 100).allowed
     assert guard.reserve(new_id(), "sms", RCPT, HASH_A, now=BASE + 100.000003).allowed
-    assert redis.zcard(KEYS.guard_text("sms", RCPT, HASH_A)) == 2  # not pruned: 3 µs is odd
+    assert redis.zcard(KEYS.guard_recipient("sms", RCPT)) == 2  # not pruned: 3 µs is odd
 
 
 def test_a_reservation_that_left_the_window_counts_no_more_for_its_message(redis):

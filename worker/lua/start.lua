@@ -5,11 +5,12 @@
 -- defers the claimed message, a rate-limit wait sleeps or requeues it.
 -- start_run.lua runs it for one message, start_many.lua for each message of a batch.
 -- Libraries prepended: guard_check, guard_reserve, claim (producer/core/lua), gcra.
--- K and A: claim.lua's (5 + 2n keys, 7 + n args), then K[6+2n .. 8+2n] the guard's text,
--- recipient and block keys, K[9+2n] the limiter key; A[8+n] "1" if the guard applies,
--- A[9+n .. 11+n] window_us, same_text_limit, per_recipient_limit, A[12+n] interval_us,
--- A[13+n] tolerance_us, A[14+n] the provider API the call goes through ("v1" for WhatsApp
--- API v1.0; "" leaves it unsaid: v3).
+-- K and A: claim.lua's (5 + 2n keys, 7 + n args), then K[6+2n .. 7+2n] the guard's
+-- recipient and block keys, K[8+2n] the limiter key; A[8+n] "1" if the guard applies,
+-- A[9+n] the text hash, A[10+n .. 12+n] window_us, same_text_limit, per_recipient_limit
+-- (A[9+n .. 12+n]: RecipientGuard.check_spec's), A[13+n] interval_us, A[14+n] tolerance_us,
+-- A[15+n] the provider API the call goes through ("v1" for WhatsApp API v1.0; "" leaves it
+-- unsaid: v3).
 -- `now`: Redis's TIME in microseconds; `cache` (a batch): claim.lua's (circuits, z) and
 -- gcra's (rate).
 -- Returns {"clock", seconds behind} when the worker's lease end is already past by Redis's
@@ -37,14 +38,14 @@ local function start_message(K, A, now, cache)
     return claim_finish(K, A, begun, extra, cache)
   end
   if A[a + 1] == "1" then
-    local reserved = guard_reserve(K[k + 1], K[k + 2], K[k + 3], A[1], now,
-                                   tonumber(A[a + 2]), tonumber(A[a + 3]), tonumber(A[a + 4]))
+    local reserved = guard_reserve(K[k + 1], K[k + 2], A[a + 2], A[1], now,
+                                   tonumber(A[a + 3]), tonumber(A[a + 4]), tonumber(A[a + 5]))
     if reserved[1] ~= 1 then return {"guard", claimed(nil), reserved[2], reserved[3]} end
   end
-  local wait = gcra(K[k + 4], tonumber(A[a + 5]), tonumber(A[a + 6]), now,
+  local wait = gcra(K[k + 3], tonumber(A[a + 6]), tonumber(A[a + 7]), now,
                     cache and cache.rate)
   if wait > 0 then return {"wait", claimed(nil), wait} end
   -- A batch marks each message just before its request is written (mark.lua), not here.
   if cache and cache.mark_later then return {"ready", claimed(nil)} end
-  return {"calling", claimed(calling_fields(now, A[a + 7]))}
+  return {"calling", claimed(calling_fields(now, A[a + 8]))}
 end
