@@ -72,6 +72,20 @@ def test_lease_sweep_requeues_a_sender_lost_before_calling(svc):
     assert svc.redis.zcard(svc.keys.guard_recipient("sms", job.to)) == 0  # slot freed
 
 
+def test_a_batch_mark_takes_only_a_live_lease_of_its_own_claim(svc):
+    """mark.lua (a batch's mark just before each write) and calling.lua refuse alike."""
+    lost = _claimed(svc)
+    _lose_lease(svc, lost)
+    assert not svc.starter.mark(lost, CLAIM)
+    other = _claimed(svc, text="second")
+    assert not svc.starter.mark(other, "not-my-claim")
+    assert svc.redis.hget(svc.keys.message(other.id), "calling") in (None, b"0", "0")
+    assert svc.starter.mark(other, CLAIM, "v1")
+    record = svc.redis.hgetall(svc.keys.message(other.id))
+    assert record[b"calling"] == b"1" and record[b"api"] == b"v1"
+    assert abs(float(record[b"calling_at"]) - time.time()) < 5
+
+
 def test_a_lost_lease_cannot_mark_calling_and_a_calling_mark_stops_the_requeue(svc):
     job = _claimed(svc)
     _lose_lease(svc, job)

@@ -7,9 +7,8 @@
 -- the call goes through ("v1": WhatsApp API v1.0; "": unsaid, v3)
 -- Returns {"calling", 0} | {"wait", wait_us} (nothing taken) | {"lost", "claim" | "lease"}
 local now = now_us("")
-local rec = redis.call("HMGET", KEYS[2], "state", "claim", "lease_until")
-if rec[1] ~= "sending" or rec[2] ~= ARGV[3] then return {"lost", "claim"} end
-if (tonumber(rec[3]) or 0) * 1000000 <= now then return {"lost", "lease"} end
+local lost = claim_lost(KEYS[2], ARGV[3], now)
+if lost then return {"lost", lost} end
 local wait = gcra(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), now)
 if wait > 0 then return {"wait", wait} end
 mark_calling(KEYS[2], now, ARGV[4] or "")

@@ -67,3 +67,13 @@ end
 local function mark_calling(key, now, api)
   redis.call("HSET", key, unpack(calling_fields(now, api)))
 end
+
+-- Why claim `claim` may no longer mark record `key` at `now` (microseconds): "claim" when
+-- the message is not `sending` under this claim, "lease" when the claim's lease is over;
+-- nil while it holds a live lease (calling.lua and mark.lua ask this before their mark).
+local function claim_lost(key, claim, now)
+  local rec = redis.call("HMGET", key, "state", "claim", "lease_until")
+  if rec[1] ~= "sending" or rec[2] ~= claim then return "claim" end
+  if (tonumber(rec[3]) or 0) * 1000000 <= now then return "lease" end
+  return nil
+end
