@@ -109,3 +109,18 @@ def test_eight_sends_cost_one_provider_latency(sandbox: SandboxControl) -> None:
     assert all(isinstance(r, SendResult) and r.status.action is Action.DONE for r in results)
     assert all(isinstance(r, SendResult) and r.elapsed_s >= 0.2 for r in results)
     assert wall_s < 0.2 * 2
+
+
+def test_a_call_in_a_later_wave_is_timed_from_its_own_write(sandbox: SandboxControl) -> None:
+    """kirim_provider_latency_seconds observes elapsed_s: a call that waited for a free
+    connection (the pool's second wave) is timed from its write, not from the batch's start."""
+    sandbox.configure(latency_ms=200)
+    calls = [SendCall(f"62812345679{i:02d}", f"Halo {i}", "sms") for i in range(4)]
+    with WireClient(2.0, 5.0, 2, user_agent=USER_AGENT) as http:  # 2 connections: 2 waves
+        client = NusaSMSClient(NusaSMSConfig(sandbox.url, "demo", "demo"), http)
+        started = time.perf_counter()
+        results = client.send_many(calls)
+        wall_s = time.perf_counter() - started
+    assert wall_s >= 0.4  # two waves of one provider latency each
+    assert all(isinstance(r, SendResult) for r in results)
+    assert all(0.2 <= r.elapsed_s < 0.35 for r in results if isinstance(r, SendResult))

@@ -30,7 +30,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from email.message import Message
 from functools import partial
 from types import TracebackType
@@ -50,6 +50,7 @@ class WireResponse:
     content: bytes
     headers: Message
     read_at: float = 0.0  # time.perf_counter() when the reply had been read to its end
+    written_at: float = 0.0  # time.perf_counter() when its request had been written (post_many)
 
     @property
     def text(self) -> str:
@@ -187,7 +188,7 @@ class WireClient:
         """Write every request of `wave`, then read every reply into `outcomes`; the first
         request is not written after `first_after`, the others not after `rest_after`
         (a connect can be slow: each of them is checked just before its own)."""
-        sent: list[tuple[int, _Request, http.client.HTTPConnection, float]] = []
+        sent: list[tuple[int, _Request, http.client.HTTPConnection, float, float]] = []
         read = 0
         try:
             for j, (i, request) in enumerate(wave):
@@ -200,15 +201,17 @@ class WireClient:
                 except httpx.HTTPError as exc:
                     outcomes[i] = exc
                 else:
-                    sent.append((i, request, conn, time.monotonic() + self.read_timeout_s))
-            for i, request, conn, deadline in sent:
+                    sent.append((i, request, conn, time.monotonic() + self.read_timeout_s,
+                                 time.perf_counter()))
+            for i, request, conn, deadline, written_at in sent:
                 try:
-                    outcomes[i] = self._receive(request.key, conn, deadline)
+                    outcomes[i] = replace(self._receive(request.key, conn, deadline),
+                                          written_at=written_at)
                 except httpx.HTTPError as exc:
                     outcomes[i] = exc
                 read += 1
         finally:  # something other than an httpx error escaped: the unread are unusable
-            for _, _, conn, _ in sent[read:]:
+            for _, _, conn, _, _ in sent[read:]:
                 conn.close()
 
     def _request(self, url: str, data: Mapping[str, str]) -> _Request:
