@@ -18,6 +18,7 @@ from bench import (
     cost,
     enqueue,
     http_clients,
+    knobs,
     otp_latency,
     profile,
     ratelimit,
@@ -38,6 +39,7 @@ BENCHMARKS: dict[str, Callable[[Stack, dict[str, Any], bool], dict[str, Any]]] =
     "ratelimit": ratelimit.run,
     "profile": profile.run,
     "http_clients": http_clients.run,
+    "knobs": knobs.run,
 }
 
 

@@ -32,12 +32,13 @@ def text(i: int) -> str:
     return f"Pesanan {i} sudah dikirim. Terima kasih."
 
 
-def kirim_client(redis_url: str, sandbox_url: str) -> KirimClient:
-    """A producer client on the bench stack."""
+def kirim_client(redis_url: str, sandbox_url: str, **settings: Any) -> KirimClient:
+    """A producer client on the bench stack (`settings`: more Settings fields)."""
     from bench.stack import KIRIM_ENV  # the workers' hash key: one key for the whole stack
 
     return KirimClient(load_settings(redis_url=redis_url, nusasms_url=sandbox_url,
-                                     hash_key=KIRIM_ENV["KIRIM_HASH_KEY"]), source="bench")
+                                     hash_key=KIRIM_ENV["KIRIM_HASH_KEY"], **settings),
+                       source="bench")
 
 
 def kirim_enqueue(client: KirimClient, n: int, lane: int = 0, batch: int = 1000) -> float:

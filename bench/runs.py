@@ -62,10 +62,12 @@ class TreeMeter:
 
 def run_kirim(stack: Stack, n: int, latency_ms: float, procs: int, threads: int,
               extra_env: dict[str, str] | None = None, timeout_s: float = 300,
-              on_ready: Any = None) -> dict[str, Any]:
-    """Fill the queue with n SMS, start `procs` workers × `threads`, time the drain."""
+              on_ready: Any = None, batch_size: int | None = None) -> dict[str, Any]:
+    """Fill the queue with n SMS (in tasks of `batch_size`, default the setting's), start
+    `procs` workers × `threads`, time the drain."""
     stack.reset(latency_ms)
-    client = kirim_client(stack.redis_server.url, stack.sandbox_url)
+    client = kirim_client(stack.redis_server.url, stack.sandbox_url,
+                          **({} if batch_size is None else {"send_batch_size": batch_size}))
     calls0 = procstat.redis_calls(stack.redis)
     enqueue_s = kirim_enqueue(client, n)
     producer_calls = procstat.redis_calls(stack.redis) - calls0 - 1

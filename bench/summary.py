@@ -155,6 +155,21 @@ def _http_clients(d: dict[str, Any]) -> list[str]:
             f"{rows['wire']} |", "", f"httpx / WireClient: **{d['httpx_over_wire']}×**"]
 
 
+def _knobs(d: dict[str, Any]) -> list[str]:
+    out = [f"kirim as shipped (prefetch multiplier 1, task events off, batch tasks of 8) and "
+           f"one change at a time, side by side; {d['procs']} worker processes × "
+           f"{d['threads']} threads, {d['messages']} messages per run.", "",
+           "| provider latency | variant | msgs/s | worker CPU ms/msg | Redis cmds/msg | "
+           "Redis CPU ms/msg | CPU vs shipped | rate vs shipped |",
+           "|---|---|---|---|---|---|---|---|"]
+    for r in d["rows"]:
+        out.append(f"| {r['latency_ms']} ms | {r['variant']} | {r['steady_msgs_per_s']:.0f} | "
+                   f"{r['worker_cpu_ms_per_msg']} | {r['redis_calls_per_msg']} | "
+                   f"{r['redis_cpu_ms_per_msg']} | {r['cpu_vs_shipped']}× | "
+                   f"{r['rate_vs_shipped']}× |")
+    return out
+
+
 SECTIONS = {"throughput": ("1. Throughput", _throughput),
             "otp_latency": ("2. OTP latency under backlog", _otp),
             "cost": ("3. Cost per message", _cost),
@@ -162,6 +177,7 @@ SECTIONS = {"throughput": ("1. Throughput", _throughput),
             "scaling": ("5. Scaling", _scaling),
             "ratelimit": ("6. Rate-limit accuracy", _ratelimit),
             "http_clients": ("7. The provider call's HTTP client", _http_clients),
+            "knobs": ("8. Celery's knobs", _knobs),
             "profile": ("Profile of a worker", _profile)}
 
 

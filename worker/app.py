@@ -39,9 +39,9 @@ def create_app(settings: Settings) -> Celery:
         task_acks_late=True,
         # ...and a task whose worker process was killed is requeued, not marked failed.
         task_reject_on_worker_lost=True,
-        # One reserved task per thread: a long backlog stays in Redis, where another worker
-        # (or the OTP lane) can take it, instead of in one worker's memory.
-        worker_prefetch_multiplier=1,
+        # One reserved task per thread by default: a long backlog stays in Redis, where another
+        # worker (or the OTP lane) can take it, instead of in one worker's memory.
+        worker_prefetch_multiplier=settings.worker_prefetch_multiplier,
         # Task events for Flower's task view (received, started, succeeded, failed): off
         # unless KIRIM_WORKER_TASK_EVENTS; they cost a publish per event.
         worker_send_task_events=settings.worker_task_events,
