@@ -1,16 +1,24 @@
-"""Celery signal hooks of a kirim process: logging, the metrics endpoint, the heartbeat file.
+"""Celery signal hooks of a kirim process: logging, the metrics endpoint, the heartbeat file,
+and the recipient guard's data upgrade.
 
 Connected once by `connect(app)` from worker.app; each hook reads the app's Settings.
 """
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
+import structlog
 from celery import Celery, signals
+from redis import Redis
 
 from producer.core.errors import ConfigError
+from producer.core.guard import fold_text_windows
+from producer.core.keys import Keys
 from worker import batch, health, metrics
+
+log = structlog.get_logger("kirim.worker")
 
 
 def connect(app: Celery) -> None:
@@ -36,6 +44,9 @@ def connect(app: Celery) -> None:
         # One Redis, or the master the Sentinels name (KIRIM_REDIS_SENTINELS).
         redis = connect_redis(settings, socket_timeout=5, socket_connect_timeout=5)
         metrics.serve(settings, redis)
+        if settings.guard_enabled:  # in the background: a large keyspace takes a while
+            threading.Thread(target=_upgrade_guard, args=(redis, Keys(settings.key_prefix)),
+                             name="kirim-guard-upgrade", daemon=True).start()
 
     def heartbeat(**_: Any) -> None:
         if app.kirim_settings.heartbeat_file:
@@ -47,3 +58,16 @@ def connect(app: Celery) -> None:
     signals.heartbeat_sent.connect(heartbeat, weak=False)
     # A warm shutdown: batches in hand finish their current message and hand the rest back.
     signals.worker_shutting_down.connect(batch.stop_taking_new, weak=False)
+
+
+def _upgrade_guard(redis: Redis, keys: Keys) -> None:
+    """Fold the guard's per-text windows of the layout before into the recipients' sets."""
+    try:
+        moved = fold_text_windows(redis, keys)
+    except Exception as exc:  # the sends go on; the operator can run it by hand
+        log.warning("guard_upgrade_failed", error=f"{type(exc).__name__}: {exc}",
+                    hint="run `kirim upgrade-guard` once Redis answers")
+        return
+    if moved:
+        log.info("guard_upgraded", entries=moved,
+                 hint="per-text windows of the layout before folded into recipient sets")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from producer.cli import account, api, credits, dlq, keys, send, settle, status
+from producer.cli import account, api, credits, dlq, keys, send, settle, status, upgrade
 from producer.cli.common import EXIT_CODES_HELP, KirimGroup, main_options
 from producer.cli.demo import demo
 
@@ -20,6 +20,7 @@ app.command(name="demo")(demo)
 app.command(name="api")(api.api)
 app.command(name="credits")(credits.credits)
 app.command(name="settle")(settle.settle)
+app.command(name="upgrade-guard")(upgrade.upgrade_guard)
 
 
 def main() -> None:

@@ -168,3 +168,24 @@ class RecipientGuard:
     def _keys_for(self, route: str, recipient: str) -> list[str]:
         return [self._keys.guard_recipient(route, recipient),
                 self._keys.guard_block(route, recipient)]
+
+
+def fold_text_windows(redis: Redis, keys: Keys, scan_count: int = 1000) -> int:
+    """Upgrade the guard's data from the layout before one set per recipient: every
+    per-text window (<prefix>:guard:t:<route>:<recipient>:<text hash>) folded into its
+    recipient's set (guard_fold.lua, atomic per key, safe to run again and from several
+    processes at once). Returns the entries moved. Workers run it when they start
+    (worker/signals.py); `kirim upgrade-guard` runs it on demand, e.g. once more after a
+    rolling deploy, for what workers of the old layout wrote meanwhile."""
+    fold = lua.register(redis, "guard_fold")
+    head = f"{keys.prefix}:guard:t:"
+    moved = 0
+    for raw in redis.scan_iter(match=head + "*", count=scan_count):
+        key = text(raw)
+        parts = key[len(head):].split(":", 2)
+        if len(parts) != 3:  # not a key of that layout
+            continue
+        route, recipient, text_hash = parts
+        moved += int(fold(keys=[key, keys.guard_recipient(route, recipient)],
+                          args=[text_hash]))
+    return moved

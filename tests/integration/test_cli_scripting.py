@@ -222,3 +222,13 @@ def test_an_unexpected_error_is_one_line_and_exit_1_unless_debug(cli, monkeypatc
     assert "RuntimeError: boom" in one_line_error(out.stderr) and "--debug" in out.stderr
     debug = cli("--debug", "status", "abc")
     assert debug.exit_code == 1 and isinstance(debug.exception, RuntimeError)
+
+
+def test_upgrade_guard_folds_the_layout_before_and_says_how_many(cli, redis):
+    text_key = "kirim:guard:t:sms:6281234567890:" + "a" * 16
+    redis.zadd(text_key, {"m1": 1, "m2": 2})
+    result = cli("upgrade-guard", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output) == {"moved": 2}
+    assert redis.zcard("kirim:guard:r:sms:6281234567890") == 2 and not redis.exists(text_key)
+    assert json.loads(cli("upgrade-guard", "--json").output) == {"moved": 0}

@@ -15,10 +15,17 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from producer.core.errors import RecipientLimited
-from producer.core.guard import GuardDecision, GuardLimits, RecipientGuard, route_for
+from producer.core.guard import (
+    GuardDecision,
+    GuardLimits,
+    RecipientGuard,
+    fold_text_windows,
+    route_for,
+)
 from producer.core.keys import Keys
 from producer.core.segments import text_hash
 from tests.support.processes import RedisServer
+from tests.support.waiting import wait_for
 
 BASE = 1_700_000_000.0  # a fixed "now" for tests that pass time explicitly
 DAY = 86400
@@ -552,3 +559,46 @@ def test_a_reservation_that_left_the_window_counts_no_more_for_its_message(redis
     assert not guard.reserve(first, "sms", RCPT, HASH_A, now=BASE + 200.000003).allowed
     # Within the window, the same message reserving again counts once.
     assert guard.reserve(second, "sms", RCPT, HASH_A, now=BASE + 200.000005).allowed
+
+
+def _layout_before(redis: redis_lib.Redis, now_us: int) -> tuple[str, str]:
+    """What the layout before wrote for two sends of text A, a -77 fill of it and a send of
+    another text (whose per-text key has expired): a per-text set, plain ids per recipient."""
+    text_key = f"{KEYS.prefix}:guard:t:sms:{RCPT}:{HASH_A}"
+    recipient_key = KEYS.guard_recipient("sms", RCPT)
+    redis.zadd(text_key, {"m1": now_us - 2, "m2": now_us - 1, "provider-77:0": now_us})
+    redis.zadd(recipient_key, {"m1": now_us - 2, "m2": now_us - 1, "m3": now_us - 3})
+    redis.pexpire(text_key, DAY * 1000)
+    redis.pexpire(recipient_key, 3600 * 1000)
+    return text_key, recipient_key
+
+
+def test_an_upgrade_folds_the_per_text_windows_into_the_recipient_set_counting_each_once(
+        redis):
+    now = time.time()
+    now_us = round(now * 1_000_000)
+    text_key, recipient_key = _layout_before(redis, now_us)
+    assert fold_text_windows(redis, KEYS) == 3
+    assert not redis.exists(text_key)
+    assert dict(redis.zrange(recipient_key, 0, -1, withscores=True)) == {
+        f"{HASH_A}:m1": now_us - 2, f"{HASH_A}:m2": now_us - 1,
+        f"{HASH_A}:provider-77:0": now_us, "m3": now_us - 3}
+    assert redis.pttl(recipient_key) > 3600 * 1000  # as long as the per-text window lived
+    # Counted as before: text A has 2 sends and the fill (3), the recipient 3 sends.
+    by_three = RecipientGuard(redis, KEYS, GuardLimits(same_text_limit=3, per_recipient_limit=4))
+    assert by_three.peek("sms", RCPT, HASH_A, now=now).reason == "same_text"
+    assert by_three.peek("sms", RCPT, HASH_B, now=now).allowed
+    full = RecipientGuard(redis, KEYS, GuardLimits(same_text_limit=3, per_recipient_limit=3))
+    assert full.peek("sms", RCPT, HASH_B, now=now).reason == "per_recipient"
+    # A message reserved before the upgrade and redelivered after it counts once.
+    assert full.reserve("m1", "sms", RCPT, HASH_A, now=now).allowed
+    assert fold_text_windows(redis, KEYS) == 0  # nothing left: safe to run again
+
+
+def test_a_starting_worker_folds_the_layout_before(redis, workers):
+    now_us = round(time.time() * 1_000_000)
+    text_key, recipient_key = _layout_before(redis, now_us)
+    workers.start(concurrency=1)
+    wait_for(lambda: not redis.exists(text_key), 60, "the worker to fold the per-text window")
+    assert redis.zscore(recipient_key, f"{HASH_A}:m2") == now_us - 1
+    assert redis.zscore(recipient_key, "m2") is None

@@ -10,9 +10,9 @@
 -- the live members that start with "<text_hash>:"; the per-recipient count is every live
 -- member but the provider's -77 fill ("<text_hash>:provider-77:<i>", guard.py fill_text),
 -- which stands for sends the provider counted, not ours.
--- Upgrade: a key written before this layout may still hold plain message ids; they count
--- per recipient (they match no text hash) until they leave the window. The old per-text
--- keys (guard:t:...) are no longer read and expire by themselves.
+-- Upgrade: workers fold the per-text sets of the layout before (guard:t:...) into these
+-- (guard_fold.lua, guard.py fold_text_windows); a plain message id left in a recipient set
+-- (its text's set had expired) counts per recipient only, until it leaves the window.
 
 local function now_us(arg)
   if arg ~= "" then
