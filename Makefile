@@ -30,12 +30,15 @@ run: $(STAMP) redis
 	$(BIN)/kirim demo --stack
 
 # Two test processes: most tests wait on real processes and HTTP, so two halve the wall time
-# on two cores (each has its own redis-server and sandbox on free ports). Three finish in
-# ~10 min instead of ~12.5, but the chaos run's load-sensitive "blind unknown" bound (<= 3)
-# then failed once (4).
+# on two cores (each has its own redis-server and sandbox on free ports). Then the tests
+# marked `alone`, by themselves: the chaos run's "blind unknown" (<= 3) counts calls caught
+# between their *calling* mark and their write by a SIGKILL, a window that the other test
+# process's CPU load stretches (4 once beside it; 0-3 alone over eleven runs).
 PYTEST_ARGS ?= -n 2
 test: $(STAMP) redis
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	@$(BIN)/python -m pytest $(PYTEST_ARGS) -m "not alone"; parallel=$$?; \
+	  $(BIN)/python -m pytest -m alone; alone=$$?; \
+	  test $$parallel -eq 0 && test $$alone -eq 0
 
 bench: $(STAMP) redis
 	$(BIN)/pip install -q -c deploy/constraints.txt -e '.[bench]'

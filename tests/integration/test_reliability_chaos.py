@@ -20,7 +20,7 @@ from tests.support.settings import settings_from_env
 from tests.support.waiting import wait_for, wait_states
 from tests.support.workers import TEST_ENV, Workers
 
-pytestmark = [pytest.mark.timeout(300), pytest.mark.slow]
+pytestmark = [pytest.mark.timeout(300), pytest.mark.slow, pytest.mark.alone]
 
 MESSAGES = 1500
 KILLS = 6
