@@ -33,7 +33,7 @@ run: $(STAMP) redis
 # on two cores (each has its own redis-server and sandbox on free ports). Then the tests
 # marked `alone`, by themselves: the chaos run's "blind unknown" (<= 3) counts calls caught
 # between their *calling* mark and their write by a SIGKILL, a window that the other test
-# process's CPU load stretches (4 once beside it; 0-3 alone over eleven runs).
+# process's CPU load stretches (4 once beside it; 0-2 in nine runs alone, 0.4 on average).
 PYTEST_ARGS ?= -n 2
 test: $(STAMP) redis
 	@$(BIN)/python -m pytest $(PYTEST_ARGS) -m "not alone"; parallel=$$?; \

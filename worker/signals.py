@@ -63,7 +63,7 @@ def connect(app: Celery) -> None:
 def _upgrade_guard(redis: Redis, keys: Keys) -> None:
     """Fold the guard's per-text windows of the layout before into the recipients' sets."""
     try:
-        moved = fold_text_windows(redis, keys)
+        moved = fold_text_windows(redis, keys, unless_done=True)
     except Exception as exc:  # the sends go on; the operator can run it by hand
         log.warning("guard_upgrade_failed", error=f"{type(exc).__name__}: {exc}",
                     hint="run `kirim upgrade-guard` once Redis answers")

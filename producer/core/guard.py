@@ -170,22 +170,29 @@ class RecipientGuard:
                 self._keys.guard_block(route, recipient)]
 
 
-def fold_text_windows(redis: Redis, keys: Keys, scan_count: int = 1000) -> int:
+def fold_text_windows(redis: Redis, keys: Keys, scan_count: int = 1000,
+                      unless_done: bool = False) -> int:
     """Upgrade the guard's data from the layout before one set per recipient: every
     per-text window (<prefix>:guard:t:<route>:<recipient>:<text hash>) folded into its
     recipient's set (guard_fold.lua, atomic per key, safe to run again and from several
-    processes at once). Returns the entries moved. Workers run it when they start
-    (worker/signals.py); `kirim upgrade-guard` runs it on demand, e.g. once more after a
-    rolling deploy, for what workers of the old layout wrote meanwhile."""
+    processes at once). Returns the entries moved. A pass that finds nothing sets
+    `Keys.guard_folded`, and with `unless_done` a pass after that scans nothing: workers run
+    it so when they start (worker/signals.py), `kirim upgrade-guard` always scans, e.g. once
+    more after a rolling deploy, for what workers of the old layout wrote meanwhile."""
+    if unless_done and redis.exists(keys.guard_folded):
+        return 0
     fold = lua.register(redis, "guard_fold")
     head = f"{keys.prefix}:guard:t:"
-    moved = 0
+    moved = found = 0
     for raw in redis.scan_iter(match=head + "*", count=scan_count):
         key = text(raw)
         parts = key[len(head):].split(":", 2)
         if len(parts) != 3:  # not a key of that layout
             continue
         route, recipient, text_hash = parts
+        found += 1
         moved += int(fold(keys=[key, keys.guard_recipient(route, recipient)],
                           args=[text_hash]))
+    if not found:
+        redis.set(keys.guard_folded, "1")
     return moved

@@ -45,6 +45,12 @@ class Keys:
         both the recipient's window and each of its texts' (producer/core/guard.py)."""
         return f"{self.prefix}:guard:r:{route}:{recipient}"
 
+    @property
+    def guard_folded(self) -> str:
+        """String: set once a pass of `guard.fold_text_windows` found nothing of the layout
+        before to fold; starting workers then skip the scan."""
+        return f"{self.prefix}:guard:folded"
+
     def guard_block(self, route: str, recipient: str) -> str:
         """String with TTL: recipient blocked after the provider itself answered -77/-78."""
         return f"{self.prefix}:guard:block:{route}:{recipient}"

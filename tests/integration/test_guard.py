@@ -602,3 +602,21 @@ def test_a_starting_worker_folds_the_layout_before(redis, workers):
     wait_for(lambda: not redis.exists(text_key), 60, "the worker to fold the per-text window")
     assert redis.zscore(recipient_key, f"{HASH_A}:m2") == now_us - 1
     assert redis.zscore(recipient_key, "m2") is None
+
+
+def test_once_a_pass_finds_nothing_starting_workers_skip_the_scan_and_the_cli_does_not(redis):
+    assert fold_text_windows(redis, KEYS, unless_done=True) == 0  # a fresh install
+    assert redis.get(KEYS.guard_folded) == "1"
+    text_key, _ = _layout_before(redis, round(time.time() * 1_000_000))  # an old worker's
+    assert fold_text_windows(redis, KEYS, unless_done=True) == 0  # a starting worker: no scan
+    assert redis.exists(text_key)
+    assert fold_text_windows(redis, KEYS) == 3  # kirim upgrade-guard scans whatever was said
+    assert not redis.exists(text_key)
+
+
+def test_a_pass_that_folds_something_does_not_mark_the_upgrade_done(redis):
+    _layout_before(redis, round(time.time() * 1_000_000))
+    assert fold_text_windows(redis, KEYS, unless_done=True) == 3
+    assert not redis.exists(KEYS.guard_folded)  # the next start looks again
+    assert fold_text_windows(redis, KEYS, unless_done=True) == 0
+    assert redis.get(KEYS.guard_folded) == "1"
