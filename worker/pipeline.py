@@ -83,6 +83,8 @@ class SendPipeline:
     def prepare(self, raw: Any, dispatch: str | None) -> Job | None:
         """The job of a task payload (None: poison, dead-lettered); a foreign Celery
         client's job (no `dispatch`) gets its record here."""
+        if not dispatch and isinstance(raw, dict) and "text_hash" in raw:
+            raw = {**raw, "text_hash": ""}  # recomputed below: never the client's to give
         job = self._decode(raw)
         if job is None:
             return None

@@ -311,7 +311,9 @@ class Job(BaseModel):
     text: Text  # not empty, unless erased (checked below, after text_erased)
     encoding: Literal["gsm7", "ucs2"]
     parts: int = Field(ge=1)
-    text_hash: Text
+    # The recipient guard's members are "<text_hash>:<id>": a hash never holds a ':' (kirim's
+    # are 16 hex digits; a foreign Celery client's is recomputed by the worker).
+    text_hash: Annotated[Text, Field(pattern=r"^[^:]*$")]
     created_at: FiniteFloat
     valid_until: FiniteFloat | None = None
     send_at: FiniteFloat | None = None

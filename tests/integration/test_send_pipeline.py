@@ -151,7 +151,7 @@ def test_foreign_celery_client_job_is_adopted_and_sent(kirim, workers, sandbox):
     workers.start()
     job = {"v": 1, "id": "java0000000001", "channel": "sms", "to": "6281234567890",
            "text": "from another language", "encoding": "gsm7", "parts": 1,
-           "text_hash": "abc", "created_at": time.time()}
+           "text_hash": "not:ours", "created_at": time.time()}  # recomputed, never used
     kirim.celery.send_task("kirim.send", args=[job], queue="sms")
     wait_states(kirim, ["java0000000001"], DONE)
     assert sandbox.counts()[("6281234567890", "from another language")] == 1

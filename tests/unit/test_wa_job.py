@@ -157,3 +157,10 @@ def test_the_idempotency_fingerprint_covers_the_wa_fields_only_when_set() -> Non
                                      "callback_url", "metadata"})
     assert fingerprint(plain) == hashlib.sha256(
         json.dumps(body, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def test_a_text_hash_with_a_colon_is_refused_it_would_break_the_guards_members() -> None:
+    assert Job.model_validate({**V1_JOB, "text_hash": "0123456789abcdef"}).text_hash
+    with pytest.raises(ValidationError) as refused:
+        Job.model_validate({**V1_JOB, "text_hash": "ab:cd"})
+    assert refused.value.errors()[0]["loc"] == ("text_hash",)
