@@ -233,8 +233,9 @@ class NusaSMSClient:
             if not isinstance(outcome, WireResponse):
                 raise outcome
         body = self._checked(operation, outcome, is_send=True)
-        # The call's own duration, from its write (a wave can start after the batch did).
-        elapsed_s = outcome.read_at - (outcome.written_at or started)
+        # The call's own duration, from its connection and write (a wave can start after the
+        # batch did).
+        elapsed_s = outcome.read_at - (outcome.call_started_at or started)
         return self._send_result(operation, body, elapsed_s, call.gsm, call.otp)
 
     def _send_result(self, operation: str, body: str, elapsed_s: float, gsm: str,

@@ -50,7 +50,7 @@ class WireResponse:
     content: bytes
     headers: Message
     read_at: float = 0.0  # time.perf_counter() when the reply had been read to its end
-    written_at: float = 0.0  # time.perf_counter() when its request had been written (post_many)
+    call_started_at: float = 0.0  # perf_counter() before its connection and write (post_many)
 
     @property
     def text(self) -> str:
@@ -195,6 +195,9 @@ class WireClient:
                 if _past(first_after if j == 0 else rest_after):
                     outcomes[i] = httpx.PoolTimeout("not written before the batch's deadline")
                     continue
+                # The call's clock starts before its connection and write, as a single
+                # call's does: a reply can never look faster than the provider's latency.
+                started = time.perf_counter()
                 try:
                     conn = self._send(request, None if before_write is None
                                       else partial(before_write, i))
@@ -202,11 +205,11 @@ class WireClient:
                     outcomes[i] = exc
                 else:
                     sent.append((i, request, conn, time.monotonic() + self.read_timeout_s,
-                                 time.perf_counter()))
-            for i, request, conn, deadline, written_at in sent:
+                                 started))
+            for i, request, conn, deadline, call_started_at in sent:
                 try:
                     outcomes[i] = replace(self._receive(request.key, conn, deadline),
-                                          written_at=written_at)
+                                          call_started_at=call_started_at)
                 except httpx.HTTPError as exc:
                     outcomes[i] = exc
                 read += 1
