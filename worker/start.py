@@ -121,7 +121,7 @@ class SendStarter:
                                                            job.text_hash)
             guard_on = "1"
         else:  # no guard (or a group send): placeholders the script does not touch
-            guard_keys, guard_args, guard_on = [keys[0]] * 2, ["", "0", "0", "0"], "0"
+            (guard_keys, guard_args), guard_on = RecipientGuard.off_spec(keys[0]), "0"
         return ([*keys, *guard_keys, self.limiter.key],
                 [*args, guard_on, *guard_args, self.limiter.interval_us,
                  self.limiter.tolerance_us, api])

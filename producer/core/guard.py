@@ -119,6 +119,12 @@ class RecipientGuard:
         return (self._keys_for(route, recipient),
                 [text_hash, *(str(a) for a in self._limit_args())])
 
+    @staticmethod
+    def off_spec(placeholder_key: str) -> tuple[list[str], list[str]]:
+        """check_spec's layout for a message the guard does not apply to (its script's
+        "guard on" flag is "0"): placeholder keys and arguments the script never reads."""
+        return [placeholder_key] * 2, ["", "0", "0", "0"]
+
     def release(self, message_id: str, route: str, recipient: str, text_hash: str) -> None:
         """Uncount a reserved message the provider did not take."""
         with self._redis.pipeline(transaction=True) as pipe:

@@ -23,6 +23,7 @@ from producer.core.contract import TRANSITIONS, WA_FIELDS, Channel, Job, State
 from producer.core.durability import Durability
 from producer.core.envelope import build_send_task
 from producer.core.errors import AliasTaken, IdempotencyConflict, RecipientLimited, StoreUnavailable
+from producer.core.guard import RecipientGuard
 from producer.core.keys import Keys
 from producer.core.redis_text import text, text_map, text_or_none
 from producer.core.routing import LANE_CIRCUITS
@@ -210,8 +211,7 @@ class MessageStore:
         idem = job.idempotency_key
         idem_key = self.keys.idempotency(job.source, idem) if idem else self.keys.message(job.id)
         # No guard: placeholders accept.lua does not touch (ARGV[7] is "0").
-        guard_keys, guard_args = item.guard or ([self.keys.message(job.id)] * 2,
-                                                ["", "0", "0", "0"])
+        guard_keys, guard_args = item.guard or RecipientGuard.off_spec(self.keys.message(job.id))
         fields: tuple[str, ...] = (
             "id", job.id, "channel", job.channel.value, "to", job.to or "",
             "group", job.group or "", "text_hash", job.text_hash, "parts", str(job.parts),

@@ -30,7 +30,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from email.message import Message
 from functools import partial
 from types import TracebackType
@@ -208,8 +208,7 @@ class WireClient:
                                  started))
             for i, request, conn, deadline, call_started_at in sent:
                 try:
-                    outcomes[i] = replace(self._receive(request.key, conn, deadline),
-                                          call_started_at=call_started_at)
+                    outcomes[i] = self._receive(request.key, conn, deadline, call_started_at)
                 except httpx.HTTPError as exc:
                     outcomes[i] = exc
                 read += 1
@@ -267,7 +266,7 @@ class WireClient:
         return conn
 
     def _receive(self, key: tuple[str, str, int], conn: http.client.HTTPConnection,
-                 deadline: float | None = None) -> WireResponse:
+                 deadline: float | None = None, call_started_at: float = 0.0) -> WireResponse:
         """Read the reply on `conn` (by `deadline`, time.monotonic(), if given), then pool
         the connection or close it."""
         try:
@@ -292,7 +291,7 @@ class WireClient:
             if deadline is not None:
                 conn.sock.settimeout(self.read_timeout_s)
             self._release(key, conn)
-        return WireResponse(reply.status, content, reply.headers, read_at)
+        return WireResponse(reply.status, content, reply.headers, read_at, call_started_at)
 
     def _connect(self, key: tuple[str, str, int]) -> http.client.HTTPConnection:
         scheme, host, port = key
