@@ -7,6 +7,7 @@ command that installs it. Shared helpers are plain modules in tests/support/.
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterator
 
 import pytest
@@ -24,6 +25,8 @@ from tests.support.processes import RedisServer, sandbox_process  # noqa: E402
 os.environ.setdefault("KIRIM_REDIS_URL", "redis://127.0.0.1:1/0")
 # Settings built in a test process (unit tests, in-process clients) hash texts with this key.
 os.environ.setdefault("KIRIM_HASH_KEY", "test-hash-key-0123456789abcdefghijklmnop")
+# Call journals (worker/journal.py) of this run's processes, not the host's shared memory.
+os.environ.setdefault("KIRIM_WORKER_JOURNAL_DIR", tempfile.mkdtemp(prefix="kirim-journal-"))
 
 
 @pytest.fixture(scope="session")

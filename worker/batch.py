@@ -206,10 +206,12 @@ class _Run:
                      - settings.nusasms_connect_timeout_s - _LEASE_MARGIN_S)
         if SHUTTING_DOWN.is_set():  # what waits for a connection waits in the queue instead
             not_after = time.monotonic()
-        starter = self.svc.starter
+        starter, journal = self.svc.starter, self.svc.journal
 
         def mark(i: int) -> bool:  # the *calling* mark, just before call i is written
             pipe, job = calling[i]
+            if journal is not None:  # about to mark it: a successor knows it was not written
+                journal.intend(job.id, pipe.claim.token)
             try:
                 return starter.mark(job, pipe.claim.token, pipe.start.api)
             except Exception as exc:  # not marked (Redis away, replicas silent): not called

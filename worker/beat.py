@@ -52,9 +52,13 @@ from redbeat.schedulers import (
 )
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import LockNotOwnedError, RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from producer.core.redis_connect import SecretCredentials, master_options, sentinel_options
+from producer.core.redis_connect import (
+    REDIS_DOWN,
+    SecretCredentials,
+    master_options,
+    sentinel_options,
+)
 from producer.core.settings import Settings
 
 log = structlog.get_logger("kirim.beat")
@@ -62,7 +66,6 @@ celery_log = get_logger("celery.beat")  # redbeat's and Celery's beat lines, kep
 
 EX_UNAVAILABLE = 69  # sysexits.h: a service this program needs is unavailable
 RETRY_S = 1.0  # short, so scheduling resumes within about a second of Redis' return
-REDIS_DOWN = (RedisConnectionError, RedisTimeoutError)
 
 
 def redbeat_settings(settings: Settings) -> dict[str, Any]:

@@ -11,6 +11,7 @@ after all, or a new claim, always wins.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import structlog
@@ -20,10 +21,13 @@ from producer.core.contract import State
 from producer.core.guard import route_for
 from producer.core.quarantine import DATA_ERRORS, quarantine
 from producer.core.records import Effects, MessageRecord
+from producer.core.redis_connect import REDIS_DOWN
 from producer.core.redis_text import text
+from worker.journal import dead_journals
 from worker.state_writer import Attempt
 
 if TYPE_CHECKING:
+    from producer.core.factory import Core
     from worker.services import Services
 
 log = structlog.get_logger("kirim.leases")
@@ -48,7 +52,51 @@ def settle_lost_sender(svc: Services, record: MessageRecord, now: float) -> str 
     return "requeued"
 
 
-def _free_guard_slot(svc: Services, record: MessageRecord) -> Effects:
+def requeue_unwritten(core: Core, message_id: str, claim_id: str) -> str | None:
+    """A message a dead sender's call journal shows it was about to mark *calling* under
+    `claim_id` and never wrote (worker/journal.py): requeued as a sender lost before its mark
+    is, even if the mark was taken, while that claim still holds it. None when it moved on
+    (finished, requeued, or claimed again)."""
+    record = core.store.get(message_id)
+    if record is None or record.get("claim") != claim_id:
+        return None
+    if record.state == State.UNKNOWN:  # the lease sweep came first
+        log.warning("unwritten_but_unknown", message_id=message_id,
+                    hint="its request was never written: resend it"
+                         " (`kirim settle <id> --as resend`)")
+        return None
+    if record.state != State.SENDING or not core.requeuer.requeue(
+            message_id, allowed_from=[State.SENDING], claim=claim_id,
+            set_fields={"calling": "0"}, incr={"attempts": -1},
+            effects=_free_guard_slot(core, record),
+            note="sender lost before its request was written (call journal): requeued"):
+        return None
+    log.info("unwritten_requeued", message_id=message_id)
+    return "requeued"
+
+
+def settle_dead_journals(core: Core, directory: Path, tag: str) -> int:
+    """Requeue what the journals of this deployment's dead workers on this host show was
+    never written; each journal is removed once settled (kept while Redis is away). Returns
+    how many messages were requeued."""
+    requeued = 0
+    for dead in dead_journals(directory, tag):
+        try:
+            for message_id, claim_id in dead.intents:
+                requeued += requeue_unwritten(core, message_id, claim_id) is not None
+        except REDIS_DOWN as exc:
+            dead.release()
+            log.warning("journal_not_settled", journal=dead.path.name, error=str(exc),
+                        hint="tried again on the next scan")
+            continue
+        except BaseException:
+            dead.release()
+            raise
+        dead.discard()
+    return requeued
+
+
+def _free_guard_slot(svc: Core, record: MessageRecord) -> Effects:
     """Uncount the message in its recipient's windows, in the requeue's own step: the
     provider never saw it, and a later claim must be able to count it again."""
     to, text_hash = record.get("to"), record.get("text_hash")

@@ -20,14 +20,13 @@ from typing import Any, TypeVar
 
 import structlog
 from pydantic import ValidationError
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from producer.core.contract import Channel, Job, State
 from producer.core.durability import NotReplicated
 from producer.core.entropy import token_hex
 from producer.core.guard import GuardDecision, route_for
 from producer.core.recipient import mask_recipient
+from producer.core.redis_connect import REDIS_DOWN
 from producer.core.routing import Circuit
 from producer.core.segments import text_hash
 from worker import metrics
@@ -46,7 +45,6 @@ MAX_RATE_SLEEP_S = 0.5
 UNDO_RETRY_S = 0.25
 # While Redis is away, a worker holding a provider reply retries its write this often.
 RECORD_RETRY_S = (0.2, 0.5, 1.0, 2.0)
-REDIS_DOWN = (RedisConnectionError, RedisTimeoutError)
 T = TypeVar("T")
 
 
@@ -108,6 +106,7 @@ class SendPipeline:
             self._otp_expired(job)
             return "expired"
         start = self.start_of(job, dispatch)
+        self._intend(job, start.claim_id)
         # Claim, guard, rate limit and *calling* mark in one step (worker/start.py).
         try:
             started = self.svc.starter.start(job, start.lease_s, start.dispatch,
@@ -206,6 +205,7 @@ class SendPipeline:
             slept_s += wait_s
             if self._otp_expired(claim.job):  # the wait may have outlived its validity
                 return "expired"
+            self._intend(claim.job, claim.token)  # a batch's message goes on here alone
             try:
                 status, wait_s = self.svc.limiter.mark_calling(
                     self.svc.keys.message(claim.job.id), claim.token, self.store.durability,
@@ -216,6 +216,11 @@ class SendPipeline:
                 if status == "lost":
                     log.warning("claim_lost_before_call", message_id=claim.job.id)
                 return "calling" if status == "calling" else "lease_lost"
+
+    def _intend(self, job: Job, claim_id: str) -> None:
+        """Note in the call journal that this thread is about to mark `job` *calling*."""
+        if self.svc.journal is not None:
+            self.svc.journal.intend(job.id, claim_id)
 
     def _api(self, job: Job) -> str:
         """The provider API a WhatsApp message's call goes through, as its *calling* mark

@@ -14,6 +14,7 @@ from celery import Celery
 
 from producer.core.factory import Core, build_core, connect_redis
 from producer.core.settings import Settings
+from worker.journal import CallJournal, deployment_tag, journal_dir
 from worker.nusasms import (
     NusaSMSClient,
     NusaSMSConfig,
@@ -44,6 +45,9 @@ class Services(Core):
     limiter: RateLimiter
     policy: RetryPolicy
     starter: SendStarter  # claim + guard + rate limit + *calling* in one step
+    # Which message each thread is about to call, for a killed worker's successor
+    # (worker/journal.py); None in a process that sends nothing.
+    journal: CallJournal | None
     # NusaSMS API v1.0 (WhatsApp, balances; shares `http`): None when WhatsApp goes through
     # the legacy API (settings.wa_api_resolved == "v3").
     wa_client: NusaSMSV1Client | None = None
@@ -57,6 +61,8 @@ class Services(Core):
         self.callback_http.close()
         self.hook_http.close()
         self.redis.close()
+        if self.journal is not None:
+            self.journal.close()
 
 
 def build_services(settings: Settings, app: Celery) -> Services:
@@ -75,6 +81,9 @@ def build_services(settings: Settings, app: Celery) -> Services:
     limiter = RateLimiter(core.redis, core.keys.rate_limit, settings.rate_limit_per_s,
                           settings.rate_limit_burst)
     v1 = build_v1_client(settings, http)
+    journal = CallJournal(journal_dir(settings.worker_journal_dir), journal_tag(settings))
+    for client in (http, send_http):  # every provider request flips its thread's slot first
+        journal_writes(client, journal)
     return Services(
         **{f.name: getattr(core, f.name) for f in fields(Core)},
         writer=StateWriter(core.store, core.requeuer, settings.dr_first_poll_s),
@@ -83,11 +92,26 @@ def build_services(settings: Settings, app: Celery) -> Services:
             allow_private=settings.callback_allow_private)),
         hook_http=_hook_http(settings),
         limiter=limiter,
-        starter=SendStarter(core.store, core.guard, limiter),
+        starter=SendStarter(core.store, core.guard, limiter), journal=journal,
         policy=RetryPolicy(settings.retry_max_attempts, settings.retry_base_delay_s,
                            settings.retry_max_delay_s),
         wa_client=v1 if settings.wa_api_resolved == "v1" else None, balance_client=v1,
     )
+
+
+def journal_tag(settings: Settings) -> str:
+    """The call journals of this deployment: its Redis (password masked) and key prefix."""
+    return deployment_tag(settings.safe_redis_url, settings.key_prefix)
+
+
+def journal_writes(client: WireClient | httpx.Client, journal: CallJournal) -> None:
+    """Have `client` tell `journal` before it writes any request (the wire client just
+    before its bytes; httpx as a request event hook, earlier still: on the safe side)."""
+    if isinstance(client, WireClient):
+        client.on_write = journal.writing
+    else:
+        hooks = client.event_hooks
+        client.event_hooks = {**hooks, "request": [*hooks.get("request", []), journal.writing]}
 
 
 def build_v1_client(settings: Settings, http: httpx.Client) -> NusaSMSV1Client | None:

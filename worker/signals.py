@@ -7,6 +7,7 @@ Connected once by `connect(app)` from worker.app; each hook reads the app's Sett
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 import structlog
@@ -14,11 +15,16 @@ from celery import Celery, signals
 from redis import Redis
 
 from producer.core.errors import ConfigError
+from producer.core.factory import Core, build_core
 from producer.core.guard import fold_text_windows
 from producer.core.keys import Keys
 from worker import batch, health, metrics
+from worker.journal import journal_dir
+from worker.leases import settle_dead_journals
+from worker.services import journal_tag
 
 log = structlog.get_logger("kirim.worker")
+JOURNAL_SCAN_S = 2.0  # a listing and a lock attempt per journal of the deployment
 
 
 def connect(app: Celery) -> None:
@@ -47,6 +53,9 @@ def connect(app: Celery) -> None:
         if settings.guard_enabled:  # in the background: a large keyspace takes a while
             threading.Thread(target=_upgrade_guard, args=(redis, Keys(settings.key_prefix)),
                              name="kirim-guard-upgrade", daemon=True).start()
+        # What killed workers on this host marked and never wrote goes back to the queue.
+        threading.Thread(target=_settle_journals, args=(build_core(settings, app, redis),),
+                         name="kirim-journal-scan", daemon=True).start()
 
     def heartbeat(**_: Any) -> None:
         if app.kirim_settings.heartbeat_file:
@@ -58,6 +67,22 @@ def connect(app: Celery) -> None:
     signals.heartbeat_sent.connect(heartbeat, weak=False)
     # A warm shutdown: batches in hand finish their current message and hand the rest back.
     signals.worker_shutting_down.connect(batch.stop_taking_new, weak=False)
+
+
+def _settle_journals(core: Core) -> None:
+    """Settle the call journals of this deployment's dead workers on this host, at start and
+    every JOURNAL_SCAN_S after (a neighbour's death, or a journal Redis could not settle)."""
+    directory, tag = journal_dir(core.settings.worker_journal_dir), journal_tag(core.settings)
+    while True:
+        try:
+            requeued = settle_dead_journals(core, directory, tag)
+        except Exception as exc:  # a bug must not end the scans
+            log.error("journal_scan_failed", error=f"{type(exc).__name__}: {exc}")
+        else:
+            if requeued:
+                log.warning("unwritten_sends_requeued", messages=requeued,
+                            hint="a killed worker had marked them and not written them")
+        time.sleep(JOURNAL_SCAN_S)
 
 
 def _upgrade_guard(redis: Redis, keys: Keys) -> None:

@@ -24,9 +24,14 @@ from redis.asyncio import Redis as AsyncRedis
 from redis.asyncio.sentinel import Sentinel as AsyncSentinel
 from redis.connection import parse_url
 from redis.credentials import CredentialProvider
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.sentinel import Sentinel
 
 from producer.core.settings import Settings
+
+# What a call raises while Redis (or every Sentinel's master) is away.
+REDIS_DOWN = (RedisConnectionError, RedisTimeoutError)
 
 # Timeouts of the connections to the Sentinels themselves (a question, not a long call).
 SENTINEL_SOCKET_TIMEOUT_S = 2.0

@@ -151,6 +151,12 @@ class Settings(BaseSettings):
     # as kirim.send_batch tasks of up to this many per queue (sms, wa; an OTP never waits in
     # one): the broker's per-task work is shared by all of them. 1 = one task per message.
     send_batch_size: int = Field(8, ge=1, le=100)
+    # Where each worker process keeps its call journal (worker/journal.py): a file per process
+    # saying which message each thread is about to call, so that a worker of the same
+    # deployment on this host can requeue, rather than call `unknown`, a message a killed
+    # worker marked but never wrote. "" = /dev/shm/kirim-journal-<uid> (or the temp dir).
+    # In a container, a volume that outlives the worker's container (Kubernetes: emptyDir).
+    worker_journal_dir: str = ""
     # How long beat waits for an unreachable Redis before it exits (worker/beat.py).
     beat_redis_wait_s: float = Field(300.0, gt=0)
 

@@ -1,8 +1,9 @@
 """The chaos run: 1,500 messages, 6 worker SIGKILLs and one Redis restart (AOF), all at once.
 
 Nothing lost, nothing sent twice, and `unknown` only where the provider may have the
-message: a sender lost before its *calling* mark is requeued, so at most a handful of
-`unknown` messages never reached the provider (issue 12's target: 3, from 49).
+message: a sender lost before its *calling* mark is requeued, and so is one lost between
+the mark and its write (its call journal says so, worker/journal.py), so at most a handful
+of `unknown` messages never reached the provider (issue 12's target: 3, from 49).
 """
 
 from __future__ import annotations

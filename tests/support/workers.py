@@ -59,7 +59,8 @@ class Workers:
     """Starts worker (and beat) processes; stops every one of them at teardown."""
 
     def __init__(self, env: dict[str, str], logdir: Path) -> None:
-        self.env = env
+        # The test's workers share a call journal directory (worker/journal.py) of their own.
+        self.env = {"KIRIM_WORKER_JOURNAL_DIR": str(logdir / "journal"), **env}
         self.logdir = logdir
         self.procs: list[Process] = []
 

@@ -103,6 +103,9 @@ class WireClient:
         # A pool of pool_size: a call waits for a free slot at most as long as a connect.
         self._slots = threading.BoundedSemaphore(pool_size)
         self._closed = False
+        # Called in the writing thread just before any request's bytes leave (the worker's
+        # call journal, worker/journal.py): nothing may be written without it.
+        self.on_write: Callable[[], None] | None = None
 
     def post(self, url: str, data: Mapping[str, str], *, follow_redirects: bool = False
              ) -> WireResponse:
@@ -254,6 +257,8 @@ class WireClient:
                 for name, value in self._headers.items():
                     conn.putheader(name, value)
                 conn.putheader("Content-Length", str(len(request.body)))
+                if self.on_write is not None:
+                    self.on_write()
                 conn.endheaders(request.body)
             except (OSError, http.client.HTTPException) as exc:
                 # Not every byte left: with Content-Length no server acts on a partial form.
