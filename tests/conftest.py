@@ -6,7 +6,9 @@ command that installs it. Shared helpers are plain modules in tests/support/.
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 
@@ -26,7 +28,9 @@ os.environ.setdefault("KIRIM_REDIS_URL", "redis://127.0.0.1:1/0")
 # Settings built in a test process (unit tests, in-process clients) hash texts with this key.
 os.environ.setdefault("KIRIM_HASH_KEY", "test-hash-key-0123456789abcdefghijklmnop")
 # Call journals (worker/journal.py) of this run's processes, not the host's shared memory.
-os.environ.setdefault("KIRIM_WORKER_JOURNAL_DIR", tempfile.mkdtemp(prefix="kirim-journal-"))
+if "KIRIM_WORKER_JOURNAL_DIR" not in os.environ:
+    os.environ["KIRIM_WORKER_JOURNAL_DIR"] = tempfile.mkdtemp(prefix="kirim-journal-")
+    atexit.register(shutil.rmtree, os.environ["KIRIM_WORKER_JOURNAL_DIR"], True)
 
 
 @pytest.fixture(scope="session")

@@ -206,21 +206,17 @@ class _Run:
                      - settings.nusasms_connect_timeout_s - _LEASE_MARGIN_S)
         if SHUTTING_DOWN.is_set():  # what waits for a connection waits in the queue instead
             not_after = time.monotonic()
-        starter, journal = self.svc.starter, self.svc.journal
+        marked = self._mark_all(calling)
+        journal = self.svc.journal
 
-        def mark(i: int) -> bool:  # the *calling* mark, just before call i is written
-            pipe, job = calling[i]
-            if journal is not None:  # about to mark it: a successor knows it was not written
-                journal.intend(job.id, pipe.claim.token)
-            try:
-                return starter.mark(job, pipe.claim.token, pipe.start.api)
-            except Exception as exc:  # not marked (Redis away, replicas silent): not called
-                log.warning("batch_mark_failed", message_id=job.id, error=type(exc).__name__)
-                return False
+        def go(i: int) -> bool:  # call i's connection is in hand: written only if marked
+            if journal is not None:  # the slot the write hook flips just before the bytes
+                journal.select(i)
+            return marked[i]
 
         try:
             results = client.send_many([_call_of(job) for _, job in calling],
-                                       not_after=not_after, before_write=mark)
+                                       not_after=not_after, before_write=go)
         except Exception as exc:  # a bug, not a reply: their leases run out into `unknown`
             log.error("batch_send_failed", error=type(exc).__name__, detail=str(exc)[:300])
             self.first_error = self.first_error or exc
@@ -240,6 +236,19 @@ class _Run:
                 self.finish(job, self.guarded(job, partial(pipe.record, step, attempt)))
         if sent:
             self._record_sent(sent)
+
+    def _mark_all(self, calling: list[tuple[SendPipeline, Job]]) -> list[bool]:
+        """Note every call in this thread's call journal, then mark them all *calling* in
+        one step; per call, whether it may be written. Not marked (Redis away, replicas
+        silent, a lease lost): not called, and queued again."""
+        if self.svc.journal is not None:
+            self.svc.journal.intend_many([(job.id, pipe.claim.token) for pipe, job in calling])
+        try:
+            return self.svc.starter.mark_many(
+                [(job, pipe.claim.token, pipe.start.api) for pipe, job in calling])
+        except Exception as exc:
+            log.warning("batch_mark_failed", messages=len(calling), error=type(exc).__name__)
+            return [False] * len(calling)
 
     def _record_sent(self, sent: list[tuple[SendPipeline, Job, Step, Attempt]]) -> None:
         """Every accepted call's `sent` move in one step, retried while Redis is away and

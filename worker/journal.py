@@ -31,7 +31,9 @@ import fcntl
 import hashlib
 import mmap
 import os
+import socket
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from secrets import token_hex
@@ -43,10 +45,11 @@ log = structlog.get_logger("kirim.journal")
 
 IDLE, INTENT, WRITING = 0, 1, 2
 SLOT = 128  # bytes: state, id length, id (64), claim length, claim (32)
-SLOTS = 1024  # threads per process; the file is sparse, a thread touches one page
+ROWS = 1024  # threads per process; the file is sparse, a thread touches one or two pages
 _ID_AT, _ID_MAX = 2, 64
 _CLAIM_LEN_AT, _CLAIM_AT, _CLAIM_MAX = 66, 67, 32
-SUFFIX = ".journal"
+SUFFIX = ".v1.journal"  # the layout's version: a scan reads only its own
+MAKING = ".v1.new"
 
 
 def journal_dir(configured: str) -> Path:
@@ -65,18 +68,23 @@ def deployment_tag(*identity: str) -> str:
 
 
 @dataclass
-class _Slot:
+class _Row:
+    """A thread's slots: one per call of its batch; `current` is the call being written."""
+
     map: mmap.mmap
     at: int
     pid: int
+    current: int = 0
 
 
 class CallJournal:
-    """This process's journal file in `directory`, opened on the first `intend`."""
+    """This process's journal file in `directory`, opened on the first `intend`; each
+    thread has a row of `row_slots` slots (a batch's calls: KIRIM_SEND_BATCH_SIZE)."""
 
-    def __init__(self, directory: Path, tag: str) -> None:
+    def __init__(self, directory: Path, tag: str, row_slots: int = 1) -> None:
         self.directory = directory
         self.tag = tag
+        self.row_slots = max(1, row_slots)
         self.path: Path | None = None
         self._lock = threading.Lock()
         self._local = threading.local()
@@ -89,75 +97,132 @@ class CallJournal:
     def intend(self, message_id: str, claim_id: str) -> None:
         """This thread is about to mark `message_id` *calling* under `claim_id` (and, if
         the mark holds, to write its request)."""
-        slot = self._slot()
-        if slot is None:
+        self.intend_many([(message_id, claim_id)])
+
+    def intend_many(self, calls: Sequence[tuple[str, str]]) -> None:
+        """This thread is about to mark each (message id, claim id) *calling*, then write
+        their requests in this order (`select` says which is next). Calls past the row's
+        slots go unjournalled: the lease sweep decides for them, as before the journal."""
+        row = self._row()
+        if row is None:
             return
-        mid, claim = message_id.encode(), claim_id.encode()
-        m, at = slot.map, slot.at
-        m[at] = IDLE  # a half-written entry is never read as an intent
-        if len(mid) > _ID_MAX or len(claim) > _CLAIM_MAX:
-            return  # not one of ours: unjournalled, the lease sweep decides
-        m[at + 1] = len(mid)
-        m[at + _ID_AT:at + _ID_AT + len(mid)] = mid
-        m[at + _CLAIM_LEN_AT] = len(claim)
-        m[at + _CLAIM_AT:at + _CLAIM_AT + len(claim)] = claim
-        m[at] = INTENT
+        m, at = row.map, row.at
+        for i in range(self.row_slots):
+            m[at + i * SLOT] = IDLE  # a half-written entry is never read as an intent
+        for i, (message_id, claim_id) in enumerate(calls[:self.row_slots]):
+            mid, claim, slot = message_id.encode(), claim_id.encode(), at + i * SLOT
+            if len(mid) > _ID_MAX or len(claim) > _CLAIM_MAX:
+                continue  # not one of ours: unjournalled, the lease sweep decides
+            m[slot + 1] = len(mid)
+            m[slot + _ID_AT:slot + _ID_AT + len(mid)] = mid
+            m[slot + _CLAIM_LEN_AT] = len(claim)
+            m[slot + _CLAIM_AT:slot + _CLAIM_AT + len(claim)] = claim
+            m[slot] = INTENT
+        row.current = 0
+
+    def select(self, i: int) -> None:
+        """Call `i` of the last `intend_many` is the next this thread writes."""
+        row: _Row | None = getattr(self._local, "row", None)
+        if row is not None:
+            row.current = i
 
     def writing(self, *_: object) -> None:
-        """This thread's request bytes are about to leave: its intent may reach the
-        provider from now on. Called for every request the provider clients write."""
-        slot: _Slot | None = getattr(self._local, "slot", None)
-        if slot is not None:  # a fork's child writes into its parent's shared slot: right too
-            slot.map[slot.at] = WRITING
+        """This thread's request bytes are about to leave: the selected call's intent may
+        reach the provider from now on. Called for every request the provider clients write
+        (a call past the row's slots has no intent to flip)."""
+        row: _Row | None = getattr(self._local, "row", None)
+        if row is not None and row.current < self.row_slots:
+            # A fork's child writes into its parent's shared row: right too.
+            row.map[row.at + row.current * SLOT] = WRITING
 
     def close(self) -> None:
-        """A clean exit: the journal goes with its owner."""
+        """A clean exit: the journal goes with its owner. The mapping stays (a thread still
+        sending writes into the unlinked file) until the process ends."""
         with self._lock:
-            if self._map is not None and self._pid == os.getpid():
-                self._map.close()
-                if self.path is not None:
-                    self.path.unlink(missing_ok=True)
-                if self._fd is not None:
-                    os.close(self._fd)
-            self._map, self._fd, self.path = None, None, None
+            if self._pid == os.getpid() and self.path is not None:
+                self.path.unlink(missing_ok=True)
+            self.path = None
 
-    def _slot(self) -> _Slot | None:
-        slot: _Slot | None = getattr(self._local, "slot", None)
+    def _row(self) -> _Row | None:
+        row: _Row | None = getattr(self._local, "row", None)
         pid = os.getpid()
-        if slot is not None and slot.pid == pid:
-            return slot
+        if row is not None and row.pid == pid:
+            return row
         with self._lock:
             if self._pid != pid:  # first use, or a fork's child: a file of its own
                 self._open(pid)
-            if self._map is None or self._next >= SLOTS:
+            if self._map is None:
                 return None
-            slot = _Slot(self._map, self._next * SLOT, pid)
+            if self._next >= ROWS:
+                if self._next == ROWS:  # said once
+                    self._next += 1
+                    log.warning("journal_full", threads=ROWS,
+                                hint="threads past it go unjournalled: lease sweep decides")
+                return None
+            row = _Row(self._map, self._next * self.row_slots * SLOT, pid)
             self._next += 1
-        self._local.slot = slot
-        return slot
+        self._local.row = row
+        return row
 
     def _open(self, pid: int) -> None:
         self._pid, self._next, self._map, self._fd = pid, 0, None, None
         if self._broken:
             return
+        final = self.directory / f"{self.tag}-{host_tag()}-{pid}-{token_hex(4)}{SUFFIX}"
+        making = final.with_name(final.name.removesuffix(SUFFIX) + MAKING)
+        fd = None
         try:
             self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
             # Locked under a name scans skip, then renamed: never seen unlocked.
-            final = self.directory / f"{self.tag}-{pid}-{token_hex(4)}{SUFFIX}"
-            making = final.with_suffix(".new")
             fd = os.open(making, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            os.ftruncate(fd, SLOTS * SLOT)
-            self._map = mmap.mmap(fd, SLOTS * SLOT)
+            _lock_holds(making)
+            size = ROWS * self.row_slots * SLOT
+            os.ftruncate(fd, size)
+            self._map = mmap.mmap(fd, size)
             os.rename(making, final)
         except OSError as exc:
-            self._broken = True
+            self._broken, self._map = True, None
+            if fd is not None:
+                os.close(fd)
+                making.unlink(missing_ok=True)
             log.warning("journal_unavailable", directory=str(self.directory),
                         error=f"{type(exc).__name__}: {exc}",
                         hint="sends go on; a killed worker's marked messages become `unknown`"
-                             " (set KIRIM_WORKER_JOURNAL_DIR to a writable directory)")
+                             " (set KIRIM_WORKER_JOURNAL_DIR to a writable directory on a"
+                             " local filesystem)")
             return
         self._fd, self.path = fd, final
+
+
+def _lock_holds(path: Path) -> None:
+    """Raise unless a second descriptor of `path` is refused the lock just taken: where
+    flock is not enforced (some network filesystems), a scan could take a live journal for
+    a dead one's and requeue what is being written."""
+    probe = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return
+    finally:
+        os.close(probe)
+    raise OSError(f"flock is not enforced in {path.parent}")
+
+
+def host_tag() -> str:
+    """This boot of this host (its kernel's boot id): a journal on a directory other hosts
+    share is never read by them, nor one of an earlier boot, whose locks say nothing."""
+    global _HOST_TAG
+    if _HOST_TAG is None:
+        try:
+            boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        except OSError:
+            boot = socket.gethostname()
+        _HOST_TAG = hashlib.sha256(boot.encode()).hexdigest()[:8]
+    return _HOST_TAG
+
+
+_HOST_TAG: str | None = None
 
 
 @dataclass
@@ -179,29 +244,45 @@ class DeadJournal:
 
 
 def dead_journals(directory: Path, tag: str) -> list[DeadJournal]:
-    """Every journal of deployment `tag` in `directory` whose owner is dead (its lock free),
-    locked now by this process, with its INTENT slots. This process's own is skipped too:
-    flock treats its second descriptor as another owner."""
+    """Every journal of deployment `tag` on this host in `directory` whose owner is dead
+    (its lock free), locked now by this process, with its INTENT slots. This process's own
+    is skipped too: flock treats its second descriptor as another owner. A journal its
+    owner died making is removed."""
     found: list[DeadJournal] = []
+    prefix = f"{tag}-{host_tag()}-"
     try:
-        paths = sorted(directory.glob(f"{tag}-*{SUFFIX}"))
+        paths = sorted(directory.glob(f"{prefix}*"))
     except OSError:
         return found
     for path in paths:
-        try:
-            fd = os.open(path, os.O_RDONLY)
-        except OSError:  # another scan settled it first
+        if not path.name.endswith((SUFFIX, MAKING)):
+            continue  # another version's layout: left to the lease sweep
+        locked = _lock_dead(path)
+        if locked is None:
             continue
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            if os.fstat(fd).st_nlink == 0:  # settled and removed while we waited to lock
-                raise BlockingIOError
-            data = os.pread(fd, SLOTS * SLOT, 0)
-        except OSError:  # its owner lives (or it went away): not ours to read
+        fd, data = locked
+        if path.name.endswith(MAKING):  # nothing was ever sent under it
+            path.unlink(missing_ok=True)
             os.close(fd)
             continue
         found.append(DeadJournal(path, fd, _intents(data)))
     return found
+
+
+def _lock_dead(path: Path) -> tuple[int, bytes] | None:
+    """`path` locked and read, if its owner is dead; None while it lives (or it is gone)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # another scan settled it first
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        if os.fstat(fd).st_nlink == 0:  # settled and removed while we waited to lock
+            raise BlockingIOError
+        return fd, os.pread(fd, os.fstat(fd).st_size, 0)
+    except OSError:  # its owner lives (or it went away): not ours to read
+        os.close(fd)
+        return None
 
 
 def _intents(data: bytes) -> list[tuple[str, str]]:

@@ -21,7 +21,6 @@ from producer.core.contract import State
 from producer.core.guard import route_for
 from producer.core.quarantine import DATA_ERRORS, quarantine
 from producer.core.records import Effects, MessageRecord
-from producer.core.redis_connect import REDIS_DOWN
 from producer.core.redis_text import text
 from worker.journal import dead_journals
 from worker.state_writer import Attempt
@@ -65,10 +64,12 @@ def requeue_unwritten(core: Core, message_id: str, claim_id: str) -> str | None:
                     hint="its request was never written: resend it"
                          " (`kirim settle <id> --as resend`)")
         return None
+    # Not waited for by replicas, as a sender's own give-back (an undo whose loss the lease
+    # sweep repairs).
     if record.state != State.SENDING or not core.requeuer.requeue(
             message_id, allowed_from=[State.SENDING], claim=claim_id,
             set_fields={"calling": "0"}, incr={"attempts": -1},
-            effects=_free_guard_slot(core, record),
+            effects=_free_guard_slot(core, record), durable=False,
             note="sender lost before its request was written (call journal): requeued"):
         return None
     log.info("unwritten_requeued", message_id=message_id)
@@ -77,22 +78,21 @@ def requeue_unwritten(core: Core, message_id: str, claim_id: str) -> str | None:
 
 def settle_dead_journals(core: Core, directory: Path, tag: str) -> int:
     """Requeue what the journals of this deployment's dead workers on this host show was
-    never written; each journal is removed once settled (kept while Redis is away). Returns
-    how many messages were requeued."""
+    never written; each journal is removed once settled, and kept for the next scan when
+    Redis is away (or any other error stops it, raised). Returns how many were requeued."""
     requeued = 0
-    for dead in dead_journals(directory, tag):
-        try:
-            for message_id, claim_id in dead.intents:
-                requeued += requeue_unwritten(core, message_id, claim_id) is not None
-        except REDIS_DOWN as exc:
-            dead.release()
-            log.warning("journal_not_settled", journal=dead.path.name, error=str(exc),
-                        hint="tried again on the next scan")
-            continue
-        except BaseException:
-            dead.release()
-            raise
-        dead.discard()
+    dead = dead_journals(directory, tag)
+    try:
+        while dead:
+            for message_id, claim_id in dead[0].intents:
+                try:
+                    requeued += requeue_unwritten(core, message_id, claim_id) is not None
+                except DATA_ERRORS as exc:  # one bad record must not stop the rest
+                    quarantine(core.store, message_id, exc)
+            dead.pop(0).discard()
+    finally:
+        for journal in dead:  # not settled: unlocked for the next scan
+            journal.release()
     return requeued
 
 

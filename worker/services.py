@@ -81,7 +81,8 @@ def build_services(settings: Settings, app: Celery) -> Services:
     limiter = RateLimiter(core.redis, core.keys.rate_limit, settings.rate_limit_per_s,
                           settings.rate_limit_burst)
     v1 = build_v1_client(settings, http)
-    journal = CallJournal(journal_dir(settings.worker_journal_dir), journal_tag(settings))
+    journal = CallJournal(journal_dir(settings.worker_journal_dir), journal_tag(settings),
+                          row_slots=settings.send_batch_size)
     for client in (http, send_http):  # every provider request flips its thread's slot first
         journal_writes(client, journal)
     return Services(

@@ -25,6 +25,7 @@ from worker.services import journal_tag
 
 log = structlog.get_logger("kirim.worker")
 JOURNAL_SCAN_S = 2.0  # a listing and a lock attempt per journal of the deployment
+JOURNAL_RETRY_S = 0.5  # after a scan Redis (or anything else) stopped
 
 
 def connect(app: Celery) -> None:
@@ -67,22 +68,36 @@ def connect(app: Celery) -> None:
     signals.heartbeat_sent.connect(heartbeat, weak=False)
     # A warm shutdown: batches in hand finish their current message and hand the rest back.
     signals.worker_shutting_down.connect(batch.stop_taking_new, weak=False)
+    signals.worker_shutdown.connect(lambda **_: _close_journal(app), weak=False)
 
 
 def _settle_journals(core: Core) -> None:
     """Settle the call journals of this deployment's dead workers on this host, at start and
-    every JOURNAL_SCAN_S after (a neighbour's death, or a journal Redis could not settle)."""
+    every JOURNAL_SCAN_S after (a neighbour's death, or a journal not settled yet)."""
     directory, tag = journal_dir(core.settings.worker_journal_dir), journal_tag(core.settings)
+    said_at = 0.0
     while True:
         try:
             requeued = settle_dead_journals(core, directory, tag)
-        except Exception as exc:  # a bug must not end the scans
-            log.error("journal_scan_failed", error=f"{type(exc).__name__}: {exc}")
-        else:
-            if requeued:
-                log.warning("unwritten_sends_requeued", messages=requeued,
-                            hint="a killed worker had marked them and not written them")
+        except Exception as exc:  # Redis away, or a bug: kept for the next scan, soon
+            if time.monotonic() - said_at > 60:  # once a minute, not every scan
+                said_at = time.monotonic()
+                log.warning("journal_scan_failed", error=f"{type(exc).__name__}: {exc}",
+                            hint="dead workers' journals are settled once Redis answers")
+            # Before their leases run out, or the lease sweep calls them `unknown`.
+            time.sleep(JOURNAL_RETRY_S)
+            continue
+        if requeued:
+            log.warning("unwritten_sends_requeued", messages=requeued,
+                        hint="a killed worker had marked them and not written them")
         time.sleep(JOURNAL_SCAN_S)
+
+
+def _close_journal(app: Celery) -> None:
+    """A worker's clean exit takes its call journal with it."""
+    svc = getattr(app, "kirim_services", None)
+    if svc is not None and svc.journal is not None:
+        svc.journal.close()
 
 
 def _upgrade_guard(redis: Redis, keys: Keys) -> None:

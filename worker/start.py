@@ -59,7 +59,7 @@ class SendStarter:
             libraries + "\n" + lua.source(lua.WORKER, "start_run"))
         self._many = store.redis.register_script(
             libraries + "\n" + lua.source(lua.WORKER, "start_many"))
-        self._mark = lua.register(store.redis, "gcra", "mark", package=lua.WORKER)
+        self._mark_many = lua.register(store.redis, "gcra", "mark_many", package=lua.WORKER)
 
     def start(self, job: Job, lease_s: float, dispatch: str, claim_id: str, api: str = ""
               ) -> Started:
@@ -103,14 +103,18 @@ class SendStarter:
             [len(specs), len(keys0), len(args0), *args0, *own_args])
         return [_started(reply) for reply in replies]
 
-    def mark(self, job: Job, claim_id: str, api: str = "") -> bool:
-        """The *calling* mark of a batch's "ready" message (mark.lua), just before its call:
-        True when marked, False when `claim_id` no longer holds a live lease. Raises
-        NotReplicated when replicas did not confirm it."""
-        reply = self.store.durability.run_script(
-            self.store.redis, self._mark, [self.store.keys.message(job.id)],
-            [claim_id, f"{time.time() * _US_PER_S:.0f}", api])
-        return text(reply) == "calling"
+    def mark_many(self, calls: Sequence[tuple[Job, str, str]]) -> list[bool]:
+        """The *calling* marks of a batch's "ready" messages (job, claim id, provider API),
+        in one step (mark_many.lua), just before their calls: per message, True when marked,
+        False when its claim no longer holds a live lease. Raises NotReplicated when
+        replicas did not confirm them."""
+        keys = [self.store.keys.message(job.id) for job, _, _ in calls]
+        args: list[Any] = [f"{time.time() * _US_PER_S:.0f}"]
+        for _, claim_id, api in calls:
+            args += [claim_id, api]
+        replies = self.store.durability.run_script(self.store.redis, self._mark_many, keys,
+                                                   args)
+        return [text(reply) == "calling" for reply in replies]
 
     def _spec(self, job: Job, lease_s: float, dispatch: str, claim_id: str, api: str
               ) -> tuple[list[Any], list[Any]]:

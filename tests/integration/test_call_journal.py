@@ -14,9 +14,11 @@ from pathlib import Path
 import pytest
 
 from producer.core.contract import State
+from tests.support.settings import settings_from_env
 from tests.support.waiting import wait_for, wait_states
 from worker.journal import WRITING, CallJournal
 from worker.nusasms.wire import WireClient
+from worker.services import journal_writes
 
 pytestmark = [pytest.mark.timeout(90)]
 
@@ -115,6 +117,7 @@ def test_killed_after_the_write_the_message_is_left_to_the_lease_sweep(
     mid = kirim.send("sms", "6281300000002", text)
     wait_for(lambda: b"journal%3A+written" in silent_provider.received, 30,
              "the request at the provider")
+    assert _journals_of(tmp_path / "journal", first.pid), "the worker kept no journal"
     workers.kill(first, signal.SIGKILL)
     workers.start(concurrency=2, extra_env=HANGING)
     wait_for(lambda: not _journals_of(tmp_path / "journal", first.pid), 30,
@@ -125,23 +128,74 @@ def test_killed_after_the_write_the_message_is_left_to_the_lease_sweep(
         "a message the provider may have was requeued: it could be sent twice"
 
 
-def test_the_wire_client_flips_the_slot_before_its_bytes_leave(sandbox, tmp_path):
+def test_a_batch_killed_mid_write_requeues_its_unwritten_calls_and_only_those(
+        kirim, workers, sandbox, silent_provider, tmp_path):
+    # One connection: the batch's first call is written and waits for a reply that never
+    # comes; the other two are marked *calling* (one step) and wait for the connection.
+    first = workers.start(concurrency=1, extra_env={
+        **HANGING, "KIRIM_NUSASMS_URL": silent_provider.url, "KIRIM_NUSASMS_POOL_SIZE": "1"})
+    texts = {f"62813000001{i}": f"journal batch {i}" for i in range(3)}
+    ids = [r.id for r in kirim.send_many([{"channel": "sms", "to": to, "text": t}
+                                          for to, t in texts.items()])]
+    wait_for(lambda: b"journal+batch" in silent_provider.received, 30, "the first call")
+
+    def marked() -> list[str | None]:
+        return [(r.get("calling") if (r := kirim.store.get(i)) else None) for i in ids]
+
+    wait_for(lambda: marked() == ["1", "1", "1"], 10, "the batch's marks")
+    written = [i for i, t in zip(ids, texts.values(), strict=True)
+               if t.replace(" ", "+").encode() in silent_provider.received]
+    assert len(written) == 1, "the one connection carried more than one call"
+    workers.kill(first, signal.SIGKILL)
+
+    workers.start(concurrency=2, extra_env=HANGING)  # on the sandbox
+    unwritten = [i for i in ids if i not in written]
+    wait_states(kirim, unwritten, {State.SENT, State.DELIVERED}, timeout_s=30)
+    record = kirim.store.get(written[0])
+    assert record is not None
+    assert (record.state, record.get("calling")) == (State.SENDING, "1")
+    counts = sandbox.counts()
+    assert sorted(counts.get((to, t), 0) for to, t in texts.items()) == [0, 1, 1]
+
+
+def test_the_wire_client_flips_the_slot_before_its_first_byte_leaves(sandbox, tmp_path):
     journal = CallJournal(tmp_path, "t0000000000b")
-    client = WireClient(1.0, 2.0, 2)
-    at_flip: list[tuple[int, int]] = []
+    at_first_byte: list[int] = []
 
-    def on_write() -> None:
-        journal.writing()
-        assert journal.path is not None
-        at_flip.append((journal.path.read_bytes()[0], sandbox.stats()["requests"]))
+    class Watched(WireClient):
+        def _connect(self, key):  # type: ignore[no-untyped-def]
+            conn = super()._connect(key)
+            send = conn.send
 
-    client.on_write = on_write
+            def watched(data):  # type: ignore[no-untyped-def]
+                assert journal.path is not None
+                at_first_byte.append(journal.path.read_bytes()[0])
+                return send(data)
+
+            conn.send = watched  # type: ignore[method-assign]
+            return conn
+
+    client = Watched(1.0, 2.0, 2)
+    journal_writes(client, journal)
     journal.intend("m1", "c1")
     reply = client.post(sandbox.url + "/api/command", {"user": "demo", "password": "demo",
                                                        "cmd": "CREDITS", "output": "json"})
     assert reply.status_code == 200
-    [(slot, requests_before)] = at_flip
-    assert slot == WRITING
-    assert sandbox.stats()["requests"] == requests_before + 1, "flipped after the write"
+    assert at_first_byte and at_first_byte[0] == WRITING
     journal.close()
     client.close()
+
+
+def test_every_provider_client_of_a_worker_tells_the_journal(kirim_env):
+    from worker.app import create_app
+    from worker.services import build_services
+
+    settings = settings_from_env({**kirim_env, "KIRIM_NUSASMS_API_KEY": "k" * 32})
+    svc = build_services(settings, create_app(settings))
+    try:
+        assert svc.journal is not None
+        assert svc.send_http.on_write == svc.journal.writing  # type: ignore[union-attr]
+        assert svc.journal.writing in svc.http.event_hooks["request"]  # API v1.0 (WhatsApp)
+        assert svc.wa_client is not None
+    finally:
+        svc.close()

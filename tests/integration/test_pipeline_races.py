@@ -73,14 +73,16 @@ def test_lease_sweep_requeues_a_sender_lost_before_calling(svc):
 
 
 def test_a_batch_mark_takes_only_a_live_lease_of_its_own_claim(svc):
-    """mark.lua (a batch's mark just before each write) and calling.lua refuse alike."""
+    """mark_many.lua (a batch's marks, one step before its writes) and calling.lua refuse
+    alike, each message on its own."""
     lost = _claimed(svc)
     _lose_lease(svc, lost)
-    assert not svc.starter.mark(lost, CLAIM)
     other = _claimed(svc, text="second")
-    assert not svc.starter.mark(other, "not-my-claim")
+    assert svc.starter.mark_many([(lost, CLAIM, ""), (other, "not-my-claim", "")]) == [
+        False, False]
     assert svc.redis.hget(svc.keys.message(other.id), "calling") in (None, b"0", "0")
-    assert svc.starter.mark(other, CLAIM, "v1")
+    assert svc.starter.mark_many([(lost, CLAIM, ""), (other, CLAIM, "v1")]) == [False, True]
+    assert svc.redis.hget(svc.keys.message(lost.id), "calling") in (None, b"0", "0")
     record = svc.redis.hgetall(svc.keys.message(other.id))
     assert record[b"calling"] == b"1" and record[b"api"] == b"v1"
     assert abs(float(record[b"calling_at"]) - time.time()) < 5

@@ -13,29 +13,51 @@ from pathlib import Path
 
 import httpx
 
-from worker.journal import INTENT, SLOT, WRITING, CallJournal, dead_journals, journal_dir
+from worker import journal as journal_module
+from worker.journal import (
+    INTENT,
+    MAKING,
+    SLOT,
+    SUFFIX,
+    WRITING,
+    CallJournal,
+    dead_journals,
+    host_tag,
+    journal_dir,
+)
 from worker.services import journal_writes
 
 TAG = "t0000000000a"
+INTENTS = [("m-intent", "c1"), ("m-second", "c4"), ("b-2", "c5"), ("y-1", "c7"),
+           ("z-1", "c8"), ("z-2", "c8"), ("z-3", "c8")]
 
 # A process whose first thread is about to mark m-intent, whose second thread has written
-# m-written's request, and whose third went on to a second message after writing its first.
+# m-written's request, and whose third went on to a second message after writing its first;
+# then batches: one part written, one replaced by a single, one longer than its row.
 CHILD = textwrap.dedent("""
     import sys, threading, time
     from pathlib import Path
     from worker.journal import CallJournal
 
-    journal = CallJournal(Path(sys.argv[1]), sys.argv[2])
+    journal = CallJournal(Path(sys.argv[1]), sys.argv[2], row_slots=3)
     def run(steps):
         for step in steps:
             if step == "write":
                 journal.writing()
+            elif isinstance(step, int):
+                journal.select(step)
+            elif isinstance(step, list):
+                journal.intend_many(step)
             else:
                 journal.intend(*step)
     threads = [threading.Thread(target=run, args=(s,)) for s in (
         [("m-intent", "c1")],
         [("m-written", "c2"), "write"],
         [("m-first", "c3"), "write", ("m-second", "c4")],
+        # a batch: its first and third written, its second not yet; then a longer one
+        [[("b-1", "c5"), ("b-2", "c5"), ("b-3", "c5")], 0, "write", 2, "write"],
+        [[("x-1", "c6"), ("x-2", "c6"), ("x-3", "c6")], [("y-1", "c7")]],
+        [[("z-1", "c8"), ("z-2", "c8"), ("z-3", "c8"), ("z-4", "c8")], 3, "write"],
     )]
     for t in threads:
         t.start()
@@ -64,8 +86,9 @@ def test_a_killed_owner_leaves_its_intents_and_a_living_one_is_not_read(tmp_path
         proc.wait(10)
     assert path.exists(), "a SIGKILL cannot have removed it"
     [dead] = dead_journals(tmp_path, TAG)
-    # Only what was never written: not the written one, not a message the thread moved past.
-    assert dead.intents == [("m-intent", "c1"), ("m-second", "c4")]
+    # Only what was never written: not the written one, not a message the thread moved past,
+    # not a call past its row's slots (unjournalled: left to the lease sweep).
+    assert dead.intents == INTENTS
     assert dead_journals(tmp_path, TAG) == [], "a journal locked by its settler was read twice"
     dead.discard()
     assert not path.exists()
@@ -79,7 +102,7 @@ def test_a_dead_journal_not_settled_is_found_again(tmp_path: Path):
     [dead] = dead_journals(tmp_path, TAG)
     dead.release()  # Redis was away: kept for the next scan
     [again] = dead_journals(tmp_path, TAG)
-    assert again.intents == [("m-intent", "c1"), ("m-second", "c4")]
+    assert again.intents == INTENTS
     again.discard()
 
 
@@ -91,9 +114,35 @@ def test_another_deployments_journals_are_not_read(tmp_path: Path):
     assert [d.path for d in dead_journals(tmp_path, "other0000000")] == [path]
 
 
-def test_a_journal_in_the_making_is_skipped(tmp_path: Path):
-    (tmp_path / f"{TAG}-1-00000000.new").write_bytes(bytes([INTENT]) + bytes(SLOT - 1))
+def _intent_file(path: Path) -> Path:
+    path.write_bytes(bytes([INTENT, 2]) + b"m9".ljust(64, b"\0") + bytes([2]) + b"c9"
+                     + bytes(SLOT - 69))
+    return path
+
+
+def test_a_journal_its_owner_died_making_is_removed_unread(tmp_path: Path):
+    making = _intent_file(tmp_path / f"{TAG}-{host_tag()}-1-00000000{MAKING}")
     assert dead_journals(tmp_path, TAG) == []
+    assert not making.exists()
+
+
+def test_journals_of_another_host_or_layout_are_left_alone(tmp_path: Path):
+    elsewhere = _intent_file(tmp_path / f"{TAG}-0badb007-1-00000000{SUFFIX}")
+    older = _intent_file(tmp_path / f"{TAG}-{host_tag()}-1-00000000.v0.journal")
+    mine = _intent_file(tmp_path / f"{TAG}-{host_tag()}-2-00000000{SUFFIX}")
+    [dead] = dead_journals(tmp_path, TAG)
+    assert (dead.path, dead.intents) == (mine, [("m9", "c9")])
+    dead.discard()
+    assert elsewhere.exists() and older.exists()
+
+
+def test_a_directory_where_flock_is_not_enforced_gets_no_journal(tmp_path: Path, monkeypatch):
+    # As on a network filesystem that only pretends to lock: every lock is granted.
+    monkeypatch.setattr(journal_module.fcntl, "flock", lambda fd, op: None)
+    journal = CallJournal(tmp_path, TAG)
+    journal.intend("m1", "c1")
+    assert journal.path is None
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_own_journal_is_never_read_and_a_clean_close_removes_it(tmp_path: Path):
