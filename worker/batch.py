@@ -4,7 +4,8 @@ A batch task carries up to KIRIM_SEND_BATCH_SIZE messages of one lane (sms or wa
 OTP), written by the enqueue path (producer/core/enqueue.py) in place of one task each. The
 batch shares the broker's per-task work (BRPOP, the unacked bookkeeping, the ack), one
 start step for all its messages (start_many.lua: each is claimed, reserved and rate-limited
-on its own, then marked *calling* by mark.lua just before its own request is written), its
+on its own), one step marking them all *calling* just before their requests are written
+(mark_many.lua; each first noted in the thread's call journal, worker/journal.py), its
 provider calls at once (as many in flight together as the
 connection pool allows, so a batch costs about one provider latency, not one per message;
 a call that could not be written in time for its lease is queued again, unsent) and one
@@ -193,9 +194,9 @@ class _Run:
                                                            max(0.0, left_s))))
 
     def _call_all(self, calling: list[tuple[SendPipeline, Job]]) -> None:
-        """The provider calls of every message the start step readied, at once (each marked
-        *calling* just before its own write); then their records: every `sent` in one step,
-        anything else one by one."""
+        """The provider calls of every message the start step readied, at once (all marked
+        *calling* in one step just before the writes); then their records: every `sent` in
+        one step, anything else one by one."""
         client = self.svc.client
         assert isinstance(client, NusaSMSClient)
         # No later wave of calls starts so late that its replies could outlast the first

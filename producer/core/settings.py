@@ -143,8 +143,8 @@ class Settings(BaseSettings):
     # Worker pool.
     worker_concurrency: int = Field(32, ge=1)
     # Tasks each worker thread reserves (Celery's worker_prefetch_multiplier): 1 keeps a
-    # backlog in Redis, where any worker (and the OTP lane) can take it. 4 measured +13-26%
-    # rate at 0 ms provider latency but -5 to -18% at 50 ms, about the same CPU per message
+    # backlog in Redis, where any worker (and the OTP lane) can take it. 4 measured +13-30%
+    # rate at 0 ms provider latency but -18 to +3% at 50 ms, about the same CPU per message
     # (bench `knobs`): reserved tasks wait in one worker while another has free threads.
     worker_prefetch_multiplier: int = Field(1, ge=1)
     # Messages enqueued together (send_many, the API's batches and its group commit) travel

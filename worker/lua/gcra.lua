@@ -70,7 +70,7 @@ end
 
 -- Why claim `claim` may no longer mark record `key` at `now` (microseconds): "claim" when
 -- the message is not `sending` under this claim, "lease" when the claim's lease is over;
--- nil while it holds a live lease (calling.lua and mark.lua ask this before their mark).
+-- nil while it holds a live lease (calling.lua and mark_many.lua ask this before their marks).
 local function claim_lost(key, claim, now)
   local rec = redis.call("HMGET", key, "state", "claim", "lease_until")
   if rec[1] ~= "sending" or rec[2] ~= claim then return "claim" end

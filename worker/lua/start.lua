@@ -45,7 +45,7 @@ local function start_message(K, A, now, cache)
   local wait = gcra(K[k + 3], tonumber(A[a + 6]), tonumber(A[a + 7]), now,
                     cache and cache.rate)
   if wait > 0 then return {"wait", claimed(nil), wait} end
-  -- A batch marks each message just before its request is written (mark.lua), not here.
+  -- A batch marks its messages just before their requests are written (mark_many.lua).
   if cache and cache.mark_later then return {"ready", claimed(nil)} end
   return {"calling", claimed(calling_fields(now, A[a + 8]))}
 end

@@ -1,9 +1,9 @@
 -- The start of each send of a batch, in one atomic step (start.lua and its libraries
 -- prepended): worker/start.py. Each message is claimed, reserved and rate-limited on its
 -- own, exactly as start_run.lua would, one after the other, and left "ready": its *calling*
--- mark comes just before its request is written (mark.lua, one message at a time). The batch
--- shares one read of Redis's clock, of each circuit and of the limiter, one write of the
--- limiter, and one ZADD to the lease index and one ZREM from the outbox.
+-- mark comes just before its request is written (mark_many.lua: the batch's, in one
+-- step). The batch shares one read of Redis's clock, of each circuit and of the limiter,
+-- one write of the limiter, and one ZADD to the lease index and one ZREM from the outbox.
 -- The first message's keys and arguments come whole (start.lua's layout: `nk` keys, `na`
 -- arguments); every message, the first too, then adds only its own: 4 keys (record,
 -- timeline, the guard's recipient and block keys) and 7 arguments (id, lease end, dispatch
