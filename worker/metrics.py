@@ -48,6 +48,10 @@ RATE_LIMIT_WAITS = Counter("kirim_rate_limit_waits",
                            "Sends requeued because the account's rate limit was spent",
                            ["channel"])
 
+UNWRITTEN_REQUEUED = Counter(
+    "kirim_unwritten_requeued", "Messages a killed worker on this host had marked calling and"
+    " never written, requeued from its call journal by this process")
+
 DELIVERY_REPORTS = Counter(
     "kirim_delivery_reports", "Delivery reports that moved a message (delivered, read,"
     " undelivered …), by channel, state and the NusaSMS API that sent it",

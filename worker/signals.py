@@ -88,6 +88,7 @@ def _settle_journals(core: Core) -> None:
             time.sleep(JOURNAL_RETRY_S)
             continue
         if requeued:
+            metrics.UNWRITTEN_REQUEUED.inc(requeued)
             log.warning("unwritten_sends_requeued", messages=requeued,
                         hint="a killed worker had marked them and not written them")
         time.sleep(JOURNAL_SCAN_S)

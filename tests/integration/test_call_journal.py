@@ -11,9 +11,11 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from producer.core.contract import State
+from tests.support.processes import free_port
 from tests.support.settings import settings_from_env
 from tests.support.waiting import wait_for, wait_states
 from worker.journal import WRITING, CallJournal
@@ -97,7 +99,8 @@ def test_killed_after_the_mark_before_the_write_the_next_worker_requeues_it(
     assert record is not None and record.state == State.SENDING
     assert _journals_of(tmp_path / "journal", first.pid), "the dead worker left no journal"
 
-    workers.start(concurrency=2)  # on the sandbox; no beat, so no lease sweep either
+    port = free_port()  # on the sandbox; no beat, so no lease sweep either
+    workers.start(concurrency=2, extra_env={"KIRIM_METRICS_PORT": str(port)})
     assert wait_states(kirim, [mid], {State.SENT, State.DELIVERED, State.UNKNOWN},
                        timeout_s=30) != [State.UNKNOWN]
     record = kirim.store.get(mid)
@@ -107,6 +110,8 @@ def test_killed_after_the_mark_before_the_write_the_next_worker_requeues_it(
     notes = [e.get("note", "") for e in record.timeline]
     assert any("call journal" in n for n in notes), notes
     assert not _journals_of(tmp_path / "journal", first.pid), "the settled journal stayed"
+    scrape = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+    assert "kirim_unwritten_requeued_total 1.0" in scrape.splitlines()
 
 
 def test_killed_after_the_write_the_message_is_left_to_the_lease_sweep(
