@@ -194,9 +194,10 @@ class _Run:
                                                            max(0.0, left_s))))
 
     def _call_all(self, calling: list[tuple[SendPipeline, Job]]) -> None:
-        """The provider calls of every message the start step readied, at once (all marked
-        *calling* in one step just before the writes); then their records: every `sent` in
-        one step, anything else one by one."""
+        """The provider calls of every message the start step readied, at once (those the
+        thread's call journal holds marked *calling* in one step just before the writes, any
+        other just before its own); then their records: every `sent` in one step, anything
+        else one by one."""
         client = self.svc.client
         assert isinstance(client, NusaSMSClient)
         # No later wave of calls starts so late that its replies could outlast the first
@@ -207,24 +208,35 @@ class _Run:
                      - settings.nusasms_connect_timeout_s - _LEASE_MARGIN_S)
         if SHUTTING_DOWN.is_set():  # what waits for a connection waits in the queue instead
             not_after = time.monotonic()
-        marked = self._mark_all(calling)
         journal = self.svc.journal
+        # Noted in the journal, then marked in one step; the rest one by one (below).
+        upfront = 0 if journal is None else journal.intend_many(
+            [(job.id, pipe.claim.token) for pipe, job in calling])
+        if SHUTTING_DOWN.is_set():  # only the first call may still be written
+            upfront = min(upfront, 1)
+        marked: list[bool | None] = [*self._mark(calling[:upfront]),
+                                     *[None] * (len(calling) - upfront)]
 
         def go(i: int) -> bool:  # call i's connection is in hand: written only if marked
             if journal is not None:  # the slot the write hook flips just before the bytes
                 journal.select(i)
-            return marked[i]
+            if marked[i] is None:  # not journalled: its own mark, just before its write
+                marked[i] = self._mark(calling[i:i + 1])[0]
+            return bool(marked[i])
 
         try:
             results = client.send_many([_call_of(job) for _, job in calling],
                                        not_after=not_after, before_write=go)
-        except Exception as exc:  # a bug, not a reply: their leases run out into `unknown`
+        except Exception as exc:  # a bug, not a reply: what was written runs into `unknown`
             log.error("batch_send_failed", error=type(exc).__name__, detail=str(exc)[:300])
             self.first_error = self.first_error or exc
+            for i in [] if journal is None else journal.unwritten():  # never written
+                pipe, job = calling[i]
+                self.finish(job, self.guarded(job, partial(pipe.requeue_unsent, job)))
             return
         sent: list[tuple[SendPipeline, Job, Step, Attempt]] = []
-        for (pipe, job), result in zip(calling, results, strict=True):
-            if _never_written(result):  # no connection in time: not a failed attempt
+        for (pipe, job), result, was_marked in zip(calling, results, marked, strict=True):
+            if not was_marked or _never_written(result):  # not called: not a failed attempt
                 self.finish(job, self.guarded(job, partial(pipe.requeue_unsent, job)))
                 continue
             judged = self.guarded(job, partial(pipe.judge, result))
@@ -238,18 +250,17 @@ class _Run:
         if sent:
             self._record_sent(sent)
 
-    def _mark_all(self, calling: list[tuple[SendPipeline, Job]]) -> list[bool]:
-        """Note every call in this thread's call journal, then mark them all *calling* in
-        one step; per call, whether it may be written. Not marked (Redis away, replicas
-        silent, a lease lost): not called, and queued again."""
-        if self.svc.journal is not None:
-            self.svc.journal.intend_many([(job.id, pipe.claim.token) for pipe, job in calling])
+    def _mark(self, calls: list[tuple[SendPipeline, Job]]) -> list[bool]:
+        """Mark `calls` *calling* in one step; per call, whether it may be written. Not
+        marked (Redis away, replicas silent, a lease lost): not called, and queued again."""
+        if not calls:
+            return []
         try:
             return self.svc.starter.mark_many(
-                [(job, pipe.claim.token, pipe.start.api) for pipe, job in calling])
+                [(job, pipe.claim.token, pipe.start.api) for pipe, job in calls])
         except Exception as exc:
-            log.warning("batch_mark_failed", messages=len(calling), error=type(exc).__name__)
-            return [False] * len(calling)
+            log.warning("batch_mark_failed", messages=len(calls), error=type(exc).__name__)
+            return [False] * len(calls)
 
     def _record_sent(self, sent: list[tuple[SendPipeline, Job, Step, Attempt]]) -> None:
         """Every accepted call's `sent` move in one step, retried while Redis is away and

@@ -27,12 +27,14 @@ sweep decides), never wrong.
 
 from __future__ import annotations
 
+import atexit
 import fcntl
 import hashlib
 import mmap
 import os
 import socket
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +52,7 @@ _ID_AT, _ID_MAX = 2, 64
 _CLAIM_LEN_AT, _CLAIM_AT, _CLAIM_MAX = 66, 67, 32
 SUFFIX = ".v1.journal"  # the layout's version: a scan reads only its own
 MAKING = ".v1.new"
+MAKING_GRACE_S = 60.0  # a journal in the making is left this long to its maker
 
 
 def journal_dir(configured: str) -> Path:
@@ -99,26 +102,36 @@ class CallJournal:
         the mark holds, to write its request)."""
         self.intend_many([(message_id, claim_id)])
 
-    def intend_many(self, calls: Sequence[tuple[str, str]]) -> None:
+    def intend_many(self, calls: Sequence[tuple[str, str]]) -> int:
         """This thread is about to mark each (message id, claim id) *calling*, then write
-        their requests in this order (`select` says which is next). Calls past the row's
-        slots go unjournalled: the lease sweep decides for them, as before the journal."""
+        their requests in this order (`select` says which is next). Returns how many of the
+        first are journalled: the rest (past the row's slots, an id too long to note, no
+        journal at all) must each be marked just before its own write, as before the
+        journal, since the lease sweep would call them `unknown`."""
         row = self._row()
         if row is None:
-            return
+            return 0
         m, at = row.map, row.at
         for i in range(self.row_slots):
             m[at + i * SLOT] = IDLE  # a half-written entry is never read as an intent
+        row.current = 0
         for i, (message_id, claim_id) in enumerate(calls[:self.row_slots]):
             mid, claim, slot = message_id.encode(), claim_id.encode(), at + i * SLOT
             if len(mid) > _ID_MAX or len(claim) > _CLAIM_MAX:
-                continue  # not one of ours: unjournalled, the lease sweep decides
+                return i  # not one of ours
             m[slot + 1] = len(mid)
             m[slot + _ID_AT:slot + _ID_AT + len(mid)] = mid
             m[slot + _CLAIM_LEN_AT] = len(claim)
             m[slot + _CLAIM_AT:slot + _CLAIM_AT + len(claim)] = claim
             m[slot] = INTENT
-        row.current = 0
+        return min(len(calls), self.row_slots)
+
+    def unwritten(self) -> list[int]:
+        """Which calls of this thread's last `intend_many` were never written."""
+        row: _Row | None = getattr(self._local, "row", None)
+        if row is None or row.pid != os.getpid():
+            return []
+        return [i for i in range(self.row_slots) if row.map[row.at + i * SLOT] == INTENT]
 
     def select(self, i: int) -> None:
         """Call `i` of the last `intend_many` is the next this thread writes."""
@@ -181,6 +194,7 @@ class CallJournal:
             os.ftruncate(fd, size)
             self._map = mmap.mmap(fd, size)
             os.rename(making, final)
+            atexit.register(self.close)  # after the pool's threads are joined
         except OSError as exc:
             self._broken, self._map = True, None
             if fd is not None:
@@ -257,6 +271,8 @@ def dead_journals(directory: Path, tag: str) -> list[DeadJournal]:
     for path in paths:
         if not path.name.endswith((SUFFIX, MAKING)):
             continue  # another version's layout: left to the lease sweep
+        if path.name.endswith(MAKING) and _age_s(path) < MAKING_GRACE_S:
+            continue  # its maker may not have locked it yet
         locked = _lock_dead(path)
         if locked is None:
             continue
@@ -267,6 +283,13 @@ def dead_journals(directory: Path, tag: str) -> list[DeadJournal]:
             continue
         found.append(DeadJournal(path, fd, _intents(data)))
     return found
+
+
+def _age_s(path: Path) -> float:
+    try:
+        return time.time() - path.stat().st_mtime
+    except OSError:
+        return 0.0
 
 
 def _lock_dead(path: Path) -> tuple[int, bytes] | None:

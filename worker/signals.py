@@ -68,7 +68,6 @@ def connect(app: Celery) -> None:
     signals.heartbeat_sent.connect(heartbeat, weak=False)
     # A warm shutdown: batches in hand finish their current message and hand the rest back.
     signals.worker_shutting_down.connect(batch.stop_taking_new, weak=False)
-    signals.worker_shutdown.connect(lambda **_: _close_journal(app), weak=False)
 
 
 def _settle_journals(core: Core) -> None:
@@ -92,13 +91,6 @@ def _settle_journals(core: Core) -> None:
             log.warning("unwritten_sends_requeued", messages=requeued,
                         hint="a killed worker had marked them and not written them")
         time.sleep(JOURNAL_SCAN_S)
-
-
-def _close_journal(app: Celery) -> None:
-    """A worker's clean exit takes its call journal with it."""
-    svc = getattr(app, "kirim_services", None)
-    if svc is not None and svc.journal is not None:
-        svc.journal.close()
 
 
 def _upgrade_guard(redis: Redis, keys: Keys) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import signal
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -161,6 +162,25 @@ def test_a_batch_killed_mid_write_requeues_its_unwritten_calls_and_only_those(
     assert (record.state, record.get("calling")) == (State.SENDING, "1")
     counts = sandbox.counts()
     assert sorted(counts.get((to, t), 0) for to, t in texts.items()) == [0, 1, 1]
+
+
+def test_without_a_journal_a_batch_marks_each_call_just_before_its_write(
+        kirim, workers, silent_provider, tmp_path):
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    first = workers.start(concurrency=1, extra_env={
+        **HANGING, "KIRIM_NUSASMS_URL": silent_provider.url, "KIRIM_NUSASMS_POOL_SIZE": "1",
+        "KIRIM_WORKER_JOURNAL_DIR": str(blocker / "journal")})
+    ids = [r.id for r in kirim.send_many([{"channel": "sms", "to": f"62813000002{i}",
+                                           "text": f"unjournalled {i}"} for i in range(3)])]
+    wait_for(lambda: b"unjournalled" in silent_provider.received, 30, "the first call")
+    time.sleep(0.5)  # what else the batch would mark, it has marked by now
+    workers.kill(first, signal.SIGKILL)
+    calling = sorted((r.get("calling") or "0") if (r := kirim.store.get(i)) else "-"
+                     for i in ids)
+    # The written call is marked; the two waiting for the connection are not (the lease
+    # sweep requeues them), where one step would have marked all three for `unknown`.
+    assert calling == ["0", "0", "1"]
 
 
 def test_the_wire_client_flips_the_slot_before_its_first_byte_leaves(sandbox, tmp_path):

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from pathlib import Path
 
 import httpx
@@ -123,6 +124,10 @@ def _intent_file(path: Path) -> Path:
 def test_a_journal_its_owner_died_making_is_removed_unread(tmp_path: Path):
     making = _intent_file(tmp_path / f"{TAG}-{host_tag()}-1-00000000{MAKING}")
     assert dead_journals(tmp_path, TAG) == []
+    assert making.exists(), "a journal just begun was taken from its maker"
+    an_hour_ago = time.time() - 3600
+    os.utime(making, (an_hour_ago, an_hour_ago))
+    assert dead_journals(tmp_path, TAG) == []
     assert not making.exists()
 
 
@@ -208,3 +213,24 @@ def test_an_httpx_provider_client_flips_the_slot_before_its_request(tmp_path: Pa
     client.post("http://provider.test/send", data={"a": "b"})
     assert seen == [WRITING]
     journal.close()
+
+
+def test_intend_many_says_how_many_it_holds_and_unwritten_which_were_not_written(
+        tmp_path: Path):
+    journal = CallJournal(tmp_path, TAG, row_slots=3)
+    assert journal.intend_many([("a", "c"), ("b", "c"), ("c", "c"), ("d", "c")]) == 3
+    journal.select(1)
+    journal.writing()
+    assert journal.unwritten() == [0, 2]
+    assert journal.intend_many([("e", "c"), ("x" * 65, "c"), ("f", "c")]) == 1
+    assert journal.unwritten() == [0]
+    assert journal.intend_many([("g", "c")]) == 1 and journal.unwritten() == [0]
+    journal.close()
+
+
+def test_no_journal_holds_nothing(tmp_path: Path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    journal = CallJournal(blocker, TAG, row_slots=8)
+    assert journal.intend_many([("a", "c")]) == 0
+    assert journal.unwritten() == []

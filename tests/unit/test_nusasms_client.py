@@ -542,3 +542,24 @@ def test_real_connection_refused_is_not_sent(client: str) -> None:
     with http, pytest.raises(RequestNotSent) as caught:
         NusaSMSClient(config, http).send_sms(GSM, "Halo")
     assert type(caught.value.__cause__) is httpx.ConnectError
+
+
+def test_send_many_over_httpx_asks_before_each_write_and_writes_none_withdrawn():
+    from worker.nusasms.client import SendCall
+
+    recorder = Recorder(OK_SEND)
+    asked: list[int] = []
+
+    def before_write(i: int) -> bool:
+        asked.append(i)
+        return i != 1  # call 1's mark was not taken: it must not be written
+
+    calls = [SendCall(GSM, f"Halo {i}", "sms") for i in range(3)]
+    results = make(recorder).send_many(calls, before_write=before_write)
+    assert asked == [0, 1, 2]
+    assert [r.content.decode().count("Halo+1") for r in recorder.requests] == [0, 0]
+    assert len(recorder.requests) == 2
+    withdrawn = results[1]
+    assert isinstance(withdrawn, RequestNotSent)
+    assert isinstance(withdrawn.__cause__, httpx.PoolTimeout)
+    assert not isinstance(results[0], NusaSMSError) and not isinstance(results[2], NusaSMSError)

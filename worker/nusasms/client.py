@@ -169,9 +169,11 @@ class NusaSMSClient:
         httpx.Client (a proxy) the calls go one after the other. A call not yet written by
         `not_after` (time.monotonic()) is not made: its error is PoolTimeout's (not sent);
         nor is call i when `before_write(i)`, asked just before its write, says False."""
-        if not isinstance(self._http, WireClient):
-            return [self._send_one(call) for call in calls]
         plans = [self._plan(call) for call in calls]
+        if not isinstance(self._http, WireClient):
+            return [self._send_one(call) if before_write is None or before_write(i)
+                    else self._withdrawn(operation)
+                    for i, (call, (operation, _, _)) in enumerate(zip(calls, plans, strict=True))]
         started = time.perf_counter()
         outcomes = self._http.post_many(
             [(self._config.base_url + path, form) for _, path, form in plans],
@@ -210,6 +212,15 @@ class NusaSMSClient:
         return parse_delivery_report(
             body, ref_no=ref_no, operation="delivery_report", secrets=self._secrets
         )
+
+    def _withdrawn(self, operation: str) -> NusaSMSError:
+        """What post_many says of a call `before_write` withdrew: never written."""
+        try:
+            with httpx_errors(operation, is_send=True, secrets=self._secrets):
+                raise httpx.PoolTimeout("not written: the caller withdrew it")
+        except NusaSMSError as exc:
+            return exc
+        raise AssertionError("httpx_errors let a PoolTimeout through")  # pragma: no cover
 
     def _send_one(self, call: SendCall) -> SendResult | NusaSMSError:
         try:
