@@ -7,22 +7,22 @@ gap is not short (the mark's reply has to wake the thread: 1.5 ms on average, 6 
 in the chaos test), so every SIGKILL of a busy worker used to leave a message or two
 `unknown` that the provider never saw.
 
-On its own host a worker can tell those apart. Each sending thread owns a slot of a small
-file mapped into memory (MAP_SHARED: a write is a store into the page cache, no system
-call, and it outlives the process). Before a message's *calling* mark the slot says
-INTENT (message id, claim id); just before the request's bytes go to the socket it says
-WRITING (`writing`, hooked into the provider client's transport). The process holds an
-exclusive flock on its file for its life, so another worker process of the same
-deployment on the host (its replacement at start-up, or a neighbour's scan every few
-seconds) can take the lock only once the owner is dead. Then every INTENT slot is a
+On its own host a worker can tell those apart. Each sending thread owns a row of slots (one
+per call of its batch) in a small file mapped into memory (MAP_SHARED: a write is a store
+into the page cache, no system call, and it outlives the process). Before a message's
+*calling* mark its slot says INTENT (message id, claim id); just before the request's bytes
+go to the socket it says WRITING (`writing`, hooked into the provider client's transport).
+The process holds an exclusive flock on its file for its life, so another worker process
+of the same deployment on the host (its replacement at start-up, or a neighbour's scan
+every few seconds) can take the lock only once the owner is dead. Then every INTENT slot is a
 message whose request was never written: it is requeued as a sender lost before its mark
 would be (worker/leases.py `requeue_unwritten`, bound to that claim, so a message that
 moved on is left alone). A WRITING slot proves nothing and is left to the lease sweep.
 The gap that stays ambiguous is the few microseconds between the flip and the write.
 
 A host lost whole takes its journals with it: the lease sweep decides, as before. A thread
-past the file's SLOTS slots, or a directory that cannot be written, goes unjournalled (the
-sweep decides), never wrong.
+past the file's ROWS rows, a call past its row, or a directory that cannot be written, goes
+unjournalled (each such call marked just before its own write, as before), never wrong.
 """
 
 from __future__ import annotations

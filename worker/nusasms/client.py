@@ -27,7 +27,7 @@ from worker.nusasms.replies import (
     parse_send_reply,
 )
 from worker.nusasms.results import Credits, DeliveryReport, GroupResult, SendResult
-from worker.nusasms.transport import check_response, httpx_errors
+from worker.nusasms.transport import check_response, httpx_errors, translate_httpx_error
 from worker.nusasms.wire import Outcome, WireClient, WireResponse, needs_httpx
 
 SEND_SMS_PATH = "/api/v3/sendsms/plain"
@@ -215,12 +215,10 @@ class NusaSMSClient:
 
     def _withdrawn(self, operation: str) -> NusaSMSError:
         """What post_many says of a call `before_write` withdrew: never written."""
-        try:
-            with httpx_errors(operation, is_send=True, secrets=self._secrets):
-                raise httpx.PoolTimeout("not written: the caller withdrew it")
-        except NusaSMSError as exc:
-            return exc
-        raise AssertionError("httpx_errors let a PoolTimeout through")  # pragma: no cover
+        cause = httpx.PoolTimeout("not written: the caller withdrew it")
+        error = translate_httpx_error(cause, operation, is_send=True, secrets=self._secrets)
+        error.__cause__ = cause  # as httpx_errors chains it
+        return error
 
     def _send_one(self, call: SendCall) -> SendResult | NusaSMSError:
         try:
